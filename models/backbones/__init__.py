@@ -1,0 +1,1 @@
+"""Backbone families, one module each; importing registers their blocks."""

@@ -1,0 +1,242 @@
+"""Model YAML -> nn.Sequential, with YOLOv5 v7.0 semantics and no eval.
+
+Rows are `[from, number, module, args]` over `backbone + head`:
+- `from`: -1 (previous layer), an absolute index, a negative offset, or a list of those.
+- `number`: repeats, scaled as max(round(n * depth_multiple), 1) when n > 1.
+- `module`: a registered block name (models/registry.py) or a whitelisted `nn.<Layer>`.
+- `args`: numbers, booleans, None, lists, plain strings, and the names `nc` and `anchors`.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch.nn as nn
+import yaml
+
+from models.activation import activation_scope, parse_activation
+from models.registry import (BlockSpec, Channels, LayerContext, ModelConfigError, chain_channels, fixed_out,
+                             get_block, scaled_out)
+
+REQUIRED_KEYS = ("backbone", "head")
+KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch",
+              "inplace", "probe_size", "names", "kpt_shape", "max_channels", "scale", "scales"}
+# A plain string argument: a name, a weights name, a file path. Anything with brackets, quotes, operators or
+# dunder names is refused rather than evaluated.
+_PLAIN_STRING = re.compile(r"^[A-Za-z0-9_.\-/\\:~+ ]*$")
+_LITERALS = {"None": None, "True": True, "False": False, "none": None, "true": True, "false": False}
+
+
+@dataclass
+class ModelYAML:
+    """A model YAML and where it came from (for error messages)."""
+
+    data: Dict[str, Any]
+    source: str = "<dict>"
+    row_lines: List[Optional[int]] = field(default_factory=list)  # 1-based YAML line of each layer row
+
+    def where(self, i: Optional[int] = None) -> str:
+        """'file:line: layer i' prefix for messages."""
+        line = self.row_lines[i] if i is not None and i < len(self.row_lines) else None
+        loc = f"{self.source}:{line}" if line else self.source
+        return f"{loc}: layer {i}" if i is not None else loc
+
+    @property
+    def rows(self) -> List[Any]:
+        return list(self.data.get("backbone") or []) + list(self.data.get("head") or [])
+
+
+def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelYAML]) -> ModelYAML:
+    """Read and structurally check a model YAML (a path, an already-loaded dict, or a ModelYAML)."""
+    if isinstance(cfg, ModelYAML):
+        return cfg
+    if isinstance(cfg, dict):
+        spec = ModelYAML(copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>")))
+        spec.row_lines = [None] * len(spec.rows)
+    else:
+        path = Path(cfg)
+        if not path.is_file():
+            raise ModelConfigError(f"{path}: model YAML not found")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            data = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            loc = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ModelConfigError(f"{loc}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        spec = ModelYAML(data if isinstance(data, dict) else {}, str(path))
+        if not isinstance(data, dict):
+            raise ModelConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")
+        spec.row_lines = _row_lines(node)
+    _check_structure(spec)
+    return spec
+
+
+def _row_lines(node: Any) -> List[Optional[int]]:
+    lines: Dict[str, List[int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) in REQUIRED_KEYS and isinstance(value, yaml.SequenceNode):
+                lines[key.value] = [item.start_mark.line + 1 for item in value.value]
+    return lines.get("backbone", []) + lines.get("head", [])
+
+
+def _check_structure(spec: ModelYAML) -> None:
+    d = spec.data
+    for k in REQUIRED_KEYS:
+        if k not in d:
+            raise ModelConfigError(f"{spec.source}: missing required key '{k}' (expected a list of "
+                                   f"[from, number, module, args] rows under 'backbone' and 'head')")
+        if d[k] is not None and not isinstance(d[k], list):
+            raise ModelConfigError(f"{spec.source}: '{k}' must be a list of [from, number, module, args] rows, "
+                                   f"got {type(d[k]).__name__}")
+    if not spec.rows:
+        raise ModelConfigError(f"{spec.source}: 'backbone' and 'head' hold no layers")
+    for key in ("depth_multiple", "width_multiple"):
+        v = d.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ModelConfigError(f"{spec.source}: '{key}' must be a positive number, got {v!r}")
+    nc = d.get("nc", 80)
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise ModelConfigError(f"{spec.source}: 'nc' must be a positive integer, got {nc!r}")
+    for i, row in enumerate(spec.rows):
+        if not isinstance(row, list) or len(row) not in (3, 4):
+            raise ModelConfigError(f"{spec.where(i)}: expected a row [from, number, module, args], got {row!r}")
+
+
+def resolve_arg(value: Any, spec: ModelYAML, i: int, nc: int, anchors: Any) -> Any:
+    """One YAML argument -> a Python value; refuses anything that would need evaluating."""
+    if isinstance(value, list):
+        return [resolve_arg(v, spec, i, nc, anchors) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_arg(v, spec, i, nc, anchors) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    if value == "nc":
+        return nc
+    if value == "anchors":
+        if anchors is None:
+            raise ModelConfigError(f"{spec.where(i)}: argument 'anchors' used but the YAML has no 'anchors' key")
+        return copy.deepcopy(anchors)
+    if value in _LITERALS:
+        return _LITERALS[value]
+    if not _PLAIN_STRING.match(value) or "__" in value:
+        raise ModelConfigError(f"{spec.where(i)}: argument {value!r} looks like code; arguments must be numbers, "
+                               f"booleans, None, lists, plain names or paths, 'nc' or 'anchors' (nothing is evaluated)")
+    return value
+
+
+def _resolve_from(f: Any, i: int, spec: ModelYAML, name: str) -> Tuple[Union[int, List[int]], List[int]]:
+    """`from` -> (as written, absolute source indices with -1 meaning the network input)."""
+    items = f if isinstance(f, list) else [f]
+    if not items or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
+        raise ModelConfigError(f"{spec.where(i)} ({name}): `from` must be an integer or a list of integers, got {f!r}")
+    resolved = []
+    for x in items:
+        j = i + x if x < 0 else x
+        if i == 0 and x == -1:
+            j = -1
+        elif not 0 <= j < i:
+            avail = f"layers 0..{i - 1} exist before it" if i else "only -1 (the input image) is valid for layer 0"
+            raise ModelConfigError(f"{spec.where(i)} ({name}): `from` {x} is out of range; {avail}")
+        resolved.append(j)
+    return f, resolved
+
+
+def _check_signature(bspec: BlockSpec, args: List[Any], spec: ModelYAML, i: int) -> None:
+    try:
+        sig = inspect.signature(bspec.cls)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args)
+    except TypeError as e:
+        raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): wrong arguments {args} for "
+                               f"{bspec.name}{sig} ({e})") from None
+
+
+def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelYAML], ch: int = 3, nc: Optional[int] = None,
+                verbose: bool = False) -> Tuple[nn.Sequential, List[int], List[Channels], ModelYAML]:
+    """Build the layers of a model YAML.
+
+    Returns (layers, indices whose outputs later layers read, output channels per layer, the resolved YAML).
+    Each layer gets attributes i (index), f (`from`), type (module name) and np (parameter count).
+    """
+    spec = load_model_yaml(cfg)
+    d = spec.data
+    if nc is not None and nc != d.get("nc"):
+        d["nc"] = nc
+    nc = int(d.get("nc", 80))
+    gd, gw = float(d.get("depth_multiple", 1.0)), float(d.get("width_multiple", 1.0))
+    anchors = d.get("anchors")
+    na = (len(anchors[0]) // 2 if isinstance(anchors, list) and anchors and isinstance(anchors[0], list)
+          else anchors if isinstance(anchors, int) else 3)
+    no = na * (nc + 5)
+    act_factory = None
+    if d.get("activation"):
+        try:
+            act_factory = parse_activation(d["activation"])
+        except ValueError as e:
+            raise ModelConfigError(f"{spec.source}: {e}") from None
+
+    layers, save, chs = [], [], []
+    with activation_scope(act_factory):
+        for i, row in enumerate(spec.rows):
+            f, n, name = row[0], row[1], row[2]
+            raw_args = row[3] if len(row) > 3 else []
+            if not isinstance(name, str):
+                raise ModelConfigError(f"{spec.where(i)}: module name must be a string, got {name!r}")
+            try:
+                bspec = get_block(name)
+            except ModelConfigError as e:
+                raise ModelConfigError(f"{spec.where(i)}: {e}") from None
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ModelConfigError(f"{spec.where(i)} ({name}): `number` must be a positive integer, got {n!r}")
+            if raw_args is None:
+                raw_args = []
+            if not isinstance(raw_args, list):
+                raise ModelConfigError(f"{spec.where(i)} ({name}): args must be a list, got {raw_args!r}")
+            f, sources = _resolve_from(f, i, spec, name)
+            args = [resolve_arg(a, spec, i, nc, anchors) for a in raw_args]
+            n = max(round(n * gd), 1) if n > 1 else n
+            c_in = [ch if j == -1 else chs[j] for j in sources]
+            ctx = LayerContext(c_in=c_in, width_multiple=gw, depth_multiple=gd, nc=nc, no=no, n=n, index=i, name=name)
+            try:
+                args, c2 = bspec.channels(ctx, args)
+            except ModelConfigError as e:
+                raise ModelConfigError(f"{spec.where(i)}: {e}") from None
+            copies = n
+            if bspec.repeat == "internal":
+                args.insert(2, n)
+                copies = 1
+            module = _instantiate(bspec, args, copies, spec, i)
+            module.i, module.f, module.type, module.sources = i, f, name, sources
+            module.np = sum(p.numel() for p in module.parameters())
+            module.yaml_args = args
+            module.n = n
+            layers.append(module)
+            save.extend(j for j in sources if j != -1 and j != i - 1)
+            chs.append(c2)
+    return nn.Sequential(*layers), sorted(set(save)), chs, spec
+
+
+def _instantiate(bspec: BlockSpec, args: List[Any], copies: int, spec: ModelYAML, i: int) -> nn.Module:
+    _check_signature(bspec, args, spec, i)
+    follow = bspec.repeat_args or (chain_channels if bspec.channels in (scaled_out, fixed_out) else list)
+    try:
+        first = bspec.cls(*args)
+        if copies == 1:
+            return first
+        rest = follow(args)
+        _check_signature(bspec, rest, spec, i)
+        return nn.Sequential(first, *(bspec.cls(*rest) for _ in range(copies - 1)))
+    except ModelConfigError as e:
+        raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): {e}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): cannot build with args {args}: {msg}") from None
