@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,8 @@ def resolve_arg(value: Any, spec: ModelYAML, i: int, nc: int, anchors: Any) -> A
         return copy.deepcopy(anchors)
     if value in _LITERALS:
         return _LITERALS[value]
-    if not _PLAIN_STRING.match(value) or "__" in value:
+    if not _PLAIN_STRING.match(value) or "__" in value or ":" in value[2:] or \
+            any(keyword.iskeyword(tok) for tok in value.split()):
         raise ModelConfigError(f"{spec.where(i)}: argument {value!r} looks like code; arguments must be numbers, "
                                f"booleans, None, lists, plain names or paths, 'nc' or 'anchors' (nothing is evaluated)")
     return value
@@ -156,8 +158,10 @@ def _check_signature(bspec: BlockSpec, args: List[Any], spec: ModelYAML, i: int)
     try:
         sig.bind(*args)
     except TypeError as e:
+        params = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+                           for p in sig.parameters.values())
         raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): wrong arguments {args} for "
-                               f"{bspec.name}{sig} ({e})") from None
+                               f"{bspec.name}({params}) ({e})") from None
 
 
 def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelYAML], ch: int = 3, nc: Optional[int] = None,
