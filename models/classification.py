@@ -7,7 +7,8 @@
     logits = model(torch.rand(2, 3, 224, 224))                                  # (2, 4)
 
 `cutoff` is the number of detection layers kept (layers 0..cutoff-1); the Classify head becomes layer `cutoff`
-(or `cutoff + 1` when the kept backbone ends in a layer with several outputs, see `SelectOutput`).
+(or `cutoff + 1` when the last kept layer has several outputs: an `[-1, 1, Index, [-1]]` row then takes the
+deepest, stride-32 one).
 The cut model's YAML is stored in `model.yaml`, so checkpoints rebuild it through `build_model` like any cls YAML.
 """
 from __future__ import annotations
@@ -18,44 +19,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn as nn
 
 from models.base import YAMLModel
 from models.heads import Classify
 from models.parse import ModelYAML, load_model_yaml, parse_model
-from models.registry import LayerContext, ModelConfigError, register_block
+from models.registry import ModelConfigError
 from utils.logging import LOGGER
 
 CfgLike = Union[str, Path, Dict[str, Any], ModelYAML]
-
-
-def _select_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], int]:
-    """SelectOutput([index]): the chosen output's channels; index defaults to -1 (the deepest, stride-32 map)."""
-    if len(ctx.c_in) != 1:
-        raise ModelConfigError(f"{ctx.name} takes one input, got {len(ctx.c_in)} (from a list of layers)")
-    c = ctx.c_in[0]
-    index = args[0] if args else -1
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ModelConfigError(f"{ctx.name} expects an integer output index, got {index!r}")
-    if not isinstance(c, (list, tuple)):
-        raise ModelConfigError(f"{ctx.name}: its input produces a single feature map ({c} channels); "
-                               f"SelectOutput is only for layers with several outputs")
-    if not -len(c) <= index < len(c):
-        raise ModelConfigError(f"{ctx.name}: output index {index} out of range for an input with {len(c)} "
-                               f"outputs {list(c)}")
-    return [index], int(c[index])
-
-
-@register_block(channels=_select_channels)
-class SelectOutput(nn.Module):
-    """Pick one map from a multi-output layer (a list of tensors): [-1, 1, SelectOutput, [-1]] takes the last."""
-
-    def __init__(self, index: int = -1):
-        super().__init__()
-        self.index = index
-
-    def forward(self, x: List[torch.Tensor]) -> torch.Tensor:
-        return x[self.index]
 
 
 class ClassificationModel(YAMLModel):
@@ -113,8 +84,8 @@ def classification_yaml(cfg: CfgLike, cutoff: Optional[int] = None, nc: Optional
                         ch: int = 3) -> ModelYAML:
     """A detection YAML's first `cutoff` rows (default: all backbone rows) + Classify, as a new model YAML.
 
-    When the last kept layer has several outputs (a wrapper backbone returning P3/P4/P5), a SelectOutput row
-    picks the last (deepest) one.
+    When the last kept layer has several outputs (a wrapper backbone returning P3/P4/P5), an Index row picks the
+    last (deepest) one.
     """
     spec = load_model_yaml(cfg)
     rows = spec.rows
@@ -136,7 +107,7 @@ def classification_yaml(cfg: CfgLike, cutoff: Optional[int] = None, nc: Optional
     _, _, chs, _ = parse_model(kept, ch=ch, nc=nc)
     head: List[Any] = []
     if isinstance(chs[-1], (list, tuple)):
-        head.append([-1, 1, "SelectOutput", [-1]])
+        head.append([-1, 1, "Index", [-1]])
     head.append([-1, 1, "Classify", ["nc"]])
     data["head"] = head
     source = f"{spec.source} (cut at {keep})"

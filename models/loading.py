@@ -13,10 +13,12 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 
 def model_from_checkpoint(ckpt: Dict[str, Any], source: str = "<checkpoint>", key: str = "model") -> YAMLModel:
     """Build the model described by ckpt['model_yaml'] and load ckpt[key] strictly."""
+    from models.backbones.pretrained import no_pretrained
     from models.yolo import build_model
 
     try:
-        model = build_model(ckpt["model_yaml"], nc=ckpt.get("nc"))
+        with no_pretrained():  # the checkpoint holds every weight; never re-read ImageNet files here
+            model = build_model(ckpt["model_yaml"], nc=ckpt.get("nc"))
     except ModelConfigError as e:
         raise CheckpointError(f"{source}: its model YAML does not build here: {e}") from None
     state = ckpt.get(key)

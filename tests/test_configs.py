@@ -18,7 +18,9 @@ from models.parse import parse_model
 from models.yolo import DetectionModel, build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DETECT_CFGS = sorted(CONFIGS.glob("*.yaml"))
+DETECT_CFGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("yolov5s-") or
+                     p.stem in ("yolov5s-ghost", "yolov5s-transformer", "yolov5s-LeakyReLU"))
+# yolov5s-<backbone>.yaml swaps are checked in tests/test_backbones.py
 CLS_CFGS = sorted((CONFIGS / "cls").glob("*.yaml"))
 
 # YOLOv5 v7.0 model summaries, nc=80, before fuse().

@@ -54,6 +54,7 @@ def time_sync() -> float:
     return time.perf_counter()
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
     """A Conv2d (with bias) computing bn(conv(x)) in eval mode."""
     fused = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,

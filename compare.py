@@ -1,0 +1,66 @@
+"""Compare backbones: train every model YAML under identical settings, then tabulate size, speed and accuracy.
+
+    python compare.py --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --epochs 30 --imgsz 256
+    python compare.py --cfgs configs/yolov5s*.yaml --imgsz 640 --profile-only          # size and speed only
+    python compare.py --cfgs ... --name exp --exist-ok       # re-run: finished configs read back, interrupted resumed
+    python compare.py --resume runs/compare/exp              # the same, with the options saved in that folder
+    python compare.py --task classify --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --imgsz 96
+
+Writes runs/compare/exp*/results.md, results.csv, pareto.png, curves.png and runs/<cfg stem>/ (each training run).
+A bad input (missing data, settings that differ from the reused folder's) exits with code 2 and a one-line message;
+a config that fails to build or train is reported in the table and the others go on.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from engine.compare import CompareOptions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = CompareOptions()
+    p = argparse.ArgumentParser(description="Train and compare model YAMLs (backbones) under identical settings.")
+    p.add_argument("--cfgs", nargs="+", default=[], help="model YAMLs to compare")
+    p.add_argument("--data", type=str, default=None,
+                   help="data YAML (detect) or ImageFolder root (classify); default: the built-in shapes set")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per config")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz,
+                   help="train/val image size, also used for GFLOPs and latency")
+    p.add_argument("--task", default=d.task, choices=("detect", "classify"), help="train detectors or classifiers")
+    p.add_argument("--profile-only", action="store_true", help="only measure parameters, GFLOPs and latency")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    p.add_argument("--device", default=d.device, help="training device: cuda index (0) or cpu")
+    p.add_argument("--seed", type=int, default=d.seed, help="training seed shared by every config")
+    p.add_argument("--hyp", type=str, default=None, help="detection hyperparameter YAML (default: scratch-low)")
+    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
+    p.add_argument("--noplots", action="store_true", help="no plot files inside each training run")
+    p.add_argument("--latency-runs", type=int, default=d.latency_runs, help="timed forward passes per device")
+    p.add_argument("--project", default=d.project, help="save to project/name")
+    p.add_argument("--name", default=d.name, help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="reuse project/name: read back finished configs, resume interrupted ones")
+    p.add_argument("--resume", nargs="?", const=True, default=False,
+                   help="continue the newest (or the given) comparison folder with its saved options")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opt = build_parser().parse_args(argv)
+    try:
+        from engine.compare import compare
+        result = compare(opt)
+    except (ValueError, FileNotFoundError) as e:  # our input errors are ValueError subclasses with one-line text
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command with --exist-ok (or --resume) to continue", file=sys.stderr)
+        return 130
+    print(result.results_md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Training checkpoints: what last.pt/best.pt hold, RNG states for exact resume, the final strip."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+# Entries only a run in progress needs; final checkpoints drop them.
+TRAINING_ONLY = ("ema", "updates", "optimizer", "resume_state")
+
+
+def capture_rng(loader_generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
+    """python, numpy, torch (CPU and CUDA) and dataloader-generator states, in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loader": loader_generator.get_state() if loader_generator is not None else None}
+
+
+def restore_rng(state: Dict[str, Any], loader_generator: Optional[torch.Generator] = None) -> None:
+    """Inverse of capture_rng."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if loader_generator is not None and state.get("loader") is not None:
+        loader_generator.set_state(state["loader"])
+
+
+def float_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """CPU float32 copy of a state dict (integer buffers kept as they are)."""
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone()
+            for k, v in model.state_dict().items()}
+
+
+def strip_checkpoint(path: Path) -> Dict[str, Any]:
+    """Rewrite a training checkpoint as a final one: epoch -1, training-only entries set to None."""
+    ckpt = load_checkpoint(path)
+    ckpt.pop("format_version", None)
+    for k in TRAINING_ONLY:
+        ckpt[k] = None
+    ckpt["epoch"] = -1
+    save_checkpoint(ckpt, path)
+    return ckpt
+
+
+def latest_checkpoint(search_dir: Path) -> Path:
+    """Most recently written last*.pt under search_dir (for a bare --resume)."""
+    runs = sorted(Path(search_dir).rglob("last*.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise CheckpointError(f"--resume: no last*.pt found under {search_dir}; pass the checkpoint path")
+    return runs[-1]
+
+
+def load_resumable(path: Path) -> Dict[str, Any]:
+    """A checkpoint that can be resumed (it has the training state); otherwise a one-line CheckpointError."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task", "detect") != "detect":
+        raise CheckpointError(f"{path}: a {ckpt.get('task')!r} checkpoint cannot resume detection training")
+    if ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict):
+        raise CheckpointError(f"{path}: training already finished (final checkpoint), nothing to resume; "
+                              f"start a new run with --weights {path}")
+    return ckpt

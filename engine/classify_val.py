@@ -1,0 +1,224 @@
+"""Validate an image classifier: loss, top-1/top-5 accuracy, per-class accuracy and the confusion matrix.
+
+    python val.py --task classify --weights runs/train-cls/exp/weights/best.pt --data <root> --imgsz 224
+(val.py hands `--task classify` to `main` here.) Library use: `val_classifier(weights=..., data=...)`, or
+`evaluate(model, loader)` inside a training loop.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from engine.classify_data import ClassifyDataError, create_classify_loader, resolve_classify_data
+from utils.logging import LOGGER
+from utils.paths import increment_path
+from utils.torch_utils import select_device, time_sync
+
+PathLike = Union[str, os.PathLike]
+TOPK = 5
+
+
+class ClassifierLoadError(ValueError):
+    """The weights given are not a classification checkpoint."""
+
+
+@dataclass
+class ClassifyMetrics:
+    """Per-image targets and ranked predictions of a validation pass, and the summaries derived from them."""
+
+    names: List[str]
+    targets: np.ndarray  # (N,) true class
+    ranked: np.ndarray  # (N, k) predicted classes, most probable first, k = min(5, nc)
+    loss: float  # mean loss per image
+    speed_ms: tuple = (0.0, 0.0, 0.0)  # pre-process, inference, post-process per image
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """(N, k) booleans: prediction j of image i is its true class."""
+        return self.ranked == self.targets[:, None]
+
+    @property
+    def top1(self) -> float:
+        return float(self.correct[:, 0].mean()) if len(self.targets) else 0.0
+
+    @property
+    def top5(self) -> float:
+        return float(self.correct.any(1).mean()) if len(self.targets) else 0.0
+
+    @property
+    def fitness(self) -> float:
+        """What best.pt is chosen by: top-1 accuracy."""
+        return self.top1
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(nc, nc) counts, rows = predicted class, columns = true class."""
+        m = np.zeros((self.nc, self.nc), dtype=np.int64)
+        np.add.at(m, (self.ranked[:, 0], self.targets), 1)
+        return m
+
+    def per_class(self) -> List[tuple]:
+        """(name, images, top-1, top-5) for each class with at least one image."""
+        rows = []
+        c = self.correct
+        for i, name in enumerate(self.names):
+            sel = self.targets == i
+            if sel.any():
+                rows.append((name, int(sel.sum()), float(c[sel, 0].mean()), float(c[sel].any(1).mean())))
+        return rows
+
+    def table(self) -> str:
+        """YOLOv5-style table: 'all' then one row per class (images, top-1, top-5)."""
+        lines = [f"{'Class':>24}{'Images':>12}{'top1_acc':>12}{'top5_acc':>12}",
+                 f"{'all':>24}{len(self.targets):>12}{self.top1:>12.3g}{self.top5:>12.3g}"]
+        lines += [f"{name[:24]:>24}{n:>12}{t1:>12.3g}{t5:>12.3g}" for name, n, t1, t5 in self.per_class()]
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Sequence, device: Union[str, torch.device] = "cpu",
+             criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+             names: Optional[Sequence[str]] = None, half: bool = False, desc: Optional[str] = None,
+             target_map: Optional[np.ndarray] = None) -> ClassifyMetrics:
+    """One pass over (images, labels) batches in eval mode; `target_map` renumbers dataset labels to model ids."""
+    device = torch.device(device)
+    criterion = criterion or nn.CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    nc = int(getattr(model, "nc", 0)) or None
+    names = list(names if names is not None else getattr(model, "names", []))
+    targets, ranked = [], []
+    loss_sum, n_seen = 0.0, 0
+    t_pre = t_inf = t_post = 0.0
+    amp = half and device.type == "cuda"
+    bar = tqdm(loader, desc=desc, leave=False, disable=desc is None)
+    try:
+        t0 = time_sync()
+        for images, labels in bar:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device)
+            if target_map is not None:
+                labels = torch.as_tensor(target_map, device=device)[labels]
+            t1 = time_sync()
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                logits = model(images)
+            t2 = time_sync()
+            loss_sum += float(criterion(logits.float(), labels)) * len(labels)
+            n_seen += len(labels)
+            k = min(TOPK, logits.shape[1])
+            ranked.append(logits.topk(k, dim=1).indices.cpu())
+            targets.append(labels.cpu())
+            t3 = time_sync()
+            t_pre, t_inf, t_post = t_pre + t1 - t0, t_inf + t2 - t1, t_post + t3 - t2
+            t0 = time_sync()
+    finally:
+        model.train(was_training)
+    if not n_seen:
+        raise ClassifyDataError("evaluate(): the validation loader yielded no images")
+    nc = nc or int(ranked[0].shape[1])
+    if len(names) != nc:
+        names = [str(i) for i in range(nc)]
+    speed = tuple(t / n_seen * 1e3 for t in (t_pre, t_inf, t_post))
+    return ClassifyMetrics(names=names, targets=torch.cat(targets).numpy().astype(np.int64),
+                           ranked=torch.cat(ranked).numpy().astype(np.int64), loss=loss_sum / n_seen,
+                           speed_ms=speed)
+
+
+def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """A classification checkpoint as an eval-mode model; detection checkpoints are refused by name."""
+    from models import load_model
+
+    model = load_model(weights, device=device)
+    if getattr(model, "task", "detect") != "classify":
+        raise ClassifierLoadError(f"{weights}: a {getattr(model, 'task', 'detect')!r} checkpoint; classify mode needs "
+                                  f"one written by `train.py --task classify`")
+    return model
+
+
+def label_mapping(data_names: Sequence[str], model_names: Sequence[str], where: str) -> Optional[np.ndarray]:
+    """None when the names agree; else dataset id -> model id by name, or ClassifyDataError when a class is unknown."""
+    data_names, model_names = list(data_names), list(model_names)
+    if data_names == model_names:
+        return None
+    unknown = [n for n in data_names if n not in model_names]
+    if unknown:
+        raise ClassifyDataError(f"{where}: class folder(s) {unknown[:5]} are not classes of the model "
+                                f"({model_names[:10]}{' ...' if len(model_names) > 10 else ''})")
+    return np.array([model_names.index(n) for n in data_names], dtype=np.int64)
+
+
+def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] = None,
+                   model: Optional[nn.Module] = None, imgsz: int = 224, batch_size: int = 64,
+                   device: Union[str, torch.device] = "", workers: int = 8, half: bool = False,
+                   save_dir: Optional[PathLike] = None, plots: bool = True, verbose: bool = True,
+                   val_ratio: float = 0.2, seed: int = 0) -> ClassifyMetrics:
+    """Validate `weights` (or an in-memory `model`) on the val split of `data`; plots go to save_dir if given."""
+    device = select_device(device)
+    if model is None:
+        if weights is None:
+            raise ClassifierLoadError("val_classifier(): give weights (a checkpoint path) or model")
+        model = load_classifier(weights, device)
+    model = model.to(device)
+    ds = resolve_classify_data(data, val_ratio=val_ratio, seed=seed, verbose=verbose, check_train=False)
+    names = list(getattr(model, "names", ds.names))
+    mapping = label_mapping(ds.names, names, str(ds.root))
+    loader = create_classify_loader(ds.val, imgsz, batch_size, workers=workers)
+    metrics = evaluate(model, loader, device, names=names, half=half,
+                       desc=f"{'Validating':>24}" if verbose else None, target_map=mapping)
+    if verbose:
+        LOGGER.info(metrics.table())
+        pre, inf, post = metrics.speed_ms
+        LOGGER.info(f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {post:.1f}ms post-process per image "
+                    f"at shape (1, 3, {imgsz}, {imgsz})")
+    if save_dir is not None and plots:
+        from engine.classify_plots import plot_classify_confusion
+
+        plot_classify_confusion(metrics.confusion, metrics.names, Path(save_dir) / "confusion_matrix.png")
+        if verbose:
+            LOGGER.info(f"Results saved to {save_dir}")
+    return metrics
+
+
+def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Validate a classification checkpoint (top-1/top-5, confusion matrix).")
+    p.add_argument("--task", default="classify", choices=["classify"], help="classify (val.py dispatches on it)")
+    p.add_argument("--weights", type=str, required=True, help="classification checkpoint (train.py --task classify)")
+    p.add_argument("--data", type=str, default="", help="ImageFolder root, YAML or built-in name ('' = shapes-cls)")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    p.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
+    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    p.add_argument("--val-ratio", type=float, default=0.2, help="val fraction when the data has no val/ folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ratio split (use the training run's)")
+    p.add_argument("--project", default="runs/val-cls", help="save to project/name")
+    p.add_argument("--name", default="exp", help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--noplots", action="store_true", help="do not save the confusion matrix")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opt = parse_opt(argv)
+    try:
+        save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+        val_classifier(weights=opt.weights, data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size,
+                       device=opt.device, workers=opt.workers, half=opt.half, save_dir=save_dir,
+                       plots=not opt.noplots, val_ratio=opt.val_ratio, seed=opt.seed)
+    except (ValueError, OSError) as e:  # CheckpointError, ClassifyDataError, bad --device, unwritable folder
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

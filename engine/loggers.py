@@ -1,0 +1,67 @@
+"""Per-epoch training records: results.csv with YOLOv5's columns, TensorBoard scalars, results.png."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from utils.logging import LOGGER
+
+RESULT_KEYS = ("train/box_loss", "train/obj_loss", "train/cls_loss",
+               "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+               "val/box_loss", "val/obj_loss", "val/cls_loss",
+               "x/lr0", "x/lr1", "x/lr2")
+
+
+def csv_header() -> str:
+    keys = ("epoch",) + RESULT_KEYS
+    return ("%20s," * len(keys) % keys).rstrip(",") + "\n"
+
+
+def csv_row(epoch: int, values: Sequence[float]) -> str:
+    vals = (epoch, *values)
+    return ("%20.5g," * len(vals) % vals).rstrip(",") + "\n"
+
+
+class RunLogger:
+    """Writes one results.csv row and the TensorBoard scalars per epoch (rank 0 only: pass enabled=False elsewhere)."""
+
+    def __init__(self, save_dir: Path, enabled: bool = True, tensorboard: bool = True):
+        self.save_dir = Path(save_dir)
+        self.enabled = enabled
+        self.csv = self.save_dir / "results.csv"
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(self.save_dir))
+                LOGGER.info(f"TensorBoard: start with 'tensorboard --logdir {self.save_dir.parent}', "
+                            f"view at http://localhost:6006/")
+            except ImportError as e:  # tensorboard is a requirement, but a broken install must not stop training
+                LOGGER.warning(f"TensorBoard disabled ({e})")
+
+    def log_epoch(self, epoch: int, values: Sequence[float]) -> None:
+        """values in RESULT_KEYS order."""
+        if not self.enabled:
+            return
+        if len(values) != len(RESULT_KEYS):
+            raise ValueError(f"log_epoch: {len(values)} values for {len(RESULT_KEYS)} results.csv columns")
+        with open(self.csv, "a") as f:
+            if f.tell() == 0:
+                f.write(csv_header())
+            f.write(csv_row(epoch, values))
+        if self.tb is not None:
+            for k, v in zip(RESULT_KEYS, values):
+                self.tb.add_scalar(k, float(v), epoch)
+            self.tb.flush()
+
+    def plot(self) -> Optional[Path]:
+        """results.png from results.csv."""
+        if not self.enabled or not self.csv.is_file():
+            return None
+        from utils.plots import plot_results
+        return plot_results(self.csv)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

@@ -1,0 +1,103 @@
+"""Optimizer with YOLOv5's three parameter groups, LR schedules and the warmup ramp."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
+NOMINAL_BATCH = 64  # gradients accumulate to this many images per optimizer step
+
+
+class OptimizerError(ValueError):
+    """Unknown optimizer name or unusable optimizer settings."""
+
+
+def _norm_types() -> Tuple[type, ...]:
+    """Every normalisation layer class in torch.nn (BatchNorm*, GroupNorm, LayerNorm, SyncBatchNorm, ...)."""
+    return tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type) and issubclass(v, nn.Module))
+
+
+def parameter_groups(model: nn.Module) -> Dict[str, List[nn.Parameter]]:
+    """Split trainable parameters into 'bias' (no decay), 'weight' (decay) and 'norm' (norm weights, no decay)."""
+    norm = _norm_types()
+    groups: Dict[str, List[nn.Parameter]] = {"bias": [], "weight": [], "norm": []}
+    seen = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name == "bias":
+                groups["bias"].append(p)
+            elif name == "weight" and isinstance(module, norm):
+                groups["norm"].append(p)
+            else:
+                groups["weight"].append(p)
+    return groups
+
+
+def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.01, momentum: float = 0.937,
+                    decay: float = 5e-4) -> torch.optim.Optimizer:
+    """YOLOv5 optimizer: group 0 biases, group 1 weights with `decay`, group 2 norm weights (no decay).
+
+    SGD uses nesterov momentum; Adam/AdamW use `momentum` as beta1.
+    """
+    groups = parameter_groups(model)
+    if name == "SGD":
+        opt = torch.optim.SGD(groups["bias"], lr=lr, momentum=momentum, nesterov=True)
+    elif name == "Adam":
+        opt = torch.optim.Adam(groups["bias"], lr=lr, betas=(momentum, 0.999))
+    elif name == "AdamW":
+        opt = torch.optim.AdamW(groups["bias"], lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    else:
+        raise OptimizerError(f"--optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+    opt.add_param_group({"params": groups["weight"], "weight_decay": decay})
+    opt.add_param_group({"params": groups["norm"], "weight_decay": 0.0})
+    return opt
+
+
+def describe_optimizer(opt: torch.optim.Optimizer, lr: float) -> str:
+    """'optimizer: SGD(lr=0.01) with parameter groups 57 weight(decay=0.0), 60 weight(decay=0.0005), 60 bias'."""
+    b, w, n = (len(g["params"]) for g in opt.param_groups)
+    decay = opt.param_groups[1]["weight_decay"]
+    return (f"optimizer: {type(opt).__name__}(lr={lr}) with parameter groups {n} weight(decay=0.0), "
+            f"{w} weight(decay={decay}), {b} bias")
+
+
+def accumulation(batch_size: int) -> Tuple[int, float]:
+    """(batches per optimizer step, weight-decay scale) for the nominal batch of 64."""
+    accumulate = max(round(NOMINAL_BATCH / batch_size), 1)
+    return accumulate, batch_size * accumulate / NOMINAL_BATCH
+
+
+def lr_lambda(epochs: int, lrf: float, cos: bool = False) -> Callable[[float], float]:
+    """LR multiplier per epoch: linear 1 -> lrf, or a cosine from 1 to lrf over `epochs`."""
+    if cos:
+        return lambda x: ((1 - math.cos(x * math.pi / epochs)) / 2) * (lrf - 1) + 1
+    return lambda x: (1 - x / epochs) * (1.0 - lrf) + lrf
+
+
+def warmup_iterations(warmup_epochs: float, batches_per_epoch: int) -> int:
+    """max(warmup_epochs x batches, 100) iterations as YOLOv5; warmup_epochs 0 disables warmup."""
+    return max(round(warmup_epochs * batches_per_epoch), 100) if warmup_epochs > 0 else 0
+
+
+def apply_warmup(opt: torch.optim.Optimizer, ni: int, nw: int, epoch_factor: float, warmup_bias_lr: float,
+                 warmup_momentum: float, momentum: float, batch_size: int) -> int:
+    """Set lr/momentum for iteration ni <= nw and return the accumulation count for this iteration.
+
+    The bias group starts at warmup_bias_lr, the others at 0; all ramp linearly to initial_lr x lf(epoch).
+    Momentum ramps from warmup_momentum to momentum (optimizers with a 'momentum' setting only).
+    """
+    xi = [0, nw]
+    accumulate = max(1, int(np.interp(ni, xi, [1, NOMINAL_BATCH / batch_size]).round()))
+    for j, group in enumerate(opt.param_groups):
+        start = warmup_bias_lr if j == 0 else 0.0
+        group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * epoch_factor]))
+        if "momentum" in group:
+            group["momentum"] = float(np.interp(ni, xi, [warmup_momentum, momentum]))
+    return accumulate

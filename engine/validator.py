@@ -1,0 +1,268 @@
+"""Validation loop shared by train.py (every epoch) and val.py: NMS, boxes mapped to original images, COCO AP.
+
+    res = validate(model, val_loader, names=["circle", "square"])
+    print(res.map50, res.map, res.speed)
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from utils.boxes import scale_boxes, xywh2xyxy, xyxy2ltwh, xyxy2xywh
+from utils.logging import LOGGER
+from utils.metrics import ConfusionMatrix, DetectionEvaluator, DetectionMetrics, fitness
+from utils.nms import non_max_suppression
+from utils.torch_utils import time_sync
+
+Names = Union[Sequence[str], Dict[int, str]]
+TABLE_HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
+PLOT_BATCHES = 3  # val_batch0..2 label/prediction mosaics
+
+
+@dataclass
+class ClassStats:
+    """One row of the per-class table."""
+
+    name: str
+    images: int
+    instances: int
+    p: float
+    r: float
+    ap50: float
+    ap: float
+
+
+@dataclass
+class ValResult:
+    """What validate() measured. maps[c] is class c's mAP50-95 (the overall mAP for classes without labels)."""
+
+    mp: float
+    mr: float
+    map50: float
+    map: float
+    maps: np.ndarray
+    loss: Tuple[float, float, float]  # (box, obj, cls) mean per batch; zeros without compute_loss
+    speed: Dict[str, float]  # ms per image: 'pre', 'inf', 'nms'
+    classes: List[ClassStats]
+    seen: int  # images evaluated
+    nt: np.ndarray  # (nc,) labelled instances per class
+    metrics: Optional[DetectionMetrics] = field(default=None, repr=False)
+    confusion_matrix: Optional[ConfusionMatrix] = field(default=None, repr=False)
+    files: List[Path] = field(default_factory=list)  # plots / txt / json written
+
+    @property
+    def fitness(self) -> float:
+        """0.1 x mAP50 + 0.9 x mAP50-95."""
+        return fitness(self.map50, self.map)
+
+    def results_tuple(self) -> Tuple[float, ...]:
+        """(P, R, mAP50, mAP50-95, val box, val obj, val cls) in results.csv order."""
+        return (self.mp, self.mr, self.map50, self.map, *self.loss)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def names_dict(names: Names) -> Dict[int, str]:
+    return dict(names) if isinstance(names, dict) else dict(enumerate(names))
+
+
+def image_targets(targets: torch.Tensor, index: int, input_shape: Sequence[int], shapes) -> torch.Tensor:
+    """Labels of one batch image as (m, 5) [cls, x1, y1, x2, y2] in original-image pixels."""
+    t = targets[targets[:, 0] == index, 1:]  # [cls, cx, cy, w, h] in input pixels
+    boxes = xywh2xyxy(t[:, 1:5])
+    original, ratio_pad = _original_shape(input_shape, shapes)
+    scale_boxes(input_shape, boxes, original, ratio_pad)
+    return torch.cat((t[:, :1], boxes), 1)
+
+
+def scale_predictions(pred: torch.Tensor, input_shape: Sequence[int], shapes, single_cls: bool) -> torch.Tensor:
+    """NMS output (n, 6) [x1, y1, x2, y2, conf, cls] of one image mapped to original-image pixels (a copy)."""
+    predn = pred.clone()
+    if single_cls:
+        predn[:, 5] = 0
+    original, ratio_pad = _original_shape(input_shape, shapes)
+    scale_boxes(input_shape, predn[:, :4], original, ratio_pad)
+    return predn
+
+
+def _original_shape(input_shape: Sequence[int], shapes):
+    """((h0, w0), ratio_pad) from a dataset item's shapes; a mosaic (None) is its own original."""
+    if shapes is None:
+        return tuple(input_shape[:2]), ((1.0, 1.0), (0.0, 0.0))
+    return shapes[0], shapes[1]
+
+
+def write_txt(predn: torch.Tensor, original_shape: Sequence[int], path: Path, save_conf: bool) -> None:
+    """One YOLO label line per detection (cls cx cy w h [conf], normalised to the original image)."""
+    h, w = original_shape[:2]
+    gn = torch.tensor([w, h, w, h], dtype=torch.float32)
+    lines = []
+    for *xyxy, conf, cls in predn.tolist():
+        xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+        row = (cls, *xywh, conf) if save_conf else (cls, *xywh)
+        lines.append(("%g " * len(row)).rstrip() % row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def json_records(predn: torch.Tensor, image_path: str) -> List[dict]:
+    """COCO results records for one image: image_id = int(stem) when numeric, bbox [x, y, w, h] in pixels."""
+    stem = Path(image_path).stem
+    image_id = int(stem) if stem.isnumeric() else stem
+    boxes = xyxy2ltwh(predn[:, :4]).tolist()
+    return [{"image_id": image_id, "category_id": int(c), "bbox": [round(v, 3) for v in b], "score": round(s, 5)}
+            for b, s, c in zip(boxes, predn[:, 4].tolist(), predn[:, 5].tolist())]
+
+
+def class_table(metrics: DetectionMetrics, names: Dict[int, str], seen: int) -> List[ClassStats]:
+    rows = []
+    for i, c in enumerate(metrics.classes):
+        p, r, ap50, ap = metrics.class_result(i)
+        rows.append(ClassStats(names.get(int(c), str(c)), seen, int(metrics.n_instances[c]), p, r, ap50, ap))
+    return rows
+
+
+def log_results(res: ValResult, verbose: bool, nc: int, input_shape: Optional[Tuple[int, ...]]) -> None:
+    """The 'all' row, the per-class rows when verbose (and nc > 1), then the speed line."""
+    pf = "%22s" + "%11i" * 2 + "%11.3g" * 4
+    LOGGER.info(pf % ("all", res.seen, int(res.nt.sum()), res.mp, res.mr, res.map50, res.map))
+    if res.nt.sum() == 0:
+        LOGGER.warning("WARNING: no labels found in the validation set, cannot compute metrics without labels")
+    if verbose and nc > 1:
+        for row in res.classes:
+            LOGGER.info(pf % (row.name, row.images, row.instances, row.p, row.r, row.ap50, row.ap))
+    if verbose and input_shape is not None:
+        LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s"
+                    % (res.speed["pre"], res.speed["inf"], res.speed["nms"], input_shape))
+
+
+def plot_batch(images: torch.Tensor, targets: torch.Tensor, preds: List[torch.Tensor], paths: Sequence[str],
+               names: Dict[int, str], save_dir: Path, batch_index: int) -> List[Path]:
+    """val_batch{i}_labels.jpg and val_batch{i}_pred.jpg (boxes in input pixels)."""
+    from utils.annotate import plot_images
+
+    rows = []
+    for k, p in enumerate(preds):
+        if len(p):
+            xywh = xyxy2xywh(p[:, :4].float().cpu())
+            rows.append(torch.cat((torch.full((len(p), 1), float(k)), p[:, 5:6].float().cpu(), xywh,
+                                   p[:, 4:5].float().cpu()), 1))
+    pred_rows = torch.cat(rows, 0) if rows else torch.zeros((0, 7))
+    f_lab, f_pred = save_dir / f"val_batch{batch_index}_labels.jpg", save_dir / f"val_batch{batch_index}_pred.jpg"
+    plot_images(images, targets.cpu(), paths, f_lab, names)
+    plot_images(images, pred_rows, paths, f_pred, names)
+    return [f_lab, f_pred]
+
+
+def save_plots(metrics: DetectionMetrics, cm: ConfusionMatrix, names: Dict[int, str], save_dir: Path) -> List[Path]:
+    """PR / F1 / P / R curves and the confusion matrix."""
+    from utils.plots import plot_confusion_matrix, plot_metric_curves
+
+    files = list(plot_metric_curves(metrics, save_dir))
+    files.append(plot_confusion_matrix(cm.matrix, names, save_dir / "confusion_matrix.png"))
+    return files
+
+
+# ----------------------------------------------------------------------------------------------- main loop
+@torch.no_grad()
+def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 0.001, iou_thres: float = 0.6,
+             max_det: int = 300, single_cls: bool = False, agnostic: bool = False, half: bool = False,
+             compute_loss: Optional[Callable] = None, save_dir: Optional[Union[str, Path]] = None,
+             plots: bool = False, save_txt: bool = False, save_conf: bool = False, save_json: bool = False,
+             verbose: bool = False, json_name: str = "predictions.json") -> ValResult:
+    """Run `model` over `dataloader` and measure P, R, mAP50 and mAP50-95 (COCO AP) in original-image pixels.
+
+    Args:
+        model: a detection model (eval-mode output (decoded, raw maps)); its mode is restored afterwards.
+        dataloader: yields (uint8 images, targets (N, 6) normalised, paths, shapes) as utils.datasets does.
+        names: class names (list or {index: name}); nc = len(names), or 1 with single_cls.
+        agnostic: class-agnostic NMS (always on with single_cls).
+        half: run inference under float16 autocast (CUDA only).
+        compute_loss: a models.loss.ComputeLoss to also report the validation loss.
+        save_dir: folder for plots, labels/*.txt and the results JSON (needed by plots/save_txt/save_json).
+        json_name: file name of the COCO results JSON written with save_json.
+    """
+    names_d = names_dict(names)
+    nc = 1 if single_cls else len(names_d)
+    if single_cls:
+        names_d = {0: names_d.get(0, "item") if len(names_d) == 1 else "item"}
+    save_dir = Path(save_dir) if save_dir is not None else None
+    if (plots or save_txt or save_json) and save_dir is None:
+        raise ValueError("validate: plots, save_txt and save_json need a save_dir")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    half = half and device.type == "cuda"
+    evaluator = DetectionEvaluator(nc, names=names_d)
+    cm = ConfusionMatrix(nc=nc)
+    loss = torch.zeros(3, device=device)
+    times = np.zeros(3)
+    seen, files, records = 0, [], []
+    input_shape = None
+    pbar = tqdm(dataloader, desc=TABLE_HEADER, bar_format="{l_bar}{bar:10}{r_bar}", leave=False)
+    try:
+        for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
+            t0 = time_sync()
+            im = im.to(device, non_blocking=True).float() / 255
+            targets = targets.to(device)
+            nb, _, height, width = im.shape
+            input_shape = tuple(im.shape)
+            t1 = time_sync()
+            autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+            with autocast:
+                preds, train_out = model(im)
+            t2 = time_sync()
+            if compute_loss is not None:
+                loss += compute_loss([x.float() for x in train_out], targets)[1]
+            targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)
+            preds = non_max_suppression(preds.float(), conf_thres, iou_thres, multi_label=True,
+                                        agnostic=agnostic or single_cls, max_det=max_det)
+            t3 = time_sync()
+            times += (t1 - t0, t2 - t1, t3 - t2)
+            batch_preds, batch_gts = [], []
+            for si, pred in enumerate(preds):
+                seen += 1
+                gt = image_targets(targets, si, (height, width), shapes[si])
+                if single_cls:
+                    gt[:, 0] = 0
+                predn = scale_predictions(pred, (height, width), shapes[si], single_cls)
+                batch_preds.append(predn.cpu())
+                batch_gts.append(gt.cpu())
+                if plots:
+                    cm.process_batch(predn.cpu(), gt.cpu())
+                if save_txt:
+                    original = _original_shape((height, width), shapes[si])[0]
+                    write_txt(predn.cpu(), original, save_dir / "labels" / f"{Path(paths[si]).stem}.txt", save_conf)
+                if save_json:
+                    records += json_records(predn.cpu(), paths[si])
+            evaluator.update(batch_preds, batch_gts)
+            if plots and batch_i < PLOT_BATCHES:
+                files += plot_batch(im, targets, preds, paths, names_d, save_dir, batch_i)
+    finally:
+        model.train(was_training)
+
+    metrics = evaluator.compute()
+    n_batches = max(len(dataloader), 1)
+    speed = dict(zip(("pre", "inf", "nms"), (times / max(seen, 1) * 1e3).tolist()))
+    res = ValResult(mp=metrics.mp, mr=metrics.mr, map50=metrics.map50, map=metrics.map, maps=metrics.class_maps(),
+                    loss=tuple((loss.cpu() / n_batches).tolist()), speed=speed,
+                    classes=class_table(metrics, names_d, seen), seen=seen, nt=metrics.n_instances.copy(),
+                    metrics=metrics, confusion_matrix=cm if plots else None, files=files)
+    log_results(res, verbose, nc, input_shape)
+    if plots:
+        res.files += save_plots(metrics, cm, names_d, save_dir)
+    if save_json:
+        path = save_dir / json_name
+        path.write_text(json.dumps(records))
+        res.files.append(path)
+        LOGGER.info(f"Saved {len(records)} detections to {path}")
+    if save_txt:
+        res.files.append(save_dir / "labels")
+    return res

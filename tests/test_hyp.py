@@ -1,0 +1,55 @@
+"""Hyperparameter files and the Hyp dataclass."""
+from pathlib import Path
+
+import pytest
+
+from utils.hyp import Hyp, HypError, load_hyp
+
+HYP_DIR = Path(__file__).resolve().parents[1] / "configs" / "hyp"
+
+
+def test_scratch_low_file_equals_dataclass_defaults():
+    assert load_hyp(HYP_DIR / "hyp.scratch-low.yaml") == Hyp()
+    assert load_hyp(None) == Hyp()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("hyp.scratch-med.yaml", dict(lrf=0.1, cls=0.3, obj=0.7, scale=0.9, mixup=0.1, copy_paste=0.0)),
+    ("hyp.scratch-high.yaml", dict(lrf=0.1, cls=0.3, obj=0.7, scale=0.9, mixup=0.1, copy_paste=0.1)),
+])
+def test_med_and_high_differ_from_low_only_where_published(name, expected):
+    hyp = load_hyp(HYP_DIR / name).to_dict()
+    low = Hyp().to_dict()
+    assert {k: v for k, v in hyp.items() if v != low[k]} == {k: v for k, v in expected.items() if v != low[k]}
+
+
+def test_every_file_sets_every_key_once():
+    for path in HYP_DIR.glob("hyp.*.yaml"):
+        keys = [line.split(":")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")]
+        assert sorted(keys) == sorted(k for k in Hyp().to_dict() if k != "anchors"), path.name
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "h.yaml"
+    path.write_text("lr0: 0.02\nlr_0: 0.1\n")
+    with pytest.raises(HypError, match=r"h\.yaml: unknown hyperparameter 'lr_0'"):
+        load_hyp(path)
+
+
+def test_bad_values_are_rejected(tmp_path):
+    with pytest.raises(HypError, match="'lr0' must be a finite number, got 'fast'"):
+        load_hyp({"lr0": "fast"})
+    with pytest.raises(HypError, match="'mosaic' is a probability"):
+        load_hyp({"mosaic": 1.5})
+    with pytest.raises(HypError, match="hyp file not found"):
+        load_hyp(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr0: [0.1\n")
+    with pytest.raises(HypError, match="bad.yaml line 2: not valid YAML"):
+        load_hyp(bad)
+
+
+def test_dict_round_trip_and_overrides():
+    hyp = load_hyp({"lr0": 0.02, "anchors": 3, "fliplr": 0})
+    assert hyp.lr0 == 0.02 and hyp.anchors == 3.0 and hyp.fliplr == 0.0 and hyp.mosaic == 1.0
+    assert load_hyp(hyp.to_dict()) == hyp and load_hyp(hyp) is not hyp

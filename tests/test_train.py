@@ -1,0 +1,215 @@
+"""Training pipeline on tiny generated data: outputs, checkpoints, exact resume, bad data, CLI errors, DDP."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from engine.loggers import RESULT_KEYS
+from engine.options import TrainOptions
+from engine.trainer import train
+from models import load_model
+from utils.logging import LOGGER
+from utils.synthetic import make_detection_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0)
+# One batch per epoch holding the whole tiny train set, so epoch 2's loss is measured after one optimizer step on
+# the same images (batch 48 >= 43: no accumulation towards the nominal 64; Adam moves every weight from step 1).
+FAST = dict(epochs=2, batch_size=48, imgsz=64, device="cpu", workers=0, optimizer="Adam",
+            hyp=dict(NO_AUG, warmup_epochs=0.0, lr0=0.001))
+
+
+def _tiny_cfg(path: Path, src: str = "configs/yolov5n.yaml", width: float = 0.125, **edits) -> str:
+    d = yaml.safe_load((ROOT / src).read_text())
+    d["depth_multiple"], d["width_multiple"] = 0.33, width
+    d.update(edits)
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on shared cores, OpenMP threads spin waiting for each other (measured 10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    kw = dict(n_val=4, imgsz=64, max_objects=3, min_size=0.2, max_size=0.6, verbose=False)
+    data = make_detection_dataset(root / "data", n_train=48, **kw)
+    small = make_detection_dataset(root / "small", n_train=16, **kw)
+    return {"root": root, "data": str(data), "small": str(small), "cfg": _tiny_cfg(root / "tiny.yaml")}
+
+
+@pytest.fixture(scope="module")
+def first_run(work):
+    """2 epochs of a yolov5n-layout model (width 0.125) with plots: the run most tests inspect."""
+    return train(dict(FAST, cfg=work["cfg"], data=work["data"], project=str(work["root"] / "runs"), name="exp"))
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log_lines():
+    h = _Capture()
+    LOGGER.addHandler(h)
+    yield h.lines
+    LOGGER.removeHandler(h)
+
+
+def test_two_epochs_loss_decreases_and_outputs(first_run, work):
+    r = first_run
+    assert r.epochs_completed == 2 and len(r.loss_history) == 2
+    assert sum(r.loss_history[1]) < sum(r.loss_history[0])
+    assert r.save_dir == work["root"] / "runs" / "exp"
+    for name in ("weights/last.pt", "weights/best.pt", "hyp.yaml", "opt.yaml", "results.csv", "results.png",
+                 "labels.jpg", "train_batch0.jpg", "confusion_matrix.png", "PR_curve.png"):
+        assert (r.save_dir / name).is_file(), name
+    assert list((r.save_dir).glob("events.out.tfevents.*")), "TensorBoard event file"
+    rows = list(csv.reader((r.save_dir / "results.csv").open()))
+    assert [h.strip() for h in rows[0]] == ["epoch", *RESULT_KEYS]
+    assert [int(float(row[0])) for row in rows[1:]] == [0, 1]
+    train_losses = [float(v) for row in rows[1:] for v in row[1:4]]
+    assert train_losses == pytest.approx([v for epoch in r.loss_history for v in epoch], rel=1e-4)
+    assert yaml.safe_load((r.save_dir / "hyp.yaml").read_text())["lr0"] == 0.001
+    assert yaml.safe_load((r.save_dir / "opt.yaml").read_text())["epochs"] == 2
+    assert r.final is not None and r.final.seen == 4 and set(r.final.speed) == {"pre", "inf", "nms"}
+
+
+def test_checkpoint_weights_only_and_contract(first_run):
+    ckpt = torch.load(first_run.last, map_location="cpu", weights_only=True)
+    for key in ("model", "model_yaml", "task", "nc", "names", "epoch", "best_fitness", "ema", "updates",
+                "optimizer", "hyp", "opt"):
+        assert key in ckpt, key
+    assert ckpt["task"] == "detect" and ckpt["nc"] == 6 and ckpt["epoch"] == -1  # final: stripped
+    assert ckpt["optimizer"] is None and ckpt["ema"] is None and ckpt["resume_state"] is None
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    assert len(ckpt["model_yaml"]["anchors"]) == 3
+    model = load_model(first_run.last)
+    assert model.names == ["circle", "square", "triangle", "star", "cross", "ring"]
+    out, _ = model(torch.zeros(1, 3, 64, 64))
+    assert out.shape[-1] == 11
+
+
+@pytest.mark.slow
+def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
+    # default hyp (warmup, mosaic, HSV, flips) and multi-scale: the RNG streams all matter here
+    base = dict(cfg=work["cfg"], data=work["small"], epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0,
+                multi_scale=True, noval=True, noplots=True, deterministic=True, project=str(work["root"] / "runs"))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(trainer):
+        if trainer.epoch == 0:
+            raise Interrupt
+
+    full = train(base, name="full")
+    with pytest.raises(Interrupt):
+        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
+    last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    resumed = train(TrainOptions(resume=str(last), device="cpu", workers=0))
+    assert resumed.save_dir == last.parent.parent and resumed.epochs_completed == 2
+    assert resumed.loss_history == [full.loss_history[1]]
+    a = torch.load(full.last, weights_only=True)["model"]
+    b = torch.load(resumed.last, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    # a finished run has nothing to resume
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(TrainOptions(resume=str(resumed.last), device="cpu"))
+
+
+def test_wrapper_backbone_trains(work, tmp_path):
+    """A torchvision-wrapped backbone (ShuffleNetV2 x0.5) with a narrow YOLOv5 neck."""
+    d = yaml.safe_load((ROOT / "configs/yolov5s-shufflenetv2.yaml").read_text())
+    d["backbone"][0][3] = [0.5, False, False]
+    d["width_multiple"] = 0.125
+    cfg = tmp_path / "shufflenet-tiny.yaml"
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = train(dict(FAST, cfg=str(cfg), data=work["data"], project=str(tmp_path / "runs"), noplots=True))
+    assert sum(r.loss_history[1]) < sum(r.loss_history[0])
+    assert load_model(r.last).yaml["backbone"][0][2] == "ShuffleNetV2"
+
+
+def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_lines):
+    """Corrupt image, malformed label line and class id >= nc are skipped and named; --weights transfers the
+    matching tensors; --freeze backbone keeps the backbone (weights and BatchNorm statistics) as loaded."""
+    data = make_detection_dataset(tmp_path / "bad", n_train=6, n_val=2, imgsz=64, verbose=False)
+    corrupt = tmp_path / "bad/images/train/000001.jpg"
+    corrupt.write_bytes(b"this is not a jpeg")
+    malformed = tmp_path / "bad/labels/train/000002.txt"
+    malformed.write_text("1 0.5 0.5 0.2\n")
+    out_of_range = tmp_path / "bad/labels/train/000003.txt"
+    out_of_range.write_text("7 0.5 0.5 0.2 0.2\n")
+    r = train(dict(cfg=work["cfg"], data=str(data), epochs=1, batch_size=4, imgsz=64, device="cpu", workers=0,
+                   weights=str(first_run.last), freeze=["backbone"], project=str(tmp_path / "runs"), noplots=True))
+    assert r.epochs_completed == 1 and r.last.is_file()
+    reported = {Path(f).name: why for f, why in r.problems}
+    assert "corrupt" in reported["000001.jpg"]
+    assert "000002.txt" in reported and "000003.txt" in reported and ">= nc" in reported["000003.txt"]
+    text = "\n".join(log_lines)
+    assert all(name in text for name in ("000001.jpg", "000002.txt", "000003.txt"))
+    before = torch.load(first_run.last, weights_only=True)["model"]
+    after = torch.load(r.last, weights_only=True)["model"]
+    n = len(before)  # with --cfg given, YOLOv5 keeps the YAML's anchors: every tensor but Detect.anchors moves
+    assert f"Transferred {n - 1}/{n} items from {first_run.last}" in text
+    n_backbone = len(yaml.safe_load(Path(work["cfg"]).read_text())["backbone"])
+    backbone = [k for k in before if int(k.split(".")[1]) < n_backbone]
+    neck = [k for k in before if int(k.split(".")[1]) >= n_backbone and k.endswith("running_mean")]
+    assert backbone and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in backbone)
+    assert any(not torch.allclose(before[k], after[k]) for k in neck)
+
+
+def test_cli_bad_inputs_exit_2(work, tmp_path, capsys):
+    from train import main
+
+    cases = [["--cfg", work["cfg"], "--data", str(tmp_path / "missing.yaml")],
+             ["--cfg", str(tmp_path / "missing-model.yaml"), "--data", work["data"]],
+             ["--cfg", work["cfg"], "--data", work["data"], "--weights", str(tmp_path / "not-a-checkpoint.pt")],
+             ["--data", work["data"]]]
+    (tmp_path / "not-a-checkpoint.pt").write_text("garbage")
+    for args in cases:
+        assert main([*args, "--device", "cpu", "--project", str(tmp_path / "runs")]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("nc: 2\nbackbone: [[-1, 1, Conv, [16, 3, 2]]\n")
+    assert main(["--cfg", str(bad_yaml), "--data", work["data"], "--device", "cpu"]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_process_gloo(work, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+           "--cfg", work["cfg"], "--data", work["small"], "--epochs", "1", "--batch-size", "8", "--imgsz", "64",
+           "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "runs"), "--name", "ddp", "--noplots"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert [r.name for r in runs] == ["ddp"], "only rank 0 creates a run folder"
+    assert sorted(f.name for f in (runs[0] / "weights").iterdir()) == ["best.pt", "last.pt"]
+    assert torch.load(runs[0] / "weights/last.pt", weights_only=True)["epoch"] == -1
+    assert "DDP: rank 1/2" in p.stderr and "DDP: rank 0/2" in p.stderr
