@@ -34,6 +34,7 @@ from engine.optim import OPTIMIZERS, build_optimizer, describe_optimizer, lr_lam
 from models.base import YAMLModel
 from models.classification import ClassificationModel
 from models.loading import model_from_checkpoint
+from utils.options import option_values
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.ema import ModelEMA
 from utils.logging import LOGGER
@@ -94,30 +95,15 @@ class ClassifyOptions:
         train.py's detection-only flags (hyp, rect, freeze, ...) are ignored; any other unknown key raises
         ClassifyConfigError. None values mean "the default" (train.py passes --data None when not given).
         """
-        if opt is None:
-            values: Dict[str, Any] = {}
-        elif isinstance(opt, ClassifyOptions):
-            values = dataclasses.asdict(opt)
-        elif isinstance(opt, argparse.Namespace):
-            values = vars(opt).copy()
-        elif isinstance(opt, Mapping):
-            values = dict(opt)
-        else:
-            raise ClassifyConfigError(f"train_classifier(): expected options as a Namespace or dict, "
-                                      f"got {type(opt).__name__}")
-        values.update(overrides)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
         detection_only = set(_detection_option_names()) - known
-        ignored = [k for k in unknown if k in detection_only]
-        bad = [k for k in unknown if k not in detection_only]
-        if bad:
-            raise ClassifyConfigError(f"classification training: unknown option(s) {', '.join(bad)} "
-                                      f"(known: {', '.join(sorted(known))})")
+        given = set(vars(opt) if isinstance(opt, argparse.Namespace) else opt if isinstance(opt, Mapping) else ())
+        ignored = sorted((given | set(overrides)) & detection_only)
         if ignored:
             LOGGER.debug(f"classification training ignores detection option(s): {', '.join(ignored)}")
-        values = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in values.items()
-                  if k in known and v is not None}
+        values = option_values(opt, cls, overrides, ClassifyConfigError, "classification training",
+                               ignore=detection_only)
+        values = {k: v for k, v in values.items() if v is not None}
         o = cls(**values)
         o.check()
         return o

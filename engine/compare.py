@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
+from utils.options import option_values
 from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER
 from utils.paths import increment_path
@@ -74,22 +75,7 @@ class CompareOptions:
     def from_any(cls, opt: Union["CompareOptions", argparse.Namespace, Mapping[str, Any], None] = None,
                  **overrides: Any) -> "CompareOptions":
         """From a Namespace, a dict or CompareOptions; unknown keys raise CompareError."""
-        if opt is None:
-            values: Dict[str, Any] = {}
-        elif isinstance(opt, CompareOptions):
-            values = dataclasses.asdict(opt)
-        elif isinstance(opt, argparse.Namespace):
-            values = vars(opt).copy()
-        elif isinstance(opt, Mapping):
-            values = dict(opt)
-        else:
-            raise CompareError(f"compare(): expected CompareOptions, a Namespace or a dict, got {type(opt).__name__}")
-        values.update(overrides)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CompareError(f"compare(): unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        values = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in values.items()}
+        values = option_values(opt, cls, overrides, CompareError, "compare()")
         values["cfgs"] = [str(c) for c in (values.get("cfgs") or [])]
         return cls(**values)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional, Union
 
 from engine.optim import OPTIMIZERS
+from utils.options import option_values
 
 DEFAULT_DATA = "configs/data/shapes.yaml"
 DEFAULT_HYP = "configs/hyp/hyp.scratch-low.yaml"
@@ -59,29 +60,7 @@ class TrainOptions:
     def from_any(cls, opt: Union["TrainOptions", argparse.Namespace, Mapping[str, Any], None] = None,
                  **overrides: Any) -> "TrainOptions":
         """TrainOptions from an argparse Namespace, a dict or TrainOptions; unknown keys raise TrainConfigError."""
-        if opt is None:
-            values: dict = {}
-        elif isinstance(opt, TrainOptions):
-            values = dataclasses.asdict(opt)
-        elif isinstance(opt, argparse.Namespace):
-            values = vars(opt).copy()
-        elif isinstance(opt, Mapping):
-            values = dict(opt)
-        else:
-            raise TrainConfigError(f"train(): expected TrainOptions, a Namespace or a dict, got {type(opt).__name__}")
-        values.update(overrides)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TrainConfigError(f"train(): unknown option(s) {', '.join(unknown)} "
-                                   f"(known: {', '.join(sorted(known))})")
-        for k in ("weights", "cfg", "data", "project", "name"):
-            if isinstance(values.get(k), os.PathLike):
-                values[k] = str(values[k])
-        if isinstance(values.get("hyp"), os.PathLike):
-            values["hyp"] = str(values["hyp"])
-        if isinstance(values.get("resume"), os.PathLike):
-            values["resume"] = str(values["resume"])
+        values = option_values(opt, cls, overrides, TrainConfigError, "train()")
         o = cls(**values)
         o.check()
         return o

@@ -213,3 +213,44 @@ def test_ddp_two_process_gloo(work, tmp_path):
     assert sorted(f.name for f in (runs[0] / "weights").iterdir()) == ["best.pt", "last.pt"]
     assert torch.load(runs[0] / "weights/last.pt", weights_only=True)["epoch"] == -1
     assert "DDP: rank 1/2" in p.stderr and "DDP: rank 0/2" in p.stderr
+
+
+def test_optimizer_groups_warmup_schedule_and_ema():
+    import math
+
+    import torch.nn as nn
+
+    from engine.optim import accumulation, apply_warmup, build_optimizer, lr_lambda, warmup_iterations
+    from utils.ema import ModelEMA
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1))
+    opt = build_optimizer(model, "SGD", lr=0.01, momentum=0.937, decay=5e-4)
+    bias, weight, norm = opt.param_groups
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2, 1]  # BN + conv bias; 2 conv weights; BN weight
+    assert (bias["weight_decay"], weight["weight_decay"], norm["weight_decay"]) == (0.0, 5e-4, 0.0)
+    assert opt.defaults["nesterov"] is True
+    assert accumulation(16) == (4, 1.0) and accumulation(48) == (1, 0.75) and accumulation(128) == (1, 2.0)
+    assert warmup_iterations(3.0, 10) == 100 and warmup_iterations(3.0, 100) == 300 and warmup_iterations(0, 9) == 0
+    lf = lr_lambda(10, 0.01)
+    assert (lf(0), lf(10)) == pytest.approx((1.0, 0.01))
+    cos = lr_lambda(10, 0.01, cos=True)
+    assert (cos(0), cos(5), cos(10)) == pytest.approx((1.0, 0.505, 0.01))
+    for g in opt.param_groups:
+        g["initial_lr"] = 0.01
+    assert apply_warmup(opt, 0, 100, 1.0, 0.1, 0.8, 0.937, batch_size=16) == 1
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.0, 0.0])
+    assert bias["momentum"] == pytest.approx(0.8)
+    assert apply_warmup(opt, 100, 100, 0.5, 0.1, 0.8, 0.937, batch_size=16) == 4
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005] * 3)
+    assert bias["momentum"] == pytest.approx(0.937)
+    assert "momentum" not in build_optimizer(model, "Adam").param_groups[0]  # Adam: beta1, no momentum warmup
+
+    ema = ModelEMA(model)
+    assert ema.decay(1) == pytest.approx(0.9999 * (1 - math.exp(-1 / 2000)))
+    with torch.no_grad():
+        model[2].bias.fill_(1.0)
+    before = ema.ema[2].bias.clone()
+    ema.update(model)
+    d = ema.decay(1)
+    assert torch.allclose(ema.ema[2].bias, before * d + (1 - d) * 1.0)
+    assert not any(p.requires_grad for p in ema.ema.parameters())
