@@ -1,6 +1,7 @@
 """Train an image classifier from a cls YAML, a detection YAML cut after its backbone, or a checkpoint.
 
-    python train.py --task classify --cfg configs/cls/yolov5n-cls.yaml --epochs 10 --imgsz 96   # built-in set
+    python train.py --task classify --cfg configs/cls/yolov5n-cls.yaml --epochs 40 --imgsz 64 --batch-size 32 \
+        --lr0 0.001 --crop-scale 0.5 --cos-lr --workers 0                                  # built-in shapes-cls
     python train.py --task classify --cfg configs/yolov5s.yaml --cutoff 9 --data path/to/root   # cut detector
     python train.py --task classify --resume runs/train-cls/exp/weights/last.pt
 
