@@ -5,7 +5,6 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from compare import build_parser, main as compare_main
@@ -27,14 +26,6 @@ def _tiny_cfg(path: Path, width: float) -> str:
     path.write_text(yaml.safe_dump(d, sort_keys=False))
     return str(path)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores, two OpenMP threads wait on each other and small ops slow down ~10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

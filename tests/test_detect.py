@@ -35,14 +35,6 @@ def _train(data_yaml: Path, out: Path) -> Path:
     return result.best
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models at 96 px gain nothing from more threads; on a busy CI box extra threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:

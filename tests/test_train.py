@@ -35,14 +35,6 @@ def _tiny_cfg(path: Path, src: str = "configs/yolov5n.yaml", width: float = 0.12
     return str(path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on shared cores, OpenMP threads spin waiting for each other (measured 10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
