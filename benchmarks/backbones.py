@@ -2,8 +2,9 @@
 
     python benchmarks/backbones.py [--imgsz 320] [--runs 10] [--threads 1] [--cfgs configs/a.yaml ...]
 
-Latency: unfused eval model (fusing only touches YOLOv5 Conv blocks, which would favour YOLO-native backbones),
-torch.inference_mode, 3 warm-up runs, median of --runs. GFLOPs: torch's FLOP counter (multiply-add = 2) at 640.
+Latency: fused eval model (BatchNorm folded in YOLOv5 Conv blocks and in torchvision backbones alike; --unfused to
+skip), torch.inference_mode, 3 warm-up runs, median of --runs. Parameters are counted before fusing.
+GFLOPs: torch's FLOP counter (multiply-add = 2) at 640.
 Prints a markdown table.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ def median_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, warmup: int
     return statistics.median(times)
 
 
-def table(cfgs: Sequence[Path], imgsz: int, runs: int) -> List[str]:
+def table(cfgs: Sequence[Path], imgsz: int, runs: int, fuse: bool = True) -> List[str]:
     rows = ["| config | backbone params (M) | params (M) | GFLOPs @640 | CPU ms @%d (median) |" % imgsz,
             "|---|---|---|---|---|"]
     for cfg in tqdm(cfgs, desc="backbones", leave=False):
@@ -61,7 +62,7 @@ def table(cfgs: Sequence[Path], imgsz: int, runs: int) -> List[str]:
         back = sum(p.numel() for m in model.model[:n_back] for p in m.parameters())
         total = sum(p.numel() for p in model.parameters())
         gflops = count_gflops(model, 640, probe=model.probe_size)
-        ms = median_latency_ms(model, imgsz, runs)
+        ms = median_latency_ms(model.fuse() if fuse else model, imgsz, runs)
         rows.append(f"| {cfg.stem} | {back / 1e6:.2f} | {total / 1e6:.2f} | {gflops:.1f} | {ms:.1f} |")
     return rows
 
@@ -72,13 +73,15 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--unfused", action="store_true", help="time the model without folding BatchNorm")
     opt = parser.parse_args()
     torch.set_num_threads(opt.threads)
     cfgs = opt.cfgs or backbone_configs()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {opt.threads} CPU thread(s), "
-          f"load average {load:.1f}, input 1x3x{opt.imgsz}x{opt.imgsz}, median of {opt.runs} runs after 3 warm-up")
-    for row in table(cfgs, opt.imgsz, opt.runs):
+          f"load average {load:.1f}, input 1x3x{opt.imgsz}x{opt.imgsz}, median of {opt.runs} runs after 3 warm-up, "
+          f"{'unfused' if opt.unfused else 'fused'} eval model")
+    for row in table(cfgs, opt.imgsz, opt.runs, fuse=not opt.unfused):
         print(row, flush=True)
 
 

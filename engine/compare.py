@@ -31,6 +31,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from engine.optim import OPTIMIZERS
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
 from utils.options import option_values
@@ -41,7 +42,8 @@ from utils.profiling import ModelProfile, latency_devices, profile_model
 
 TASKS = ("detect", "classify")
 # Options that must match when an existing comparison folder is reused for training.
-TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp")
+TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
+DEFAULT_OPTIMIZER = {"detect": "SGD", "classify": "Adam"}  # what train.py uses per task when none is given
 CLOCK_FILE = "compare_time.json"  # per run: wall seconds trained so far, epochs done, finished flag
 
 
@@ -63,6 +65,7 @@ class CompareOptions:
     device: str = ""  # training device: '' (CUDA if present), 'cpu', '0', ...
     seed: int = 0
     hyp: Optional[str] = None  # detection hyperparameter YAML (None = train.py's default)
+    optimizer: Optional[str] = None  # SGD, Adam or AdamW (None = the task's default, DEFAULT_OPTIMIZER)
     workers: int = 8  # max dataloader workers
     noplots: bool = False  # no plot files inside the training runs (pareto.png and curves.png are still drawn)
     project: str = "runs/compare"
@@ -98,6 +101,8 @@ class CompareOptions:
             raise CompareError(f"--workers must be >= 0, got {self.workers}")
         if self.hyp and self.task != "detect":
             raise CompareError(f"--hyp {self.hyp}: hyperparameter YAMLs apply to --task detect only")
+        if self.optimizer and self.optimizer not in OPTIMIZERS:
+            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,8 +111,8 @@ class CompareOptions:
         """The compare.py command line that reproduces these options."""
         d = CompareOptions()
         parts = ["python", "compare.py", "--cfgs", *self.cfgs]
-        for k in ("data", "epochs", "imgsz", "task", "batch_size", "device", "seed", "hyp", "workers", "project",
-                  "name", "latency_runs"):
+        for k in ("data", "epochs", "imgsz", "task", "batch_size", "device", "seed", "hyp", "optimizer", "workers",
+                  "project", "name", "latency_runs"):
             v = getattr(self, k)
             if v != getattr(d, k) and v not in (None, ""):
                 parts += [f"--{k.replace('_', '-')}", str(v)]
@@ -161,9 +166,10 @@ def _check_settings(save_dir: Path, o: CompareOptions) -> None:
     else:
         keys = TRAINING_IDENTITY
     for k in keys:
-        if k in old and _normalised(k, old[k], o.task) != _normalised(k, getattr(o, k), o.task):
-            raise CompareError(f"{save_dir}: this comparison was made with --{k.replace('_', '-')} {old[k]}, "
-                               f"this command has {getattr(o, k)}; use another --name (or the same settings)")
+        was, now = _normalised(k, old.get(k), o.task), _normalised(k, getattr(o, k), o.task)
+        if k in old and was != now:
+            raise CompareError(f"{save_dir}: this comparison was made with --{k.replace('_', '-')} {was}, "
+                               f"this command has {now}; use another --name (or the same settings)")
 
 
 def _normalised(key: str, value: Any, task: str) -> Any:
@@ -174,6 +180,8 @@ def _normalised(key: str, value: Any, task: str) -> Any:
     if key == "hyp" and not value and task == "detect":
         from engine.options import DEFAULT_HYP
         return DEFAULT_HYP
+    if key == "optimizer" and not value:
+        return DEFAULT_OPTIMIZER[task]
     return value
 
 
@@ -303,7 +311,8 @@ class _Comparison:
         o = self.o
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
                                 "device": o.device, "seed": o.seed, "workers": o.workers, "noplots": o.noplots,
-                                "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True}
+                                "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
+                                "optimizer": o.optimizer or DEFAULT_OPTIMIZER[o.task]}
         if o.task == "detect":
             from engine.options import DEFAULT_DATA
             opts["data"] = o.data or DEFAULT_DATA
@@ -424,6 +433,7 @@ def _settings(o: CompareOptions) -> Dict[str, Any]:
     else:
         s.update(data=o.data or "built-in shapes-cls")
     if not o.profile_only:
+        s.update(optimizer=o.optimizer or DEFAULT_OPTIMIZER[o.task])
         s.update(epochs=o.epochs, batch_size=o.batch_size, seed=o.seed, training_device=str(select_device(o.device)))
     s.update(imgsz=o.imgsz)
     return s

@@ -1,6 +1,7 @@
 """Per-epoch training records: results.csv with YOLOv5's columns, TensorBoard scalars, results.png."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -53,6 +54,18 @@ class RunLogger:
             for k, v in zip(RESULT_KEYS, values):
                 self.tb.add_scalar(k, float(v), epoch)
             self.tb.flush()
+
+    def drop_rows_from(self, epoch: int) -> None:
+        """Remove results.csv rows of `epoch` and later: a run killed after logging an epoch but before saving
+        last.pt repeats that epoch on --resume, and must not leave it in the file twice."""
+        if not self.enabled or not self.csv.is_file():
+            return
+        lines = self.csv.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(float(ln.split(",")[0])) < epoch]
+        if len(keep) != len(lines):
+            tmp = self.csv.with_suffix(".csv.tmp")
+            tmp.write_text("".join(keep))
+            os.replace(tmp, self.csv)
 
     def plot(self) -> Optional[Path]:
         """results.png from results.csv."""

@@ -10,6 +10,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -25,6 +26,7 @@ from engine.checkpointing import (capture_rng, float_state, latest_checkpoint, l
                                   strip_checkpoint)
 from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
 from engine.loggers import RunLogger
+from models.backbones.pretrained import no_pretrained
 from engine.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
                           warmup_iterations)
 from engine.options import TrainConfigError, TrainOptions
@@ -155,6 +157,8 @@ class Trainer:
         self.compute_loss = ComputeLoss(self.model.detect, self.hyp, imgsz=self.imgsz,
                                         label_smoothing=opt.label_smoothing)
         self.logger = RunLogger(self.save_dir, enabled=self.main, tensorboard=True)
+        if self.resume_ckpt:
+            self.logger.drop_rows_from(self.start_epoch)
 
     def _load_resume(self) -> None:
         """Replace the options with the checkpoint's (keeping the device and workers of this command)."""
@@ -186,7 +190,8 @@ class Trainer:
         opt, hyp = self.opt, self.hyp
         anchors = int(round(hyp.anchors)) if hyp.anchors else None
         if self.resume_ckpt:
-            model = DetectionModel(self.resume_ckpt["model_yaml"], nc=self.nc)
+            with no_pretrained():  # last.pt holds every weight; resuming must not need ImageNet files
+                model = DetectionModel(self.resume_ckpt["model_yaml"], nc=self.nc)
             model.load_state_dict(self.resume_ckpt["resume_state"]["train_model"])
             model.detect.reset_grids()
             return model
@@ -346,7 +351,10 @@ class Trainer:
                     from utils.annotate import plot_images
                     plot_images(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg", self.names)
         lr = [g["lr"] for g in self.optimizer.param_groups]
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # an epoch shorter than the accumulation window takes no optimizer step; the schedule is per epoch anyway
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
         return tuple(mloss.tolist()), lr
 
     def _rescale(self, imgs: torch.Tensor) -> torch.Tensor:

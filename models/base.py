@@ -11,6 +11,7 @@ from models.blocks import Conv
 from models.parse import ModelYAML, parse_model
 from models.registry import Channels, ModelConfigError
 from utils.logging import LOGGER
+from models.fold_bn import fold_batchnorms
 from utils.torch_utils import count_gflops, fuse_conv_and_bn
 
 
@@ -83,12 +84,13 @@ class YAMLModel(nn.Module):
 
     # ---- utilities ------------------------------------------------------------------------------------------
     def fuse(self) -> "YAMLModel":
-        """Fold BatchNorm into the preceding convolution of every Conv block (inference only)."""
+        """Fold BatchNorm into the preceding convolution (Conv blocks and torchvision backbones; inference only)."""
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse
+        fold_batchnorms(self.model)  # conv + BN pairs inside wrapped torchvision backbones
         return self
 
     def summary_line(self, imgsz: Union[int, Sequence[int]] = 640, probe: Optional[int] = None) -> str:

@@ -107,6 +107,22 @@ def test_backbone_config_trains_a_step(cfg: Path) -> None:
     assert torch.isfinite(decoded).all()
 
 
+@pytest.mark.parametrize("cfg", BACKBONE_CFGS, ids=lambda p: p.stem)
+def test_fuse_folds_every_batchnorm_and_keeps_outputs(cfg: Path) -> None:
+    model = copy.deepcopy(model_for(cfg)).eval()
+    gen = torch.Generator().manual_seed(0)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):  # stats far from the identity
+        bn.running_mean.copy_(torch.rand(bn.num_features, generator=gen) - 0.5)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+    x = torch.rand(1, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        expected = model(x)[0]
+        fused = model.fuse()
+        got = fused(x)[0]
+    assert not [n for n, m in fused.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
+
+
 # ---- ResNet blocks -----------------------------------------------------------------------------------------
 
 def _zero_residual_branch(block: nn.Module, last: str) -> None:

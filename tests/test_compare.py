@@ -151,6 +151,17 @@ def test_rerun_reads_back_without_retraining(interrupted_then_finished, work):
 def test_reused_folder_with_other_settings_is_refused(interrupted_then_finished, work):
     with pytest.raises(CompareError, match="--epochs 2"):
         compare(_opts(work, epochs=3))
+    with pytest.raises(CompareError, match="--optimizer SGD, this command has Adam"):
+        compare(_opts(work, optimizer="Adam"))
+
+
+def test_every_run_trains_with_the_comparisons_optimizer(interrupted_then_finished, work):
+    save_dir = interrupted_then_finished["save_dir"]
+    for name in ("tiny-a", "tiny-b"):
+        assert yaml.safe_load((save_dir / "runs" / name / "opt.yaml").read_text())["optimizer"] == "SGD"
+    assert "optimizer=SGD" in (save_dir / "results.md").read_text()
+    with pytest.raises(CompareError, match="--optimizer 'Lion'"):
+        CompareOptions.from_any(_opts(work, optimizer="Lion")).check()
 
 
 def test_profile_only(work, tmp_path):
@@ -183,6 +194,8 @@ def test_parser_flags_match_options():
     assert (o.cfgs, o.epochs, o.imgsz, o.task, o.profile_only, o.exist_ok, o.batch_size, o.seed) == \
         (["a.yaml", "b.yaml"], 3, 128, "classify", True, True, 4, 7)
     assert o.command().startswith("python compare.py --cfgs a.yaml b.yaml --epochs 3 --imgsz 128 --task classify")
+    o = CompareOptions.from_any(build_parser().parse_args(["--cfgs", "a.yaml", "--optimizer", "AdamW"]))
+    assert o.optimizer == "AdamW" and "--optimizer AdamW" in o.command()
 
 
 def test_classify_comparison_reads_top1_top5(work, tmp_path):

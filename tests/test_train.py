@@ -120,7 +120,12 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
         train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
     last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
+    # a kill between logging epoch 1 and saving last.pt: resume repeats epoch 1 and must not log it twice
+    csv_file = last.parent.parent / "results.csv"
+    lines = csv_file.read_text().splitlines(keepends=True)
+    csv_file.write_text("".join(lines) + lines[-1].replace("0,", "1,", 1))
     resumed = train(TrainOptions(resume=str(last), device="cpu", workers=0))
+    assert [int(float(row[0])) for row in list(csv.reader(csv_file.open()))[1:]] == [0, 1]
     assert resumed.save_dir == last.parent.parent and resumed.epochs_completed == 2
     assert resumed.loss_history == [full.loss_history[1]]
     a = torch.load(full.last, weights_only=True)["model"]
