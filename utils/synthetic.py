@@ -25,7 +25,7 @@ SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "ring")
 MARKER = ".yolobone_dataset.json"
 JPEG_QUALITY = 92
 
-# Built-in sets: sized so yolov5n at --imgsz 256 learns the detection set in ~30 CPU epochs.
+# Built-in sets: sized so yolov5n at --imgsz 256 passes mAP50 0.5 within 100 epochs on 2 CPU cores (~1 h).
 BUILTIN_DETECTION: Dict[str, dict] = {"shapes": dict(n_train=512, n_val=128, imgsz=256, seed=0)}
 BUILTIN_CLASSIFICATION: Dict[str, dict] = {
     "shapes-cls": dict(n_train_per_class=120, n_val_per_class=30, imgsz=96, seed=0)}
