@@ -31,9 +31,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from engine.optim import OPTIMIZERS
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
+from engine.optim import OPTIMIZERS
 from utils.options import option_values
 from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER

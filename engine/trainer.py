@@ -26,12 +26,12 @@ from engine.checkpointing import (capture_rng, float_state, latest_checkpoint, l
                                   strip_checkpoint)
 from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
 from engine.loggers import RunLogger
-from models.backbones.pretrained import no_pretrained
 from engine.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
                           warmup_iterations)
 from engine.options import TrainConfigError, TrainOptions
 from engine.stopping import EarlyStopping
 from engine.validator import ValResult, validate
+from models.backbones.pretrained import no_pretrained
 from models.freeze import freeze_layers, set_frozen_bn_eval
 from models.loss import ComputeLoss
 from models.yolo import DetectionModel

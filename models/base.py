@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from models.blocks import Conv
+from models.fold_bn import fold_batchnorms
 from models.parse import ModelYAML, parse_model
 from models.registry import Channels, ModelConfigError
 from utils.logging import LOGGER
-from models.fold_bn import fold_batchnorms
 from utils.torch_utils import count_gflops, fuse_conv_and_bn
 
 
@@ -90,7 +90,8 @@ class YAMLModel(nn.Module):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse
-        fold_batchnorms(self.model)  # conv + BN pairs inside wrapped torchvision backbones
+        for layer in self.model:  # per layer: the layer list itself runs rows by `from`, not in sequence
+            fold_batchnorms(layer)
         return self
 
     def summary_line(self, imgsz: Union[int, Sequence[int]] = 640, probe: Optional[int] = None) -> str:

@@ -2,7 +2,8 @@
 
 YOLOv5's `Conv` blocks are folded by `YAMLModel.fuse()` itself. torchvision models hold their conv + BN pairs in
 three shapes, and only where the data flow is certain is a pair folded:
-  - consecutive children of an `nn.Sequential` (Conv2dNormActivation, ShuffleNetV2 branches, downsample paths);
+  - consecutive children of an `nn.Sequential` that keeps Sequential's forward (Conv2dNormActivation, ShuffleNetV2
+    branches, ResNet downsample paths);
   - consecutive entries of a `StageFeatures` chain (a backbone cut into stages, run in chain order);
   - `conv<k>` / `bn<k>` attributes of torchvision's ResNet blocks, whose forward applies bn<k> right after conv<k>.
 The folded BatchNorm is replaced by `nn.Identity`, so the module's own forward still runs unchanged.
@@ -26,7 +27,7 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
 
 def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Module, str, str]]:
     """(owner, conv path, bn path) of the pairs `module` itself runs back to back (paths relative to owner)."""
-    if isinstance(module, nn.Sequential):
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         names = [n for n, _ in module.named_children()]
         for a, b in zip(names, names[1:]):
             yield module, a, b
@@ -41,7 +42,9 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Module, str, str]]:
 
 
 def fold_batchnorms(model: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d (see the module docstring); returns how many."""
+    """Fold every BatchNorm2d that directly follows a Conv2d (see the module docstring); returns how many.
+
+    Pass one layer at a time, never a YAML model's layer list: its rows run by their `from` index, not in order."""
     todo: List[Tuple[nn.Module, str, str]] = []
     for module in model.modules():
         for owner, a, b in _pairs(module):

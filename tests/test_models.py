@@ -200,3 +200,22 @@ def test_depth_multiple_rounding():
     d["depth_multiple"] = 0.33
     model = DetectionModel(d)
     assert [len(model.model[i].m) for i in (2, 4, 6, 8)] == [1, 2, 3, 1]
+
+
+def test_fuse_leaves_yaml_rows_that_skip_their_neighbour_alone():
+    # layer 2 normalises layer 0's output, not layer 1's: the layer list runs by `from`, so nothing may be folded
+    spec = {"nc": 3, "depth_multiple": 1.0, "width_multiple": 1.0,
+            "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "nn.Conv2d", [8, 8, 3, 1, 1]],
+                         [0, 1, "nn.BatchNorm2d", [8]], [[-1, 1], 1, "Concat", [1]]],
+            "head": [[-1, 1, "Classify", ["nc"]]]}
+    torch.manual_seed(0)
+    model = build_model(spec, nc=3).eval()
+    bn = model.model[2]
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        fused = copy.deepcopy(model).fuse()
+        torch.testing.assert_close(fused(x), expected)
+    assert isinstance(fused.model[2], nn.BatchNorm2d) and isinstance(fused.model[1], nn.Conv2d)
