@@ -23,6 +23,14 @@ def csv_row(epoch: int, values: Sequence[float]) -> str:
     return ("%20.5g," * len(vals) % vals).rstrip(",") + "\n"
 
 
+def _row_epoch(line: str) -> Optional[int]:
+    """The epoch of a results.csv row, or None for a line cut short by a kill."""
+    try:
+        return int(float(line.split(",")[0]))
+    except ValueError:
+        return None
+
+
 class RunLogger:
     """Writes one results.csv row and the TensorBoard scalars per epoch (rank 0 only: pass enabled=False elsewhere)."""
 
@@ -61,7 +69,8 @@ class RunLogger:
         if not self.enabled or not self.csv.is_file():
             return
         lines = self.csv.read_text().splitlines(keepends=True)
-        keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(float(ln.split(",")[0])) < epoch]
+        epochs = [_row_epoch(ln) for ln in lines[1:]]
+        keep = lines[:1] + [ln for ln, e in zip(lines[1:], epochs) if e is not None and e < epoch]
         if len(keep) != len(lines):
             tmp = self.csv.with_suffix(".csv.tmp")
             tmp.write_text("".join(keep))

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from engine.loggers import RESULT_KEYS
+from engine.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
 from engine.options import TrainOptions
 from engine.trainer import train
 from models import load_model
@@ -251,3 +251,14 @@ def test_optimizer_groups_warmup_schedule_and_ema():
     d = ema.decay(1)
     assert torch.allclose(ema.ema[2].bias, before * d + (1 - d) * 1.0)
     assert not any(p.requires_grad for p in ema.ema.parameters())
+
+
+def test_resume_drops_repeated_and_cut_results_rows(tmp_path):
+    log = RunLogger(tmp_path, tensorboard=False)
+    values = [0.5] * len(RESULT_KEYS)
+    for epoch in range(3):
+        log.log_epoch(epoch, values)
+    with open(log.csv, "a") as f:
+        f.write(csv_row(3, values)[:9])  # killed while writing epoch 3's row
+    log.drop_rows_from(2)
+    assert log.csv.read_text() == csv_header() + csv_row(0, values) + csv_row(1, values)
