@@ -17,6 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.compare import CompareOptions
+from utils.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,18 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opt = build_parser().parse_args(argv)
-    try:
+
+    def job() -> None:
         from engine.compare import compare
-        result = compare(opt)
-    except (ValueError, FileNotFoundError) as e:  # our input errors are ValueError subclasses with one-line text
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command with --exist-ok (or --resume) to continue", file=sys.stderr)
-        return 130
-    print(result.results_md.read_text())
-    return 0
+        print(compare(opt).results_md.read_text())
+
+    return run_cli(job, errors=(ValueError, FileNotFoundError),
+                   interrupted="re-run the same command with --exist-ok (or --resume) to continue")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.detect_run import DetectConfig, run_detect
+from utils.cli import run_cli
 
 
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -61,15 +62,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return classify_main(args)
     opt = parse_opt(args)
     cfg = DetectConfig(**{k: v for k, v in vars(opt).items() if k != "task"})
-    try:
-        report = run_detect(cfg)
-    except ValueError as e:  # CheckpointError, SourceError, DetectorError, bad --device: all ValueError subclasses
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # cannot create the run folder or write outputs
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return report.exit_code
+    # CheckpointError, SourceError, DetectorError, bad --device (ValueError); unwritable outputs (OSError): exit 2
+    return run_cli(lambda: run_detect(cfg).exit_code)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.options import DEFAULT_DATA, DEFAULT_HYP
+from utils.cli import RESUME_HINT, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,18 +93,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opt.freeze = _freeze_values(opt.freeze)
     if opt.local_rank == -1 and "LOCAL_RANK" in os.environ:
         opt.local_rank = int(os.environ["LOCAL_RANK"])
-    try:
+
+    def job() -> None:
         from engine.trainer import train
-        values = {k: v for k, v in vars(opt).items() if v is not None}
-        train(values)
-    except (ValueError, FileNotFoundError) as e:  # our input errors are ValueError subclasses with one-line text
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: weights/last.pt holds the last finished epoch; continue with --resume", file=sys.stderr)
-        return 130
-    return 0
+        train({k: v for k, v in vars(opt).items() if v is not None})
+
+    return run_cli(job, errors=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from engine.options import DEFAULT_DATA
+from utils.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,14 +59,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from engine.classify_val import main as classify_main
         return classify_main(args)
     opt = build_parser().parse_args(args)
-    try:
+
+    def job() -> None:  # CheckpointError, DatasetError, ValRunError, bad --device, unwritable folder: exit 2
         from engine.val_run import ValConfig, run_val
         run_val(ValConfig(**vars(opt)))
-    except (ValueError, OSError) as e:  # CheckpointError, DatasetError, ValRunError, bad --device, unwritable folder
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(job)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -23,6 +22,7 @@ from PIL import Image
 from engine.classify_data import eval_transform
 from engine.classify_val import load_classifier
 from engine.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
+from utils.cli import run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.torch_utils import select_device, time_sync
@@ -186,13 +186,12 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opt = parse_opt(argv)
-    try:
+
+    def job() -> int:  # CheckpointError, SourceError, bad --device, unwritable folder: exit 2
         save = not opt.nosave or opt.save_txt
         save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True) if save else None
-        report = predict_classifier(weights=opt.weights, source=opt.source, imgsz=opt.imgsz, topk=opt.topk,
-                                    device=opt.device, half=opt.half, save_dir=save_dir, save_img=not opt.nosave,
-                                    save_txt=opt.save_txt, vid_stride=opt.vid_stride)
-    except (ValueError, OSError) as e:  # CheckpointError, SourceError, bad --device, unwritable folder
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return report.exit_code
+        return predict_classifier(weights=opt.weights, source=opt.source, imgsz=opt.imgsz, topk=opt.topk,
+                                  device=opt.device, half=opt.half, save_dir=save_dir, save_img=not opt.nosave,
+                                  save_txt=opt.save_txt, vid_stride=opt.vid_stride).exit_code
+
+    return run_cli(job)

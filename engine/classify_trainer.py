@@ -17,7 +17,6 @@ import argparse
 import copy
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from models.classification import ClassificationModel
 from models.loading import model_from_checkpoint
 from utils.options import option_values
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import RESUME_HINT, run_cli
 from utils.ema import ModelEMA
 from utils.logging import LOGGER
 from utils.paths import increment_path
@@ -429,13 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """train.py --task classify: parse the classification flags and train; input errors exit 2."""
     opt = build_parser().parse_args(argv)
-    try:
+
+    def job() -> None:
         train_classifier(opt)
-    except (ValueError, FileNotFoundError) as e:  # our input errors are ValueError subclasses
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: weights/last.pt holds the last finished epoch; continue with --resume", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli(job, errors=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
@@ -19,6 +18,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from engine.classify_data import ClassifyDataError, create_classify_loader, resolve_classify_data
+from utils.cli import run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.torch_utils import select_device, time_sync
@@ -213,12 +213,11 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opt = parse_opt(argv)
-    try:
+
+    def job() -> None:  # CheckpointError, ClassifyDataError, bad --device, unwritable folder: exit 2
         save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
         val_classifier(weights=opt.weights, data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size,
                        device=opt.device, workers=opt.workers, half=opt.half, save_dir=save_dir,
                        plots=not opt.noplots, val_ratio=opt.val_ratio, seed=opt.seed)
-    except (ValueError, OSError) as e:  # CheckpointError, ClassifyDataError, bad --device, unwritable folder
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(job)

@@ -11,6 +11,7 @@ from models.blocks import Conv
 from models.fold_bn import fold_batchnorms
 from models.parse import ModelYAML, parse_model
 from models.registry import Channels, ModelConfigError
+from utils.errors import first_line
 from utils.logging import LOGGER
 from utils.torch_utils import count_gflops, fuse_conv_and_bn
 
@@ -55,9 +56,8 @@ class YAMLModel(nn.Module):
             out = m(x)
         except Exception as e:  # any failure here is a config problem of this layer
             shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelConfigError(f"{self.yaml_spec.where(m.i)} ({m.type}): forward failed on input {shapes}: "
-                                   f"{msg[:300]}") from None
+                                   f"{first_line(e)[:300]}") from None
         declared = self.layer_channels[m.i]
         if isinstance(out, torch.Tensor) and isinstance(declared, int) and declared and out.dim() == 4 \
                 and out.shape[1] != declared:

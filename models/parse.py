@@ -22,6 +22,7 @@ import yaml
 from models.activation import activation_scope, parse_activation
 from models.registry import (BlockSpec, Channels, LayerContext, ModelConfigError, chain_channels, fixed_out,
                              get_block, scaled_out)
+from utils.errors import first_line
 
 REQUIRED_KEYS = ("backbone", "head")
 KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch",
@@ -242,5 +243,5 @@ def _instantiate(bspec: BlockSpec, args: List[Any], copies: int, spec: ModelYAML
     except ModelConfigError as e:
         raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): {e}") from None
     except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): cannot build with args {args}: {msg}") from None
+        raise ModelConfigError(f"{spec.where(i)} ({bspec.name}): cannot build with args {args}: "
+                               f"{first_line(e)}") from None

@@ -8,6 +8,8 @@ from typing import Any, Dict
 
 import torch
 
+from utils.errors import first_line
+
 CHECKPOINT_VERSION = 1
 
 
@@ -42,8 +44,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({first_line(e)[:200]})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_yaml" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: expected a checkpoint with 'model' and 'model_yaml' entries, found {keys}")

@@ -1,0 +1,8 @@
+"""Error text helpers shared by the builders, loaders and command-line entry points."""
+from __future__ import annotations
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its class name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
