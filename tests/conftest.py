@@ -1,9 +1,40 @@
 """Suite-wide settings: one intra-op thread (tiny tensors gain nothing from more, and a loaded 2-core machine
-loses a lot), headless matplotlib."""
+loses a lot), headless matplotlib; fixtures that capture the project logger's messages."""
+import contextlib
+import logging
 import os
+from typing import Iterator, List
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from utils.logging import LOGGER  # noqa: E402
+
 torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _captured_log() -> Iterator[List[str]]:
+    lines: List[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        LOGGER.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def capture_log():
+    """`with capture_log() as lines:` collects the project logger's messages (usable in module-scoped fixtures)."""
+    return _captured_log
+
+
+@pytest.fixture
+def log_lines():
+    """Messages logged by the project logger during the test."""
+    with _captured_log() as lines:
+        yield lines

@@ -1,6 +1,5 @@
 """Data YAML checks, label checking and its cache, DetectionDataset items and batches, create_dataloader."""
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import utils.label_check as label_check
 from utils.boxes import scale_boxes, xywhn2xyxy
 from utils.datasets import (DatasetError, DetectionDataset, check_dataset, create_dataloader, img2label_paths,
                             list_image_files)
-from utils.logging import LOGGER
 from utils.synthetic import make_detection_dataset
 
 NC = 6
@@ -25,17 +23,6 @@ NC = 6
 def shapes(tmp_path_factory) -> Path:
     """A tiny synthetic set (square and 4:3 / 3:4 images); returns its data.yaml."""
     return make_detection_dataset(tmp_path_factory.mktemp("shapes"), n_train=12, n_val=9, imgsz=96, verbose=False)
-
-
-@pytest.fixture
-def log_lines():
-    """Messages logged by the project logger during the test."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda r: records.append(r.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from engine.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
 from engine.options import TrainOptions
 from engine.trainer import train
 from models import load_model
-from utils.logging import LOGGER
 from utils.synthetic import make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,23 +47,6 @@ def work(tmp_path_factory):
 def first_run(work):
     """2 epochs of a yolov5n-layout model (width 0.125) with plots: the run most tests inspect."""
     return train(dict(FAST, cfg=work["cfg"], data=work["data"], project=str(work["root"] / "runs"), name="exp"))
-
-
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def log_lines():
-    h = _Capture()
-    LOGGER.addHandler(h)
-    yield h.lines
-    LOGGER.removeHandler(h)
 
 
 def test_two_epochs_loss_decreases_and_outputs(first_run, work):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from models import load_model
 from models.yolo import DetectionModel
 from utils.checkpoint import save_checkpoint
 from utils.datasets import create_dataloader
-from utils.logging import LOGGER
 from utils.metrics import evaluate_detections
 from utils.nms import non_max_suppression
 from utils.synthetic import SHAPE_NAMES, make_detection_dataset
@@ -65,15 +63,6 @@ def _save(model: DetectionModel, path: Path, names) -> str:
     return str(path)
 
 
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("val")
@@ -89,23 +78,19 @@ def _args(work, *extra) -> list:
 
 
 @pytest.fixture(scope="module")
-def run(work):
+def run(work, capture_log):
     """One `val.py` run with every output on; the report run_val returned and the log lines."""
-    reports, cap = [], _Capture()
+    reports = []
 
     def keep(cfg, model=None):
         reports.append(run_val(cfg, model))
         return reports[-1]
 
-    LOGGER.addHandler(cap)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(engine.val_run, "run_val", keep)
-            rc = val.main(_args(work, "--save-txt", "--save-conf", "--save-json", "--coco-eval"))
-    finally:
-        LOGGER.removeHandler(cap)
+    with capture_log() as lines, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine.val_run, "run_val", keep)
+        rc = val.main(_args(work, "--save-txt", "--save-conf", "--save-json", "--coco-eval"))
     assert rc == 0
-    return {"report": reports[0], "lines": cap.lines}
+    return {"report": reports[0], "lines": lines}
 
 
 def test_writes_plots_labels_and_json(run):
@@ -243,16 +228,11 @@ def test_agnostic_nms(run, work):
     assert _boxes_per_class(json.loads(run["report"].json_path.read_text())) > 2
 
 
-def test_speed_task_writes_nothing(work):
-    cap = _Capture()
-    LOGGER.addHandler(cap)
-    try:
-        assert val.main(_args(work, "--task", "speed", "--project", str(work["root"] / "speed"))) == 0
-    finally:
-        LOGGER.removeHandler(cap)
+def test_speed_task_writes_nothing(work, log_lines):
+    assert val.main(_args(work, "--task", "speed", "--project", str(work["root"] / "speed"))) == 0
     assert not (work["root"] / "speed").exists()
     assert any(line.startswith("Speed: ") and line.endswith(f"at shape (1, 3, {IMGSZ}, {IMGSZ})")
-               for line in cap.lines)
+               for line in log_lines)
 
 
 def test_bad_inputs_exit_2(work, capsys):
