@@ -17,6 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.compare import CompareOptions
+from engine.optim import OPTIMIZERS
 from utils.cli import run_cli
 
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="training device: cuda index (0) or cpu")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed shared by every config")
     p.add_argument("--hyp", type=str, default=None, help="detection hyperparameter YAML (default: scratch-low)")
-    p.add_argument("--optimizer", choices=["SGD", "Adam", "AdamW"], default=None,
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
                    help="optimizer for every config (default: SGD for detect, Adam for classify)")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--noplots", action="store_true", help="no plot files inside each training run")

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from engine.optim import OPTIMIZERS
 from engine.options import DEFAULT_DATA, DEFAULT_HYP
 from utils.cli import RESUME_HINT, run_cli
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
     p.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
-    p.add_argument("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer")
+    p.add_argument("--optimizer", type=str, choices=list(OPTIMIZERS), default="SGD", help="optimizer")
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
     p.add_argument("--project", default="runs/train", help="save to project/name")

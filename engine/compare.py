@@ -107,6 +107,11 @@ class CompareOptions:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def training_optimizer(self) -> str:
+        """--optimizer, or the task's default when none was given."""
+        return self.optimizer or DEFAULT_OPTIMIZER[self.task]
+
     def command(self) -> str:
         """The compare.py command line that reproduces these options."""
         d = CompareOptions()
@@ -312,7 +317,7 @@ class _Comparison:
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
                                 "device": o.device, "seed": o.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
-                                "optimizer": o.optimizer or DEFAULT_OPTIMIZER[o.task]}
+                                "optimizer": o.training_optimizer}
         if o.task == "detect":
             from engine.options import DEFAULT_DATA
             opts["data"] = o.data or DEFAULT_DATA
@@ -433,8 +438,8 @@ def _settings(o: CompareOptions) -> Dict[str, Any]:
     else:
         s.update(data=o.data or "built-in shapes-cls")
     if not o.profile_only:
-        s.update(optimizer=o.optimizer or DEFAULT_OPTIMIZER[o.task])
-        s.update(epochs=o.epochs, batch_size=o.batch_size, seed=o.seed, training_device=str(select_device(o.device)))
+        s.update(optimizer=o.training_optimizer, epochs=o.epochs, batch_size=o.batch_size, seed=o.seed,
+                 training_device=str(select_device(o.device)))
     s.update(imgsz=o.imgsz)
     return s
 
