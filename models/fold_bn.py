@@ -25,31 +25,27 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
             and bn.num_features == conv.out_channels)
 
 
-def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Module, str, str]]:
-    """(owner, conv path, bn path) of the pairs `module` itself runs back to back (paths relative to owner)."""
+def _pairs(module: nn.Module) -> Iterator[Tuple[str, str]]:
+    """(conv path, bn path) of the pairs `module` itself runs back to back (paths relative to `module`)."""
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         names = [n for n, _ in module.named_children()]
-        for a, b in zip(names, names[1:]):
-            yield module, a, b
+        yield from zip(names, names[1:])
     elif isinstance(module, StageFeatures):
-        for a, b in zip(module.chain, module.chain[1:]):
-            yield module, a, b
+        yield from zip(module.chain, module.chain[1:])
     elif type(module).__module__ == RESNET_BLOCK_MODULE:
         children = dict(module.named_children())
         for name in children:
             if name.startswith("conv") and f"bn{name[4:]}" in children:
-                yield module, name, f"bn{name[4:]}"
+                yield name, f"bn{name[4:]}"
 
 
 def fold_batchnorms(model: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d (see the module docstring); returns how many.
 
     Pass one layer at a time, never a YAML model's layer list: its rows run by their `from` index, not in order."""
-    todo: List[Tuple[nn.Module, str, str]] = []
-    for module in model.modules():
-        for owner, a, b in _pairs(module):
-            if _foldable(owner.get_submodule(a), owner.get_submodule(b)):
-                todo.append((owner, a, b))
+    todo: List[Tuple[nn.Module, str, str]] = [
+        (owner, a, b) for owner in model.modules() for a, b in _pairs(owner)
+        if _foldable(owner.get_submodule(a), owner.get_submodule(b))]
     for owner, a, b in todo:
         replace_module(owner, a, fuse_conv_and_bn(owner.get_submodule(a), owner.get_submodule(b)))
         replace_module(owner, b, nn.Identity())
