@@ -22,8 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from models.backbones.features import (FeatureSpec, build_torchvision, build_without_init, feature_body,
-                                       freeze_kwargs, probe_features, probe_unwrapped, run_unwrapped, unwrap_model)
+from models.backbones.features import (FeatureSpec, as_nchw_grid, build_torchvision, build_without_init,
+                                       feature_body, feature_pyramid, freeze_kwargs, probe_features, probe_unwrapped,
+                                       run_unwrapped, unwrap_model)
 from models.backbones.pretrained import load_backbone_state, read_state_dict, resolve_weights
 from models.registry import Channels, LayerContext, ModelConfigError, register_block
 
@@ -84,6 +85,7 @@ class TorchVision(nn.Module):
         source = resolve_weights(model, weights)
         self.model_name = model
         self.spec: Optional[FeatureSpec] = None
+        self.pyramid: Optional[nn.Module] = None  # ViT: strides 8/16/32 from its one map (not in the weights file)
         self.split = bool(split and unwrap)
         # with a weights file every tensor is replaced, so skip the (slow) random init
         net = build_without_init(model, frozen) if source is not None else build_torchvision(model, frozen)
@@ -91,6 +93,7 @@ class TorchVision(nn.Module):
         if unwrap is None:
             self.spec = probe_features(model, frozen, bool(last_conv))
             self.body = feature_body(net, self.spec)
+            self.pyramid = feature_pyramid(net, self.spec)
         else:
             self.body = unwrap_model(net, bool(unwrap), truncate)
         if source is not None:
@@ -99,8 +102,11 @@ class TorchVision(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         if self.spec is None:
             return run_unwrapped(self.body, x, self.split)
-        out = self.body(x)  # [(B, C3, H/8, W/8), (B, C4, H/16, W/16), (B, C5, H/32, W/32)]
-        return list(out.values()) if isinstance(out, dict) else out
+        out = self.body(x)
+        maps = list(out.values()) if isinstance(out, dict) else out
+        if self.pyramid is not None:
+            maps = self.pyramid(maps)
+        return as_nchw_grid(maps, x.shape[-2:], self.spec)  # [(B, C3, H/8, W/8), (B, C4, H/16, W/16), ...]
 
 
 def _mobilenet_v2(width_mult: float = 1.0, weights: Any = None, last_conv: bool = False):
