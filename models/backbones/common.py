@@ -39,7 +39,8 @@ def _index_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], int]
     i = args[-1]
     if not -len(outputs) <= i < len(outputs):
         raise ModelConfigError(f"{ctx.name} index {i} is out of range: its input has {len(outputs)} outputs "
-                               f"{list(outputs)}")
+                               f"{list(outputs)} (a backbone without that level needs a downsampling row instead, as "
+                               f"in configs/yolov5s-squeezenet.yaml)")
     c2 = int(outputs[i])
     if len(args) == 2 and args[0] != c2:
         raise ModelConfigError(f"{ctx.name} [c2={args[0]}, index={i}] declares {args[0]} channels but output {i} "

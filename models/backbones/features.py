@@ -5,8 +5,9 @@ Nothing is typed by hand: `probe_features` builds the model on the meta device (
 that finishes last with that stride (the end of the stage). A 4-D output's stride is the input-to-map size ratio
 rounded to a power of two, the same on both sides (ceil-mode pooling and unpadded convs give SqueezeNet 127/63/31/15
 and Inception 29/14/6 at 256 px); its layout is NCHW when its dims 2 and 3 give that stride, channels-last (Swin) when
-dims 1 and 2 do: the probe is not square, so the two cannot be confused, and a fixed-size adaptive pool (AlexNet's 6x6)
-gives two strides and is no map. Modules of the classifier (`fc`, `classifier`, `head`, `heads`) are never picked.
+dims 1 and 2 do. The probe is not square and its aspect ratio is no power of two, so a map read exactly in one layout
+cannot be read exactly in the other (see _map_stride), and a fixed-size adaptive pool (AlexNet's 6x6) gives two
+strides and is no map. Modules of the classifier (`fc`, `classifier`, `head`, `heads`) are never picked.
 A model without a stride-32 map (SqueezeNet) returns P3/P4 only; the YAML adds P5 with a downsampling row.
 Transformers: ViT and MaxViT go through the adapters of `tv_adapters.py`.
 
@@ -162,12 +163,12 @@ def probe_features(name: str, kwargs: FrozenKwargs = (), last_conv: bool = False
             replace_module(model, dropped, nn.Identity())
             records, calls, x_id = _trace(model, size, head_may_fail=True)
             picked = _pick(records, strides, name, size)
-    nodes = tuple(r.name for r, _, _ in picked)
+    nodes = tuple(p[0].name for p in picked)
     chain, returns = _sequential_chain(model, nodes, calls, x_id)
-    return FeatureSpec(model=name, nodes=nodes, channels=tuple(r.shape[3 if lay == "NHWC" else 1] for r, _, lay in picked),
-                       strides=tuple(s for _, s, _ in picked), chain=chain, returns=returns if chain else nodes,
-                       dropped=dropped, layouts=tuple(lay for _, _, lay in picked),
-                       exact=all(_is_exact(r.shape, s, lay, size) for r, s, lay in picked),
+    channels = tuple(r.shape[3 if layout == "NHWC" else 1] for r, _, layout, _ in picked)
+    return FeatureSpec(model=name, nodes=nodes, channels=channels,
+                       strides=tuple(p[1] for p in picked), chain=chain, returns=returns if chain else nodes,
+                       dropped=dropped, layouts=tuple(p[2] for p in picked), exact=all(p[3] for p in picked),
                        kind="maxvit" if unit else "stages")
 
 
@@ -264,28 +265,29 @@ def _sequential_chain(model: nn.Module, nodes: Sequence[str], calls: Dict[str, T
     return tuple(chain), tuple(flat[i] for i in returns)
 
 
-def _map_stride(shape: Tuple[int, ...], size: Tuple[int, int]) -> Optional[Tuple[int, str]]:
-    """(stride, layout) of a 4-D output: the probe-to-map size ratio rounded to a power of two, equal on both sides;
-    NCHW is tried first, then channels-last. None when neither fits (a pooled vector, a fixed-size adaptive pool)."""
+def _map_stride(shape: Tuple[int, ...], size: Tuple[int, int]) -> Optional[Tuple[int, str, bool]]:
+    """(stride, layout, exact) of a 4-D output, None when it is no map (a pooled vector, a fixed-size adaptive pool).
+
+    The stride is the probe-to-map size ratio rounded to a power of two, the same on both sides. A reading whose
+    sides are exactly ceil(probe/stride) wins: as the probe's aspect ratio is not a power of two, a channels-last map
+    can only be read exactly as channels-last, and an NCHW map as NCHW. Otherwise (ceil-mode / unpadded nets) NCHW is
+    tried before channels-last."""
+    readings = []
     for layout, (i, j) in (("NCHW", (2, 3)), ("NHWC", (1, 2))):
         h, w = shape[i], shape[j]
         if h and w:
             s = nearest_power_of_two(size[0] / h)
             if s == nearest_power_of_two(size[1] / w):
-                return s, layout
-    return None
-
-
-def _is_exact(shape: Tuple[int, ...], s: int, layout: str, size: Tuple[int, int]) -> bool:
-    hw = shape[1:3] if layout == "NHWC" else shape[2:]
-    return tuple(hw) == (math.ceil(size[0] / s), math.ceil(size[1] / s))
+                readings.append((s, layout, (h, w) == (math.ceil(size[0] / s), math.ceil(size[1] / s))))
+    readings.sort(key=lambda r: not r[2])  # exact readings first, stable otherwise
+    return readings[0] if readings else None
 
 
 def _pick(records: List[_Record], strides: Sequence[int], name: str,
-          size: Tuple[int, int]) -> List[Tuple[_Record, int, str]]:
-    """For each stride, (the module that finishes last with a map of that stride, stride, layout). Deep strides the
-    model lacks are left out (SqueezeNet ends at 16); a missing shallow one is an error."""
-    last: Dict[int, Tuple[_Record, int, str]] = {}
+          size: Tuple[int, int]) -> List[Tuple[_Record, int, str, bool]]:
+    """For each stride, (the module that finishes last with a map of that stride, stride, layout, exact). Deep strides
+    the model lacks are left out (SqueezeNet ends at 16); a missing shallow one is an error."""
+    last: Dict[int, Tuple[_Record, int, str, bool]] = {}
     for r in records:
         if r.shape is None or isinstance(r.module, nn.Identity) or r.name.split(".")[0] in HEAD_NAMES:
             continue
