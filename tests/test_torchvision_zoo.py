@@ -13,9 +13,9 @@ import torch.nn.functional as F
 import yaml
 
 from models import DetectionModel
-from models.backbones.features import _map_stride, probe_features
+from models.backbones.features import StageFeatures, _map_stride, probe_features
 from models.backbones.torchvision_wrap import TorchVision
-from models.backbones.tv_adapters import ImageSizeError, SimplePyramid, ViTMap
+from models.backbones.tv_adapters import ImageSizeError, SimplePyramid, SquarePadded, ViTMap, window_unit
 from models.parse import parse_model
 from models.registry import ModelConfigError
 
@@ -51,40 +51,49 @@ def test_listed_exceptions_are_real_model_names() -> None:
 
 
 # Real forward passes (random init) on a 96x128 image: every map has the probe's channels and lies on the exact
-# ceil(H/s) x ceil(W/s) grid the detector expects, for the families the stage finder adapts.
-REAL = ["squeezenet1_1", "alexnet", "inception_v3", "googlenet", "swin_t", "swin_v2_t", "maxvit_t", "vit_b_16",
-        "vit_b_32", "mobilenet_v3_small"]
+# ceil(H/s) x ceil(W/s) grid the detector expects, for the families the stage finder adapts (swin_t is run by its own
+# test below).
+REAL = ["squeezenet1_1", "alexnet", "inception_v3", "googlenet", "swin_v2_t", "maxvit_t", "vit_b_16",
+        "mobilenet_v3_small"]
+_BUILT: dict = {}
 
 
-@pytest.mark.parametrize("name", REAL)
-def test_real_forward_matches_the_probe(name: str) -> None:
-    torch.manual_seed(0)
-    backbone = TorchVision(3, name).eval()
-    with torch.no_grad():
-        maps = backbone(torch.rand(2, 3, 96, 128))
-    spec = backbone.spec
-    assert [tuple(m.shape) for m in maps] == [(2, c, math.ceil(96 / s), math.ceil(128 / s))
+def backbone_for(name: str) -> TorchVision:
+    """Each real backbone built once per session (random init, eval mode)."""
+    if name not in _BUILT:
+        torch.manual_seed(0)
+        _BUILT[name] = TorchVision(3, name).eval()
+    return _BUILT[name]
+
+
+def _assert_on_grid(maps: list, spec, batch: int, h: int, w: int) -> None:
+    assert [tuple(m.shape) for m in maps] == [(batch, c, math.ceil(h / s), math.ceil(w / s))
                                               for c, s in zip(spec.channels, spec.strides)]
     assert all(torch.isfinite(m).all() for m in maps)
 
 
+@pytest.mark.parametrize("name", REAL)
+def test_real_forward_matches_the_probe(name: str) -> None:
+    backbone = backbone_for(name)
+    with torch.no_grad():
+        maps = backbone(torch.rand(1, 3, 96, 128))
+    _assert_on_grid(maps, backbone.spec, 1, 96, 128)
+
+
 def test_swin_channels_last_stages_are_permuted_not_reinterpreted() -> None:
-    from torchvision.models import get_model
-    torch.manual_seed(0)
-    backbone = TorchVision(3, "swin_t").eval()
+    backbone = backbone_for("swin_t")
     assert backbone.spec.layouts == ("NHWC", "NHWC", "NCHW")
     x = torch.rand(1, 3, 64, 96)
+    stages = nn.Sequential(*[backbone.body.get_submodule(f"features.{i}") for i in range(4)])  # the same modules
     with torch.no_grad():
-        p3 = backbone(x)[0]
-        net = get_model("swin_t")
-        net.load_state_dict(backbone.body.state_dict(), strict=False)  # same weights, the whole model
-        raw = net.eval().features[:4](x)  # (1, 8, 12, 192) channels-last
-    torch.testing.assert_close(p3, raw.permute(0, 3, 1, 2))
+        maps = backbone(x)
+        raw = stages(x)  # (1, 8, 12, 192): channels-last
+    _assert_on_grid(maps, backbone.spec, 1, 64, 96)
+    torch.testing.assert_close(maps[0], raw.permute(0, 3, 1, 2))
 
 
 def test_squeezenet_odd_maps_are_resampled_to_the_grid() -> None:
-    torch.manual_seed(0)
-    backbone = TorchVision(3, "squeezenet1_1").eval()
+    backbone = backbone_for("squeezenet1_1")
     spec = backbone.spec
     assert not spec.exact and spec.channels == (256, 512) and spec.nodes == ("features.7", "features")
     x = torch.rand(1, 3, 128, 128)
@@ -152,20 +161,23 @@ def test_vit_patch_14_counts_as_stride_16_and_pyramid_channels() -> None:
 # ---- MaxViT -------------------------------------------------------------------------------------------------
 
 def test_maxvit_pads_to_its_window_unit_and_crops_back() -> None:
-    from torchvision.models import get_model
+    from torchvision.models.maxvit import MaxVit
     torch.manual_seed(0)
-    backbone = TorchVision(3, "maxvit_t").eval()
-    net = get_model("maxvit_t").eval()
-    net.load_state_dict(backbone.body.body.state_dict(), strict=False)
+    net = MaxVit(input_size=(224, 224), stem_channels=8, partition_size=7, block_channels=[8, 8, 16, 16],
+                 block_layers=[1, 1, 1, 1], head_dim=4, stochastic_depth_prob=0.0).eval()  # maxvit_t's layout, tiny
+    chain = ["stem.0", "stem.1", "blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+    padded = SquarePadded(StageFeatures(net, chain, chain[3:]), window_unit(net))
+    assert padded.unit == 224
     x = torch.rand(1, 3, 224, 224)
     with torch.no_grad():
-        backbone(torch.rand(1, 3, 96, 288))  # padded to 448: the attention grids change
-        ours = backbone(x)  # ... and are set back for 224
         h = net.stem(x)
         ref = []
-        for block in net.blocks:
+        for block in net.blocks:  # torchvision's forward, with the grids it built for 224 px
             h = block(h)
             ref.append(h)
+        wide = padded(torch.rand(1, 3, 96, 288))  # padded to 448x448, then cropped
+        ours = padded(x)  # the grids are set back for 224
+    assert [tuple(m.shape[-2:]) for m in wide] == [(12, 36), (6, 18), (3, 9)]
     for a, b in zip(ours, ref[1:]):
         torch.testing.assert_close(a, b)
 
