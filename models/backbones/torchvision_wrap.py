@@ -8,6 +8,10 @@ later rows take one with `Index`::
     - [0, 1, Index, [1]]                         # 2-P4/16
     - [0, 1, Index, [2]]                         # 3-P5/32
 
+A model without a stride-32 map (SqueezeNet) returns [P3/8, P4/16]; the YAML makes P5 with a downsampling row
+(configs/yolov5s-squeezenet.yaml). Channels-last (Swin), odd-size (SqueezeNet, Inception) and transformer (ViT, MaxViT)
+models are adapted so every map is NCHW on the exact H/s x W/s grid (features.py, tv_adapters.py).
+
 TorchVision args: [model, weights=None, last_conv=False, kwargs={}]. `weights`: see models/backbones/pretrained.py.
 Widths are the network's own (width_multiple does not apply; MobileNetV2 has its own width_mult).
 
@@ -65,7 +69,7 @@ def _ultralytics_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any]
 
 @register_block(channels=_torchvision_channels)
 class TorchVision(nn.Module):
-    """A torchvision classification model cut at its stride-8/16/32 stages; forward returns [P3, P4, P5].
+    """A torchvision classification model cut at its stride-8/16/32 stages; forward returns [P3, P4, P5] (or [P3, P4]).
 
     Args:
         model: torchvision model name (`torchvision.models.list_models()`), e.g. resnet50, convnext_tiny.
