@@ -1,15 +1,15 @@
 """Find a torchvision classifier's stride-8/16/32 feature maps by a dry forward pass, and cut the network there.
 
 Nothing is typed by hand: `probe_features` builds the model on the meta device (no memory, no init time), runs a
-256x384 probe with forward hooks on every module up to two levels deep, and for each target stride takes the module
-that finishes last with that stride (the end of the stage). A 4-D output's stride is the input-to-map size ratio
-rounded to a power of two, the same on both sides (ceil-mode pooling and unpadded convs give SqueezeNet 127/63/31/15
-and Inception 29/14/6 at 256 px); its layout is NCHW when its dims 2 and 3 give that stride, channels-last (Swin) when
-dims 1 and 2 do. The probe is not square and its aspect ratio is no power of two, so a map read exactly in one layout
-cannot be read exactly in the other (see _map_stride), and a fixed-size adaptive pool (AlexNet's 6x6) gives two
-strides and is no map. Modules of the classifier (`fc`, `classifier`, `head`, `heads`) are never picked.
-A model without a stride-32 map (SqueezeNet) returns P3/P4 only; the YAML adds P5 with a downsampling row.
-Transformers: ViT and MaxViT go through the adapters of `tv_adapters.py`.
+256x384 probe with forward hooks on the possible cut points (up to two levels deep), and for each target stride takes
+the module that finishes last with that stride (the end of the stage). A 4-D output's stride is the input-to-map size
+ratio rounded to a power of two, the same on both sides (ceil-mode pooling and unpadded convs give SqueezeNet
+127/63/31/15 and Inception 29/14/6 at 256 px); its layout is NCHW when its dims 2 and 3 give that stride,
+channels-last (Swin) when dims 1 and 2 do. The probe is not square and its aspect ratio is no power of two, so a map
+read exactly in one layout cannot be read exactly in the other (see _map_stride), and a fixed-size adaptive pool
+(AlexNet's 6x6) gives two strides and is no map. Modules of the classifier (`fc`, `classifier`, `head`, `heads`) are
+never picked. A model without a stride-32 map (SqueezeNet) returns P3/P4 only; the YAML adds P5 with a downsampling
+row. Transformers: ViT and MaxViT go through the adapters of `tv_adapters.py`.
 
 Cutting: the model's children, with plain `nn.Sequential` and `nn.ModuleList` children opened one level (MobileNet's
 `features.6`, RegNet's `trunk_output.block2`, MaxViT's `blocks.1`), form a chain; modules the probe never ran
