@@ -9,9 +9,11 @@ import torch.nn as nn
 
 from models.blocks import Conv
 from models.fold_bn import fold_batchnorms
+from models.backbones.pretrained import pretrained_enabled
 from models.graph import run_rows
 from models.parse import ModelYAML, parse_model
 from models.registry import Channels, ModelConfigError
+from models.weights_report import weights_report
 from utils.errors import first_line
 from utils.logging import LOGGER
 from utils.torch_utils import count_gflops, fuse_conv_and_bn
@@ -33,6 +35,8 @@ class YAMLModel(nn.Module):
         self.layer_channels: List[Channels] = chs
         self.nc = int(self.yaml.get("nc", 80))
         self.names = [str(i) for i in range(self.nc)]
+        if pretrained_enabled():  # a rebuild from a checkpoint (no_pretrained) loads every tensor next
+            LOGGER.info(f"pretrained: {weights_report(self)}")
 
     # ---- forward --------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Any:
