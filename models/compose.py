@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -101,15 +103,32 @@ def _from_items(f: Any) -> List[Any]:
 
 
 def _backbone_levels(spec: ModelYAML, n_rows: int) -> Tuple[List[Optional[int]], Dict[int, int]]:
-    """Strides of the neck file's first n_rows backbone rows and its levels, from a meta-device build (no memory,
-    no init, no pretrained files)."""
+    """Strides of the neck file's first n_rows backbone rows and its levels (cached per rows and settings)."""
+    keys = ("ch", "probe_size", "activation", "nc", "anchors")
+    part = {**{k: spec.data[k] for k in keys if k in spec.data}, "backbone": spec.data["backbone"][:n_rows],
+            "head": []}
+    strides = _measured_strides(json.dumps(part, sort_keys=True))
+    return list(strides), levels_from_strides(strides)
+
+
+@functools.lru_cache(maxsize=32)
+def _measured_strides(part_json: str) -> Tuple[Optional[int], ...]:
+    """Strides do not depend on widths or repeats: measure them on a narrow, shallow CPU build (milliseconds; a
+    meta-device pass is slower through BatchNorm's decomposition), and on the meta device at full size when a block
+    cannot be narrowed (attention heads, groups)."""
     from models.backbones.pretrained import no_pretrained
-    data = {**spec.data, "backbone": spec.data["backbone"][:n_rows], "head": []}
-    part = ModelYAML(data, spec.source, spec.row_lines[:n_rows], spec.row_sources[:n_rows])
-    with no_pretrained(), torch.device("meta"):
-        layers = parse_model(part)[0]
-    strides = row_strides(layers, int(data.get("ch", 3)), int(data.get("probe_size", 256)), spec.where)
-    return strides, levels_from_strides(strides)
+    data = json.loads(part_json)
+    size = int(data.get("probe_size", 256))
+    narrow = {**data, "depth_multiple": 0.01, "width_multiple": 0.01, "backbone_depth_multiple": 0.01,
+              "backbone_width_multiple": 0.01}
+    with no_pretrained():
+        try:
+            layers = parse_model(narrow)[0]
+            return tuple(row_strides(layers, int(data.get("ch", 3)), size))
+        except ModelConfigError:
+            with torch.device("meta"):
+                layers = parse_model(data)[0]
+            return tuple(row_strides(layers, int(data.get("ch", 3)), size))
 
 
 def neck_rows(spec: ModelYAML) -> Tuple[List[Any], List[Optional[int]], List[str]]:
@@ -140,7 +159,11 @@ def neck_rows(spec: ModelYAML) -> Tuple[List[Any], List[Optional[int]], List[str
                 written.append(a - kept - h)  # a head row: relative offset, as -1 already is
                 continue
             if strides is None:
-                strides, levels = _backbone_levels(spec, kept)
+                try:
+                    strides, levels = _backbone_levels(spec, kept)
+                except ModelConfigError as e:
+                    raise ModelConfigError(f"{spec.where(r)}: cannot measure the strides of its backbone rows "
+                                           f"to name the level row {a} is ({e})") from None
             s = strides[a]
             k = s.bit_length() - 1 if s else None
             if k is None or levels.get(k) != a:
