@@ -131,6 +131,12 @@ def _measured_strides(part_json: str) -> Tuple[Optional[int], ...]:
             return tuple(row_strides(layers, int(data.get("ch", 3)), size))
 
 
+def backbone_levels(backbone: Union[str, Path, BackboneFile]) -> Dict[int, int]:
+    """{level k: row} of a backbone file, e.g. {1: 0, 2: 2, 3: 4, 4: 6, 5: 8} for cspdarknet."""
+    bb = backbone if isinstance(backbone, BackboneFile) else load_backbone(backbone)
+    return levels_from_strides(_measured_strides(json.dumps({"backbone": bb.rows, "head": []}, sort_keys=True)))
+
+
 def neck_rows(spec: ModelYAML) -> Tuple[List[Any], List[Optional[int]], List[str]]:
     """The head of a model YAML in level form: (rows, YAML line of each, file of each). Trailing SPPF/SPP rows of
     its backbone come first (see the module docstring)."""

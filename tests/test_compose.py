@@ -11,7 +11,8 @@ import torch.nn as nn
 import yaml
 
 from models import DetectionModel
-from models.compose import (BACKBONES_DIR, available_backbones, compose, dump_model_yaml, load_backbone, neck_rows)
+from models.compose import (BACKBONES_DIR, available_backbones, backbone_levels, compose, dump_model_yaml,
+                            load_backbone, neck_rows)
 from models.loss import ComputeLoss
 from models.parse import load_model_yaml, parse_model
 from models.registry import ModelConfigError
@@ -24,7 +25,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BACKBONES = sorted(BACKBONES_DIR.glob("*.yaml"))
 NECKS = ("yolov5n", "yolov5s", "yolov5m")
 P6_NECKS = ("yolov5n6", "yolov5s6", "yolov5m6")  # for the backbones with a P6 stage (a P5 neck leaves it unused)
-P6_BACKBONES = {"cspdarknet6"}
+P6_BACKBONES = {b.stem for b in BACKBONES if 6 in backbone_levels(b.stem)}
 
 # The YOLOv5s neck and head written for any backbone: backbone levels by name, the head's own rows by offset.
 YOLOV5S_LEVEL_HEAD = [
@@ -83,6 +84,7 @@ def test_backbone_in_n_s_m_necks_trains_a_step(backbone: Path) -> None:
 
 
 def test_p6_neck_needs_a_p6_backbone() -> None:
+    assert P6_BACKBONES == {"cspdarknet6"} and backbone_levels("cspdarknet") == {1: 0, 2: 2, 3: 4, 4: 6, 5: 8}
     with pytest.raises(ModelConfigError) as e:
         meta_count(compose(CONFIGS / "yolov5s6.yaml", "resnet18"))
     msg = str(e.value)
