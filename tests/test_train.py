@@ -153,6 +153,9 @@ def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_l
     after = torch.load(r.last, weights_only=True)["model"]
     n = len(before)  # with --cfg given, YOLOv5 keeps the YAML's anchors: every tensor but Detect.anchors moves
     assert f"Transferred {n - 1}/{n} items from {first_run.last}" in text
+    n_back = sum(int(k.split(".")[1]) < 10 for k in before)  # yolov5n layout: rows 0-9 are the backbone
+    assert f"pretrained: backbone: {n_back}/{n_back} tensors from checkpoint {first_run.last}; neck + head: " \
+           f"{n - n_back - 1}/{n - n_back} tensors from checkpoint {first_run.last}, 1 random init" in text
     n_backbone = len(yaml.safe_load(Path(work["cfg"]).read_text())["backbone"])
     backbone = [k for k in before if int(k.split(".")[1]) < n_backbone]
     neck = [k for k in before if int(k.split(".")[1]) >= n_backbone and k.endswith("running_mean")]
