@@ -116,8 +116,13 @@ class YAMLModel(nn.Module):
         rows = [f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}"]
         for m in self.model:
             args = [a for a in getattr(m, "yaml_args", [])]
-            rows.append(f"{m.i:>3}{str(getattr(m, 'from_text', m.f)):>18}{m.n:>3}{m.np:10.0f}  {m.type:<40}{_short(args):<30}")
+            rows.append(f"{m.i:>3}{_from_text(getattr(m, 'from_text', m.f)):>18}{m.n:>3}{m.np:10.0f}  {m.type:<40}{_short(args):<30}")
         return "\n".join(rows)
+
+
+def _from_text(f: Any) -> str:
+    """`from` as written in the YAML: [-1, P4] rather than [-1, 'P4']."""
+    return f"[{', '.join(map(str, f))}]" if isinstance(f, list) else str(f)
 
 
 def _short(args: List[Any], limit: int = 80) -> str:

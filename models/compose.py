@@ -55,6 +55,14 @@ def available_backbones() -> List[str]:
     return sorted(p.stem for p in BACKBONES_DIR.glob("*.yaml"))
 
 
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is inside it (for messages and the printed YAML)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def backbone_path(value: Union[str, Path], base: Optional[Path] = None) -> Path:
     """A --backbone value -> its file: a path (absolute, or relative to `base` then the working directory) or a
     name in configs/backbones/ (then in `base`/backbones/)."""
@@ -68,7 +76,7 @@ def backbone_path(value: Union[str, Path], base: Optional[Path] = None) -> Path:
         raise ModelConfigError(f"backbone file {text} not found (looked in {', '.join(map(str, candidates))})")
     for folder in (BACKBONES_DIR, (base / "backbones") if base else None):
         if folder is not None and (folder / f"{text}.yaml").is_file():
-            return folder / f"{text}.yaml"
+            return _shown(folder / f"{text}.yaml")
     names = available_backbones()
     close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
     hint = f" (closest: {', '.join(close)})" if close else ""

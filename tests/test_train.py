@@ -15,6 +15,7 @@ from engine.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
 from engine.options import TrainOptions
 from engine.trainer import train
 from models import load_model
+from models.parse import load_model_yaml
 from utils.synthetic import make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
 
 def test_wrapper_backbone_trains(work, tmp_path):
     """A torchvision-wrapped backbone (ShuffleNetV2 x0.5) with a narrow YOLOv5 neck."""
-    d = yaml.safe_load((ROOT / "configs/yolov5s-shufflenetv2.yaml").read_text())
+    d = load_model_yaml(ROOT / "configs/yolov5s-shufflenetv2.yaml").data  # a composition: neck + backbone file
     d["backbone"][0][3] = [0.5, False, False]
     d["width_multiple"] = 0.125
     cfg = tmp_path / "shufflenet-tiny.yaml"
