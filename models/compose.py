@@ -112,9 +112,8 @@ def _from_items(f: Any) -> List[Any]:
 
 def _backbone_levels(spec: ModelYAML, n_rows: int) -> Tuple[List[Optional[int]], Dict[int, int]]:
     """Strides of the neck file's first n_rows backbone rows and its levels (cached per rows and settings)."""
-    keys = ("ch", "probe_size", "activation", "nc", "anchors")
-    part = {**{k: spec.data[k] for k in keys if k in spec.data}, "backbone": spec.data["backbone"][:n_rows],
-            "head": []}
+    part = {**{k: spec.data[k] for k in ("ch", "probe_size") if k in spec.data},
+            "backbone": spec.data["backbone"][:n_rows], "head": []}
     strides = _measured_strides(json.dumps(part, sort_keys=True))
     return list(strides), levels_from_strides(strides)
 
