@@ -2,6 +2,7 @@
 
     python compare.py --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --epochs 30 --imgsz 256
     python compare.py --cfgs configs/yolov5s*.yaml --imgsz 640 --profile-only          # size and speed only
+    python compare.py --cfg configs/yolov5s.yaml --backbones yolov5s resnet18 resnet50 mobilenetv2 convnext_atto
     python compare.py --cfgs ... --name exp --exist-ok       # re-run: finished configs read back, interrupted resumed
     python compare.py --resume runs/compare/exp              # the same, with the options saved in that folder
     python compare.py --task classify --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --imgsz 96
@@ -25,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = CompareOptions()
     p = argparse.ArgumentParser(description="Train and compare model YAMLs (backbones) under identical settings.")
     p.add_argument("--cfgs", nargs="+", default=[], help="model YAMLs to compare")
+    p.add_argument("--cfg", type=str, default="", help="the model whose backbone each of --backbones replaces")
+    p.add_argument("--backbones", nargs="+", default=[],
+                   help="backbones for --cfg: names in configs/backbones/ or files; the --cfg stem (yolov5s) keeps "
+                        "its own backbone")
     p.add_argument("--data", type=str, default=None,
                    help="data YAML (detect) or ImageFolder root (classify); default: the built-in shapes set")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per config")

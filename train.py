@@ -2,6 +2,7 @@
 
     python train.py --cfg configs/yolov5n.yaml --epochs 30 --imgsz 256            # built-in shapes dataset
     python train.py --cfg configs/yolov5s.yaml --data data.yaml --weights last.pt  # transfer matching weights
+    python train.py --cfg configs/yolov5m.yaml --backbone resnet50                 # YOLOv5m neck on a ResNet50
     python train.py --resume runs/train/exp/weights/last.pt                        # continue an interrupted run
     torchrun --nproc_per_node 2 train.py --cfg configs/yolov5n.yaml --device cpu   # DDP (gloo on CPU)
     python train.py --task classify ...                                            # classification trainer
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to train; 'classify' hands all flags to engine.classify_trainer")
     p.add_argument("--weights", type=str, default="", help="initial weights: a checkpoint of this project")
     p.add_argument("--cfg", type=str, default="", help="model YAML, e.g. configs/yolov5s.yaml")
+    p.add_argument("--backbone", type=str, default="",
+                   help="replace the backbone of --cfg: a name in configs/backbones/ (resnet50, ...) or a backbone YAML")
     p.add_argument("--data", type=str, default=None, help=f"data YAML (default {DEFAULT_DATA}, built-in shapes)")
     p.add_argument("--hyp", type=str, default=None, help=f"hyperparameter YAML (default {DEFAULT_HYP})")
     p.add_argument("--epochs", type=int, default=100, help="total training epochs")

@@ -1,6 +1,8 @@
-"""Backbone zoo table: parameters, GFLOPs at 640 and median CPU latency (batch 1) of every backbone config + yolov5s.
+"""Backbone zoo table: parameters, GFLOPs at 640 and median CPU latency (batch 1) of yolov5s and of the YOLOv5s neck
+on every backbone in configs/backbones/ (torchvision, timm and YAML-native), plus the other backbone configs.
 
-    python benchmarks/backbones.py [--imgsz 320] [--runs 10] [--threads 1] [--cfgs configs/a.yaml ...]
+    python benchmarks/backbones.py [--imgsz 320] [--runs 10] [--threads 1] [--neck configs/yolov5s.yaml]
+                                   [--backbones resnet50 convnext_atto ...] [--cfgs configs/a.yaml ...]
 
 Latency: fused eval model (BatchNorm folded in YOLOv5 Conv blocks and in torchvision backbones alike; --unfused to
 skip), torch.inference_mode, 3 warm-up runs, median of --runs. Parameters are counted before fusing.
@@ -15,29 +17,45 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
-import yaml
 from tqdm import tqdm
 
 import models.backbones as backbones_pkg
 from models import DetectionModel
+from models.compose import available_backbones, backbone_levels, compose
+from models.parse import ModelYAML, load_model_yaml
 from models.registry import get_block
 from utils.torch_utils import count_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
+Config = Union[Path, ModelYAML]
 
 
-def backbone_configs(config_dir: Path = ROOT / "configs") -> List[Path]:
-    """yolov5s.yaml plus every config using a block from models/backbones/."""
-    found = []
-    for cfg in sorted(config_dir.glob("*.yaml")):
-        d = yaml.safe_load(cfg.read_text())
-        names = {r[2] for r in (d.get("backbone") or []) + (d.get("head") or []) if not str(r[2]).startswith("nn.")}
-        if any(get_block(n).cls.__module__.startswith(backbones_pkg.__name__ + ".") for n in names):
-            found.append(cfg)
-    return [config_dir / "yolov5s.yaml", *found]
+def backbone_configs(neck: Path = ROOT / "configs" / "yolov5s.yaml", backbones: Optional[Sequence[str]] = None,
+                     config_dir: Path = ROOT / "configs") -> List[Config]:
+    """The neck YAML itself, the neck on each backbone (default: every file in configs/backbones/ that fits a
+    P3-P5 neck, except cspdarknet, which is the neck YAML itself), then the configs of config_dir that use backbone
+    blocks but are no composition (yolov5s-res2net)."""
+    names = backbones if backbones is not None else \
+        [b for b in available_backbones() if b != "cspdarknet" and not _has_p6(b)]
+    composed: List[Config] = [compose(neck, b) for b in names]
+    others = []
+    if backbones is None:
+        for cfg in sorted(config_dir.glob("*.yaml")):
+            spec = load_model_yaml(cfg)
+            if spec.data.get("backbone_name"):
+                continue  # a composition: its backbone is benchmarked above
+            blocks = {r[2] for r in spec.rows if not str(r[2]).startswith("nn.")}
+            if any(get_block(n).cls.__module__.startswith(backbones_pkg.__name__ + ".") for n in blocks):
+                others.append(cfg)
+    return [neck, *composed, *others]
+
+
+def _has_p6(backbone: str) -> bool:
+    """Backbones with a P6 stage go with the P6 necks (yolov5s6.yaml)."""
+    return 6 in backbone_levels(backbone)
 
 
 def median_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, warmup: int = 3) -> float:
@@ -52,31 +70,35 @@ def median_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, warmup: int
     return statistics.median(times)
 
 
-def table(cfgs: Sequence[Path], imgsz: int, runs: int, fuse: bool = True) -> List[str]:
+def table(cfgs: Sequence[Config], imgsz: int, runs: int, fuse: bool = True) -> List[str]:
     rows = ["| config | backbone params (M) | params (M) | GFLOPs @640 | CPU ms @%d (median) |" % imgsz,
             "|---|---|---|---|---|"]
     for cfg in tqdm(cfgs, desc="backbones", leave=False):
         torch.manual_seed(0)
         model = DetectionModel(cfg).eval()
+        name = model.yaml_spec.name
         n_back = len(model.yaml["backbone"])
         back = sum(p.numel() for m in model.model[:n_back] for p in m.parameters())
         total = sum(p.numel() for p in model.parameters())
         gflops = count_gflops(model, 640, probe=model.probe_size)
         ms = median_latency_ms(model.fuse() if fuse else model, imgsz, runs)
-        rows.append(f"| {cfg.stem} | {back / 1e6:.2f} | {total / 1e6:.2f} | {gflops:.1f} | {ms:.1f} |")
+        rows.append(f"| {name} | {back / 1e6:.2f} | {total / 1e6:.2f} | {gflops:.1f} | {ms:.1f} |")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cfgs", nargs="+", type=Path, default=None, help="default: yolov5s + all backbone configs")
+    parser.add_argument("--cfgs", nargs="+", type=Path, default=None,
+                        help="model YAMLs to time instead of the neck + backbones list")
+    parser.add_argument("--neck", type=Path, default=ROOT / "configs" / "yolov5s.yaml", help="the neck YAML")
+    parser.add_argument("--backbones", nargs="+", default=None, help="default: every file in configs/backbones/")
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--unfused", action="store_true", help="time the model without folding BatchNorm")
     opt = parser.parse_args()
     torch.set_num_threads(opt.threads)
-    cfgs = opt.cfgs or backbone_configs()
+    cfgs = opt.cfgs or backbone_configs(opt.neck, opt.backbones)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {opt.threads} CPU thread(s), "
           f"load average {load:.1f}, input 1x3x{opt.imgsz}x{opt.imgsz}, median of {opt.runs} runs after 3 warm-up, "

@@ -56,6 +56,8 @@ class CompareOptions:
     """compare.py's options (field = flag with dashes as underscores)."""
 
     cfgs: List[str] = field(default_factory=list)  # model YAMLs to compare
+    cfg: str = ""  # the model whose backbone each of `backbones` replaces (models/compose.py)
+    backbones: List[str] = field(default_factory=list)  # backbone names/files; cfg's own stem = cfg unchanged
     data: Optional[str] = None  # data YAML / folder (None = the task's built-in set)
     epochs: int = 100
     imgsz: int = 640  # train, val and profiling image size (pixels)
@@ -80,12 +82,16 @@ class CompareOptions:
         """From a Namespace, a dict or CompareOptions; unknown keys raise CompareError."""
         values = option_values(opt, cls, overrides, CompareError, "compare()")
         values["cfgs"] = [str(c) for c in (values.get("cfgs") or [])]
+        values["backbones"] = [str(b) for b in (values.get("backbones") or [])]
         return cls(**values)
 
     def check(self) -> None:
         """Reject values no comparison could use, naming the flag."""
-        if not self.cfgs:
-            raise CompareError("--cfgs: expected one or more model YAMLs, got none")
+        if not self.cfgs and not self.backbones:
+            raise CompareError("--cfgs: expected one or more model YAMLs (or --cfg with --backbones), got none")
+        if bool(self.cfg) != bool(self.backbones):
+            raise CompareError("--cfg and --backbones go together: --cfg configs/yolov5s.yaml --backbones yolov5s "
+                               "resnet50 ... compares that model with each backbone")
         if self.task not in TASKS:
             raise CompareError(f"--task {self.task!r}: expected one of {', '.join(TASKS)}")
         if self.epochs < 1:
@@ -115,7 +121,8 @@ class CompareOptions:
     def command(self) -> str:
         """The compare.py command line that reproduces these options."""
         d = CompareOptions()
-        parts = ["python", "compare.py", "--cfgs", *self.cfgs]
+        parts = ["python", "compare.py"] + (["--cfgs", *self.cfgs] if self.cfgs else [])
+        parts += ["--cfg", self.cfg, "--backbones", *self.backbones] if self.backbones else []
         for k in ("data", "epochs", "imgsz", "task", "batch_size", "device", "seed", "hyp", "optimizer", "workers",
                   "project", "name", "latency_runs"):
             v = getattr(self, k)
@@ -153,7 +160,8 @@ def _resume_options(o: CompareOptions) -> CompareOptions:
         raise CompareError(f"--resume {folder}: not a comparison folder (no compare.yaml)")
     saved = yaml.safe_load(saved_file.read_text()) or {}
     d = CompareOptions()
-    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "latency_runs") if getattr(o, k) != getattr(d, k)}
+    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs")
+            if getattr(o, k) != getattr(d, k)}
     known = {f.name for f in dataclasses.fields(CompareOptions)}
     values = {k: v for k, v in saved.get("options", {}).items() if k in known}
     values.update(keep, project=str(folder.parent), name=folder.name, exist_ok=True, resume=False)
@@ -213,6 +221,24 @@ def _read_clock(run_dir: Path) -> Dict[str, Any]:
         return {}
 
 
+def _model_cfgs(o: CompareOptions, save_dir: Path) -> List[str]:
+    """--cfgs, then --cfg composed with each of --backbones (written to save_dir/models/, so every run, its hash
+    and its checkpoint see one ordinary model YAML)."""
+    from models.compose import compose, dump_model_yaml
+    # the model's own stem stands for its own backbone (the YAML as it is); compose all before writing any
+    specs = [None if b == Path(o.cfg).stem else compose(o.cfg, b) for b in o.backbones]
+    cfgs = list(o.cfgs)
+    for spec in specs:
+        if spec is None:
+            cfgs.append(o.cfg)
+            continue
+        path = save_dir / "models" / f"{spec.name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {spec.source}\n{dump_model_yaml(spec.data)}")
+        cfgs.append(str(path))
+    return cfgs
+
+
 def _file_hash(path: str) -> str:
     try:
         return hashlib.sha1(Path(path).read_bytes()).hexdigest()
@@ -245,11 +271,12 @@ def _build(cfg: str, task: str, nc: int, imgsz: int):
 class _Comparison:
     """One compare() call: the folder, the rows, the progress bar."""
 
-    def __init__(self, o: CompareOptions, save_dir: Path, train_callbacks: Optional[Mapping[str, Any]]):
+    def __init__(self, o: CompareOptions, save_dir: Path, train_callbacks: Optional[Mapping[str, Any]],
+                 cfgs: Sequence[str]):
         self.o, self.save_dir = o, save_dir
         self.train_callbacks = dict(train_callbacks or {})
-        self.names = _unique_names(o.cfgs)
-        self.rows = [ConfigResult(name=n, cfg=c) for n, c in zip(self.names, o.cfgs)]
+        self.names = _unique_names(cfgs)
+        self.rows = [ConfigResult(name=n, cfg=c) for n, c in zip(self.names, cfgs)]
         self.profiles_file = save_dir / "profiles.json"
         try:
             self.profiles: Dict[str, Any] = json.loads(self.profiles_file.read_text())
@@ -457,11 +484,12 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
     o.check()
     save_dir = increment_path(Path(o.project) / o.name, exist_ok=o.exist_ok)
     _check_settings(save_dir, o)
+    cfgs = _model_cfgs(o, save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     (save_dir / "compare.yaml").write_text(yaml.safe_dump({"command": o.command(), "options": o.to_dict()},
                                                           sort_keys=False))
-    LOGGER.info(f"compare: {len(o.cfgs)} configs, results in {save_dir}")
-    comparison = _Comparison(o, save_dir, train_callbacks)
+    LOGGER.info(f"compare: {len(cfgs)} configs, results in {save_dir}")
+    comparison = _Comparison(o, save_dir, train_callbacks, cfgs)
     result = comparison.run()
     LOGGER.info(f"compare: results in {result.results_md}")
     return result

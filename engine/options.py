@@ -24,6 +24,7 @@ class TrainOptions:
 
     weights: str = ""  # initial weights: a checkpoint written by this project ('' = from scratch)
     cfg: str = ""  # model YAML ('' = the one stored in --weights)
+    backbone: str = ""  # replace cfg's backbone: a name in configs/backbones/ or a backbone YAML (models/compose.py)
     data: str = DEFAULT_DATA  # data YAML, or a built-in name ('shapes')
     hyp: Union[str, dict] = DEFAULT_HYP  # hyperparameter YAML (or a dict)
     epochs: int = 100

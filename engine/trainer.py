@@ -32,8 +32,10 @@ from engine.options import TrainConfigError, TrainOptions
 from engine.stopping import EarlyStopping
 from engine.validator import ValResult, validate
 from models.backbones.pretrained import no_pretrained
+from models.compose import dump_model_yaml, with_backbone
 from models.freeze import freeze_layers, set_frozen_bn_eval
 from models.loss import ComputeLoss
+from models.weights_report import weights_report
 from models.yolo import DetectionModel
 from utils.autoanchor import anchors_pixels, check_anchors
 from utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint, save_checkpoint
@@ -121,6 +123,9 @@ class Trainer:
             opt = self.opt
         elif not opt.cfg and not opt.weights:
             raise TrainConfigError("train: pass --cfg (a model YAML) or --weights (a checkpoint)")
+        elif opt.backbone and not opt.cfg:
+            raise TrainConfigError(f"--backbone {opt.backbone}: pass --cfg too (the model whose backbone it replaces, "
+                                   f"e.g. configs/yolov5s.yaml)")
         if self.dist.distributed and opt.image_weights:
             raise TrainConfigError("--image-weights is not supported with DDP (multi-process) training")
         if self.dist.distributed and opt.batch_size % self.dist.world_size:
@@ -184,6 +189,7 @@ class Trainer:
             if not self.resume_ckpt:
                 (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp.to_dict(), sort_keys=False))
                 (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(self.opt.to_dict(), sort_keys=False))
+                (self.save_dir / "model.yaml").write_text(dump_model_yaml(self.model.yaml))  # as built, composed
             LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in self.hyp.to_dict().items()))
 
     def _build_model(self) -> DetectionModel:
@@ -200,7 +206,7 @@ class Trainer:
             if not opt.cfg and ckpt.get("task", "detect") != "detect":
                 raise CheckpointError(f"{opt.weights}: a {ckpt.get('task')!r} checkpoint has no detection model; "
                                       f"pass --cfg with a detection YAML to transfer its weights")
-            cfg = opt.cfg or ckpt["model_yaml"]
+            cfg = with_backbone(opt.cfg or ckpt["model_yaml"], opt.backbone)
             model = DetectionModel(cfg, nc=self.nc, anchors=anchors)
             exclude = ("anchor",) if (opt.cfg or anchors) else ()
             state = model.state_dict()
@@ -209,10 +215,11 @@ class Trainer:
             model.load_state_dict(csd, strict=False)
             model.detect.reset_grids()
             LOGGER.info(f"Transferred {len(csd)}/{len(state)} items from {opt.weights}")
+            LOGGER.info(f"pretrained: {weights_report(model, {k: f'checkpoint {opt.weights}' for k in csd})}")
             if not csd:
                 LOGGER.warning(f"{opt.weights}: no tensor matches the model by name and shape; training from scratch")
             return model
-        return DetectionModel(opt.cfg, nc=self.nc, anchors=anchors)
+        return DetectionModel(with_backbone(opt.cfg, opt.backbone), nc=self.nc, anchors=anchors)
 
     def _freeze(self) -> None:
         """--freeze N / indices / backbone (models.freeze); every other parameter trains, as in YOLOv5."""

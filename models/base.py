@@ -9,8 +9,11 @@ import torch.nn as nn
 
 from models.blocks import Conv
 from models.fold_bn import fold_batchnorms
+from models.backbones.pretrained import pretrained_enabled
+from models.graph import run_rows
 from models.parse import ModelYAML, parse_model
 from models.registry import Channels, ModelConfigError
+from models.weights_report import weights_report
 from utils.errors import first_line
 from utils.logging import LOGGER
 from utils.torch_utils import count_gflops, fuse_conv_and_bn
@@ -32,23 +35,15 @@ class YAMLModel(nn.Module):
         self.layer_channels: List[Channels] = chs
         self.nc = int(self.yaml.get("nc", 80))
         self.names = [str(i) for i in range(self.nc)]
+        if pretrained_enabled():  # a rebuild from a checkpoint (no_pretrained) loads every tensor next
+            LOGGER.info(f"pretrained: {weights_report(self)}")
 
     # ---- forward --------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Any:
         return self._forward_once(x)
 
     def _forward_once(self, x: torch.Tensor, checked: bool = False) -> Any:
-        y: List[Any] = []
-        for m in self.model:
-            if m.f != -1:
-                inputs = [x if j in (-1, m.i - 1) else y[j] for j in m.sources]
-                x = inputs[0] if isinstance(m.f, int) else inputs
-            if checked:
-                x = self._checked_call(m, x)
-            else:
-                x = m(x)
-            y.append(x if m.i in self.save else None)
-        return x
+        return run_rows(self.model, x, self.save, self._checked_call if checked else None)[0]
 
     def _checked_call(self, m: nn.Module, x: Any) -> Any:
         """Run one layer during the build-time dry run; failures and channel mismatches name the layer."""
@@ -104,7 +99,7 @@ class YAMLModel(nn.Module):
         except Exception as e:  # FLOPs are informative only; a model that cannot be counted still works
             LOGGER.debug(f"GFLOPs not computed: {e}")
             flops = ""
-        return f"{Path(self.yaml_file).stem} summary: {layers} layers, {n_p:,} parameters, {n_g:,} gradients{flops}"
+        return f"{self.yaml_spec.name} summary: {layers} layers, {n_p:,} parameters, {n_g:,} gradients{flops}"
 
     @property
     def probe_size(self) -> int:
@@ -121,8 +116,13 @@ class YAMLModel(nn.Module):
         rows = [f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}"]
         for m in self.model:
             args = [a for a in getattr(m, "yaml_args", [])]
-            rows.append(f"{m.i:>3}{str(m.f):>18}{m.n:>3}{m.np:10.0f}  {m.type:<40}{_short(args):<30}")
+            rows.append(f"{m.i:>3}{_from_text(getattr(m, 'from_text', m.f)):>18}{m.n:>3}{m.np:10.0f}  {m.type:<40}{_short(args):<30}")
         return "\n".join(rows)
+
+
+def _from_text(f: Any) -> str:
+    """`from` as written in the YAML: [-1, P4] rather than [-1, 'P4']."""
+    return f"[{', '.join(map(str, f))}]" if isinstance(f, list) else str(f)
 
 
 def _short(args: List[Any], limit: int = 80) -> str:

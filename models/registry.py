@@ -71,7 +71,7 @@ class BlockSpec:
     cls: type
     channels: ChannelRule
     repeat: str = "sequential"  # "internal": n passed after (c1, c2); "sequential": n copies chained
-    repeat_args: Optional[RepeatArgs] = None  # args of copies 2..n when repeat == "sequential"
+    repeat_args: Optional[RepeatArgs] = None  # args of copies 2..n when repeat == "sequential"; None: no copies
     min_inputs: int = 1
     aliases: Tuple[str, ...] = field(default_factory=tuple)
 
@@ -81,13 +81,19 @@ _REGISTRY: Dict[str, BlockSpec] = {}
 
 def register_block(name: Optional[str] = None, *, channels: ChannelRule, repeat: str = "sequential",
                    repeat_args: Optional[RepeatArgs] = None, aliases: Sequence[str] = ()) -> Callable[[type], type]:
-    """Class decorator registering a block under `name` (default: the class name) and its aliases."""
+    """Class decorator registering a block under `name` (default: the class name) and its aliases.
+
+    repeat_args: how copies 2..n of a row with `number` n > 1 get their arguments from the first copy's. The shared
+    rules bring their own (scaled_out/fixed_out chain output -> input channels, same_channels repeats the arguments);
+    a block with another channel rule must declare it, or a row repeating it is an error.
+    """
     if repeat not in ("internal", "sequential"):
         raise ValueError(f"repeat must be 'internal' or 'sequential', got {repeat!r}")
 
     def decorator(cls: type) -> type:
         key = name or cls.__name__
-        spec = BlockSpec(key, cls, channels, repeat, repeat_args, aliases=tuple(aliases))
+        spec = BlockSpec(key, cls, channels, repeat, repeat_args or default_repeat_args(channels),
+                         aliases=tuple(aliases))
         for k in (key, *aliases):
             if k in _REGISTRY:
                 raise ValueError(f"block name {k!r} is already registered by {_REGISTRY[k].cls.__module__}."
@@ -150,8 +156,22 @@ def concat_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], int]
 
 
 def chain_channels(args: List[Any]) -> List[Any]:
-    """Default args for copies 2..n of a sequential repeat: input channels become the output channels."""
+    """Args of copies 2..n for (c1, c2, ...) blocks: input channels become the output channels."""
     return [args[1], args[1], *args[2:]] if len(args) >= 2 else list(args)
+
+
+def same_args(args: List[Any]) -> List[Any]:
+    """Args of copies 2..n for blocks that keep their channels: the first copy's arguments."""
+    return list(args)
+
+
+def default_repeat_args(rule: ChannelRule) -> Optional[RepeatArgs]:
+    """The chaining that comes with a shared channel rule; None for any other rule (the block must declare it)."""
+    if rule in (scaled_out, fixed_out, _nn_in_out):
+        return chain_channels
+    if rule in (same_channels, _nn_norm):
+        return same_args
+    return None
 
 
 def _int_arg(ctx: LayerContext, value: Any, what: str) -> int:
@@ -200,7 +220,7 @@ def _torch_layer_spec(name: str) -> Optional[BlockSpec]:
         return None
     if short in _TORCH_CHANNEL_CHANGES:
         rule = _pixel_shuffle_rule(short)
-    return BlockSpec(name, getattr(nn, short), rule)
+    return BlockSpec(name, getattr(nn, short), rule, repeat_args=default_repeat_args(rule))
 
 
 def _pixel_shuffle_rule(short: str) -> ChannelRule:

@@ -1,7 +1,8 @@
 """DetectionModel: a YOLOv5-style detector built from a model YAML.
 
-    python models/yolo.py --cfg configs/yolov5s.yaml [--nc N] [--imgsz 640]
-prints the layer table and the summary line; a bad YAML exits with code 2 and a one-line message.
+    python models/yolo.py --cfg configs/yolov5s.yaml [--backbone resnet50] [--nc N] [--imgsz 640]
+prints the layer table and the summary line (after the composed YAML when the model is composed from a neck and a
+backbone file); a bad YAML exits with code 2 and a one-line message.
 """
 from __future__ import annotations
 
@@ -78,13 +79,18 @@ def _check_anchor_order(head: Detect) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Build a model YAML and print its layer table and summary.")
     parser.add_argument("--cfg", type=str, default="configs/yolov5s.yaml", help="model YAML")
+    parser.add_argument("--backbone", type=str, default="",
+                        help="replace the backbone of --cfg: a name in configs/backbones/ or a backbone YAML file")
     parser.add_argument("--nc", type=int, default=None, help="override the number of classes")
     parser.add_argument("--imgsz", type=int, default=640, help="image size for GFLOPs")
     parser.add_argument("--summary", action="store_true", help="torchsummary-style table (layer, output shape, "
                                                                "parameters, memory)")
     opt = parser.parse_args(argv)
     try:
-        model = build_model(opt.cfg, nc=opt.nc)
+        model = build_model(opt.cfg, nc=opt.nc, backbone=opt.backbone)
+        if model.yaml.get("backbone_name"):
+            from models.compose import dump_model_yaml
+            print(f"# {model.yaml_file}\n{dump_model_yaml(model.yaml)}")
         print(model.layer_table())
         if opt.summary:
             from models.summary import model_summary
@@ -96,10 +102,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def build_model(cfg: Union[str, Path, Dict[str, Any]], nc: Optional[int] = None, ch: int = 3) -> YAMLModel:
-    """DetectionModel or ClassificationModel, chosen by the YAML's last layer."""
+def build_model(cfg: Union[str, Path, Dict[str, Any]], nc: Optional[int] = None, ch: int = 3,
+                backbone: Optional[str] = None) -> YAMLModel:
+    """DetectionModel or ClassificationModel, chosen by the YAML's last layer; `backbone` replaces the YAML's
+    backbone (a name in configs/backbones/ or a backbone file, see models/compose.py)."""
+    from models.compose import with_backbone
     from models.parse import load_model_yaml
-    spec = load_model_yaml(cfg)
+    spec = load_model_yaml(with_backbone(cfg, backbone))
     last = spec.rows[-1][2] if spec.rows else None
     if last == "Classify":
         from models.classification import ClassificationModel

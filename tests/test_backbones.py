@@ -25,7 +25,8 @@ from models.backbones.resnet import BasicBlock, ResBottleneck
 from models.backbones.torchvision_wrap import TorchVision
 from models.freeze import FreezeSpecError, backbone_layer_count, freeze_layers, set_frozen_bn_eval
 from models.loss import ComputeLoss
-from models.parse import parse_model
+from models.compose import compose, load_backbone
+from models.parse import load_model_yaml, parse_model
 from models.registry import ModelConfigError, get_block
 from utils.hyp import load_hyp
 
@@ -42,8 +43,7 @@ ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 1
 
 
 def _uses_backbone_block(cfg: Path) -> bool:
-    rows = yaml.safe_load(cfg.read_text())
-    names = {r[2] for r in (rows.get("backbone") or []) + (rows.get("head") or [])}
+    names = {r[2] for r in load_model_yaml(cfg).rows}
     return any(get_block(n).cls.__module__.startswith(backbones_pkg.__name__ + ".") for n in names
                if not n.startswith("nn."))
 
@@ -121,7 +121,8 @@ def test_fuse_folds_every_batchnorm_and_keeps_outputs(cfg: Path) -> None:
         fused = model.fuse()
         got = fused(x)[0]
     assert not [n for n, m in fused.named_modules() if isinstance(m, nn.BatchNorm2d)]
-    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
+    # decoded boxes are in pixels: the tolerance scales with their magnitude
+    torch.testing.assert_close(got, expected, atol=1e-4 * max(1.0, float(expected.abs().max())), rtol=1e-4)
 
 
 # ---- ResNet blocks -----------------------------------------------------------------------------------------
@@ -322,10 +323,11 @@ def test_backbone_survives_deepcopy() -> None:
 
 
 def test_swapping_the_model_name_is_enough() -> None:
-    d = yaml.safe_load((CONFIGS / "yolov5s-efficientnet_b0.yaml").read_text())
-    d["backbone"][0][3][0] = "regnet_y_400mf"
-    d["width_multiple"] = 0.125
-    model = DetectionModel(d, nc=3, probe_size=64)
+    bb = load_backbone("efficientnet_b0")
+    bb.rows[0][3][0] = "regnet_y_400mf"
+    spec = compose(CONFIGS / "yolov5s.yaml", bb)
+    spec.data["width_multiple"] = 0.125
+    model = DetectionModel(spec, nc=3, probe_size=64)
     assert model.layer_channels[0] == [104, 208, 440] and model.stride.tolist() == [8.0, 16.0, 32.0]
 
 

@@ -25,6 +25,7 @@ from engine.classify_val import evaluate, val_classifier
 from engine.classify_val import main as val_main
 from models import DetectionModel, build_model, load_model
 from models.classification import ClassificationModel
+from models.parse import load_model_yaml
 from models.registry import ModelConfigError
 from models.summary import model_summary
 from utils.checkpoint import load_checkpoint
@@ -60,7 +61,7 @@ def _tiny_cls_yaml() -> dict:
 
 def _tiny_shufflenet_yaml() -> dict:
     """The ShuffleNetV2 detection config at x0.5 width: its backbone (torchvision wrapper + Index rows) is cut."""
-    d = yaml.safe_load((ROOT / "configs/yolov5s-shufflenetv2.yaml").read_text())
+    d = load_model_yaml(ROOT / "configs/yolov5s-shufflenetv2.yaml").data  # a composition: neck + backbone file
     assert d["backbone"][0][2] == "ShuffleNetV2"
     d["backbone"][0][3][0] = 0.5
     d["yaml_file"] = "yolov5s-shufflenetv2 x0.5"

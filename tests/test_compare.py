@@ -244,3 +244,23 @@ def test_history_keeps_last_row_of_a_repeated_epoch(tmp_path):
     f.write_text(head + "0,0.5,zero\n")
     with pytest.raises(RunResultsError, match="results.csv:2"):
         read_run_history(f, "detect")
+
+
+def test_cfg_with_backbones_composes_each_and_profiles(work, tmp_path, capsys):
+    res = compare(_opts(work, cfgs=[], cfg=work["a"], backbones=["tiny-a", "resnet18"], profile_only=True,
+                        project=str(tmp_path), exist_ok=False))
+    table = _table(res.results_csv)
+    assert set(table) == {"tiny-a", "tiny-a-resnet18"}
+    composed = res.save_dir / "models" / "tiny-a-resnet18.yaml"  # an ordinary model YAML every run can read
+    assert table["tiny-a-resnet18"]["status"] == "profiled"
+    from models.compose import compose
+    model = DetectionModel(compose(work["a"], "resnet18"), nc=6)
+    assert int(table["tiny-a-resnet18"]["params"]) == sum(p.numel() for p in model.parameters())
+    assert DetectionModel(composed, nc=6).yaml["backbone"] == model.yaml["backbone"]
+    o = CompareOptions.from_any(build_parser().parse_args(["--cfg", "a.yaml", "--backbones", "a", "resnet18"]))
+    assert o.command() == "python compare.py --cfg a.yaml --backbones a resnet18"
+    assert compare_main(["--cfg", work["a"], "--backbones", "resnet5", "--project", str(tmp_path), "--profile-only",
+                         "--device", "cpu"]) == 2
+    assert "unknown backbone 'resnet5'" in capsys.readouterr().err
+    with pytest.raises(CompareError, match="--cfg and --backbones go together"):
+        CompareOptions.from_any(cfgs=["a.yaml"], backbones=["resnet18"]).check()

@@ -16,7 +16,7 @@ from models import DetectionModel
 from models.backbones.features import StageFeatures, _map_stride, probe_features
 from models.backbones.torchvision_wrap import TorchVision
 from models.backbones.tv_adapters import ImageSizeError, SimplePyramid, SquarePadded, ViTMap, window_unit
-from models.parse import parse_model
+from models.parse import load_model_yaml, parse_model
 from models.registry import ModelConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +188,7 @@ def test_squeezenet_config_and_missing_level_error() -> None:
     with torch.device("meta"):
         layers, _, channels = parse_model(CONFIGS / "yolov5s-squeezenet.yaml")[:3]
     assert channels[0] == [256, 512] and channels[3] == 512  # P5: the YAML's stride-2 Conv row
-    d = yaml.safe_load((CONFIGS / "yolov5s-squeezenet.yaml").read_text())
+    d = load_model_yaml(CONFIGS / "yolov5s-squeezenet.yaml").data  # a composition: neck + backbone file
     d["backbone"][3] = [0, 1, "Index", [2]]  # asks the backbone for a P5 it does not have
     with pytest.raises(ModelConfigError, match=r"layer 3.*index 2 is out of range.*downsampling row"):
         parse_model(d)
@@ -199,7 +199,7 @@ def test_squeezenet_config_trains_one_epoch(tmp_path: Path) -> None:
     from utils.synthetic import make_detection_dataset
     data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, max_objects=2, min_size=0.3,
                                   max_size=0.6, verbose=False)
-    cfg = yaml.safe_load((CONFIGS / "yolov5s-squeezenet.yaml").read_text())
+    cfg = load_model_yaml(CONFIGS / "yolov5s-squeezenet.yaml").data
     cfg["width_multiple"] = 0.125  # the neck; the backbone keeps its widths
     (tmp_path / "sq.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     result = train(dict(cfg=str(tmp_path / "sq.yaml"), data=str(data), epochs=1, batch_size=8, imgsz=64,

@@ -15,6 +15,7 @@ from engine.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
 from engine.options import TrainOptions
 from engine.trainer import train
 from models import load_model
+from models.parse import load_model_yaml
 from utils.synthetic import make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
 
 def test_wrapper_backbone_trains(work, tmp_path):
     """A torchvision-wrapped backbone (ShuffleNetV2 x0.5) with a narrow YOLOv5 neck."""
-    d = yaml.safe_load((ROOT / "configs/yolov5s-shufflenetv2.yaml").read_text())
+    d = load_model_yaml(ROOT / "configs/yolov5s-shufflenetv2.yaml").data  # a composition: neck + backbone file
     d["backbone"][0][3] = [0.5, False, False]
     d["width_multiple"] = 0.125
     cfg = tmp_path / "shufflenet-tiny.yaml"
@@ -153,6 +154,9 @@ def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_l
     after = torch.load(r.last, weights_only=True)["model"]
     n = len(before)  # with --cfg given, YOLOv5 keeps the YAML's anchors: every tensor but Detect.anchors moves
     assert f"Transferred {n - 1}/{n} items from {first_run.last}" in text
+    n_back = sum(int(k.split(".")[1]) < 10 for k in before)  # yolov5n layout: rows 0-9 are the backbone
+    assert f"pretrained: backbone: {n_back}/{n_back} tensors from checkpoint {first_run.last}; neck + head: " \
+           f"{n - n_back - 1}/{n - n_back} tensors from checkpoint {first_run.last}, 1 random init" in text
     n_backbone = len(yaml.safe_load(Path(work["cfg"]).read_text())["backbone"])
     backbone = [k for k in before if int(k.split(".")[1]) < n_backbone]
     neck = [k for k in before if int(k.split(".")[1]) >= n_backbone and k.endswith("running_mean")]

@@ -1,6 +1,7 @@
 """Bad model YAMLs give one-line errors naming file, line, layer and what was expected (exit code 2, no traceback)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -153,8 +154,10 @@ def test_registry_duplicate_and_unknown():
 def test_script_exit_code_without_traceback(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(textwrap.dedent(HEADER + GOOD_BACKBONE.replace("C3, [512]", "Nope, [512]") + GOOD_HEAD))
+    # the script's own folder comes first on sys.path: PYTHONPATH makes `models` this checkout's package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(ROOT / "models" / "yolo.py"), "--cfg", str(cfg)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: ") and "unknown module 'Nope'" in proc.stderr

@@ -1,2 +1,2 @@
 """Backbone families, one module each; importing registers their blocks."""
-from models.backbones import common, hgnet, res2net, resnet, torchvision_wrap  # noqa: F401  (registration)
+from models.backbones import common, hgnet, res2net, resnet, timm_wrap, torchvision_wrap  # noqa: F401  (registration)

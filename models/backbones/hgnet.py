@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from models.backbones.common import ActArg, block_activation
 from models.blocks import Conv
-from models.registry import LayerContext, ModelConfigError, register_block
+from models.registry import LayerContext, ModelConfigError, register_block, same_args
 
 
 def _mid_out_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], int]:
@@ -102,7 +102,7 @@ class HGBlock(nn.Module):
         return out + x if self.add else out
 
 
-@register_block(channels=_keep_channels)
+@register_block(channels=_keep_channels, repeat_args=same_args)
 class DWDown(nn.Module):
     """Depth-wise k x k stride-s Conv + BN, no activation: HGNetV2's stage downsampling (channels unchanged)."""
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 from urllib.parse import urlparse
 
 import torch
@@ -25,6 +26,27 @@ _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("pretrained_enab
 
 class PretrainedWeightsError(ModelConfigError):
     """Pretrained weights cannot be found or do not fit the backbone."""
+
+
+@dataclass
+class LoadedWeights:
+    """What a backbone module loaded, for the pretrained report (models/weights_report.py): set as the
+    `loaded_weights` attribute of the module whose state-dict keys `keys` are."""
+
+    origin: str  # 'IMAGENET1K_V2 (file ...)', 'file ...'
+    keys: List[str] = field(default_factory=list)
+    unused: int = 0  # tensors of the file the backbone has no place for (the classifier)
+
+
+class StateDict(dict):
+    """A state dict that remembers where it was read from (`origin`, for the pretrained report)."""
+
+    origin: str = ""
+
+
+def pretrained_enabled() -> bool:
+    """False inside no_pretrained() (a checkpoint's weights come next)."""
+    return _enabled.get()
 
 
 @contextlib.contextmanager
@@ -51,7 +73,7 @@ def resolve_weights(model: str, weights: Any) -> Optional[WeightsSource]:
     if not isinstance(weights, str):
         raise PretrainedWeightsError(f"{model}: weights must be true/false, a torchvision weights name or a file "
                                      f"path, got {weights!r}")
-    if _looks_like_path(weights):
+    if looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise PretrainedWeightsError(f"{model}: weights file {path} not found")
@@ -70,7 +92,8 @@ def resolve_weights(model: str, weights: Any) -> Optional[WeightsSource]:
         raise PretrainedWeightsError(f"{model}: unknown weights {weights!r}; torchvision has {names}") from None
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
+    """A weights value that names a file rather than a weights name."""
     return "/" in value or os.sep in value or value.endswith(_PATH_SUFFIXES) or Path(value).expanduser().is_file()
 
 
@@ -85,7 +108,7 @@ def cached_file(weights: Any) -> Path:
     return path
 
 
-def read_state_dict(source: WeightsSource) -> Dict[str, torch.Tensor]:
+def read_state_dict(source: WeightsSource) -> StateDict:
     """Tensors of a torchvision weights member (from the cache) or of a local file (state dict, or a dict holding one
     under 'state_dict' or 'model'); loaded with weights_only=True."""
     if isinstance(source, Path):
@@ -104,7 +127,9 @@ def read_state_dict(source: WeightsSource) -> Dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise PretrainedWeightsError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
-    return obj
+    state = StateDict(obj)
+    state.origin = f"file {path}" if isinstance(source, Path) else f"{source.name} (file {path})"
+    return state
 
 
 def load_backbone_state(module: nn.Module, original: Dict[int, str], state: Dict[str, torch.Tensor],
@@ -137,6 +162,8 @@ def load_backbone_state(module: nn.Module, original: Dict[int, str], state: Dict
     left = [n for n, t in _tensors(module) if t.is_meta]
     if left:
         raise PretrainedWeightsError(f"{source}: backbone tensors {left[:3]} were not in the file")
+    module.loaded_weights = LoadedWeights(getattr(state, "origin", "") or source, sorted(mapped),
+                                          len(state) - len(mapped))
     return len(mapped)
 
 
