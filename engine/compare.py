@@ -417,9 +417,12 @@ def _checkpoint_state(last: Path) -> str:
     ckpt = load_checkpoint(last)
     epoch = int(ckpt.get("epoch", -1))
     total = int((ckpt.get("opt") or {}).get("epochs", 0))
+    ckpt_stage = ckpt.get("stage")
     del ckpt
     if epoch < 0:
         return "finished"
+    if ckpt_stage is not None:  # a detection run records its end steps: --resume finishes them
+        return "partial"
     if epoch + 1 >= total:  # killed after the last epoch's checkpoint but before the final strip
         from engine.checkpointing import strip_checkpoint
         for f in (last, last.with_name("best.pt")):
