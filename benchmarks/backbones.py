@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import List, Sequence
 
 import torch
-import yaml
 from tqdm import tqdm
 
 import models.backbones as backbones_pkg
 from models import DetectionModel
 from models.registry import get_block
 from utils.torch_utils import count_gflops
+from utils.yaml_io import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def backbone_configs(config_dir: Path = ROOT / "configs") -> List[Path]:
     """yolov5s.yaml plus every config using a block from models/backbones/."""
     found = []
     for cfg in sorted(config_dir.glob("*.yaml")):
-        d = yaml.safe_load(cfg.read_text())
+        d = load_yaml(cfg)
         names = {r[2] for r in (d.get("backbone") or []) + (d.get("head") or []) if not str(r[2]).startswith("nn.")}
         if any(get_block(n).cls.__module__.startswith(backbones_pkg.__name__ + ".") for n in names):
             found.append(cfg)

@@ -23,6 +23,7 @@ from models.activation import activation_scope, parse_activation
 from models.registry import (BlockSpec, Channels, LayerContext, ModelConfigError, chain_channels, fixed_out,
                              get_block, scaled_out)
 from utils.errors import first_line
+from utils.yaml_io import load_yaml_document
 
 REQUIRED_KEYS = ("backbone", "head")
 KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch",
@@ -63,14 +64,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelYAML]) -> ModelYA
         path = Path(cfg)
         if not path.is_file():
             raise ModelConfigError(f"{path}: model YAML not found")
-        text = path.read_text(encoding="utf-8", errors="replace")
-        try:
-            data = yaml.safe_load(text)
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            loc = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise ModelConfigError(f"{loc}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        data, node = load_yaml_document(path, ModelConfigError)
         spec = ModelYAML(data if isinstance(data, dict) else {}, str(path))
         if not isinstance(data, dict):
             raise ModelConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")

@@ -74,7 +74,7 @@ def test_check_dataset_error_missing_yaml(tmp_path):
 
 def test_check_dataset_error_bad_yaml_syntax(tmp_path):
     cfg = _write(tmp_path / "bad.yaml", "train: a\nval: [b\nnames: [x]\n")
-    with pytest.raises(DatasetError, match=r"bad.yaml line \d+: not valid YAML"):
+    with pytest.raises(DatasetError, match=r"bad.yaml:\d+: invalid YAML"):
         check_dataset(cfg)
 
 

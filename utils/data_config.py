@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
-import yaml
-
 from utils.media import IMG_FORMATS, is_image
+from utils.yaml_io import load_yaml
 
 PathLike = Union[str, os.PathLike]
 
@@ -24,12 +23,7 @@ class DatasetError(ValueError):
 def _load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"data YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise DatasetError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(path, DatasetError)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a mapping with train, val and names, got {type(data).__name__}")
     return data
