@@ -44,7 +44,7 @@ def _has_images(p: Path) -> bool:
     if p.is_dir():
         return any(f.is_file() and is_image(f) for f in p.rglob("*"))
     if p.suffix == ".txt":
-        return any(line.strip() for line in p.read_text().splitlines())
+        return any(line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines())
     return is_image(p)
 
 
@@ -149,7 +149,7 @@ def list_image_files(path: Union[PathLike, Sequence[PathLike]], prefix: str = ""
         if p.is_dir():
             files += [str(f) for f in p.rglob("*") if f.is_file() and is_image(f)]
         elif p.is_file() and p.suffix == ".txt":
-            for line in p.read_text().splitlines():
+            for line in p.read_text(encoding="utf-8-sig").splitlines():
                 line = line.strip()
                 if line:
                     q = Path(line)
