@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ TRAINING_ONLY = ("ema", "updates", "optimizer", "resume_state")
 TRAIN, DONE = "train", "done"
 END_STAGES = ("best", "validate", "strip")
 STAGES = (TRAIN, *END_STAGES, DONE)
+T = TypeVar("T")
 
 
 def capture_rng(loader_generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
@@ -92,3 +93,31 @@ def load_resumable(path: Path) -> Dict[str, Any]:
         raise CheckpointError(f"{path}: training already finished (final checkpoint), nothing to resume; "
                               f"start a new run with --weights {path}")
     return ckpt
+
+
+def run_end_steps(ckpt: Dict[str, Any], last: Path, best: Path, last_is_best: bool,
+                  validate: Callable[[Path], T]) -> Optional[T]:
+    """The end of a run after its last epoch, from ckpt["stage"] on: best.pt (written from the last epoch's
+    checkpoint when that epoch is the best, then stripped), validate(best.pt or last.pt) with its plots, last.pt
+    stripped. Each step done is recorded in last.pt, and each can be redone, so --resume finishes what a kill
+    interrupted. Returns validate's result (None when that step was already done)."""
+    result = None
+    if ckpt["stage"] == "best":
+        if last_is_best:
+            save_checkpoint(ckpt, best, step="final")
+        if best.exists():
+            strip_checkpoint(best)
+        _advance(ckpt, last, "validate")
+    if ckpt["stage"] == "validate":
+        result = validate(best if best.exists() else last)
+        _advance(ckpt, last, "strip")
+    if ckpt["stage"] == "strip":
+        save_checkpoint(stripped(ckpt), last, step="strip")
+        ckpt["stage"] = DONE
+    return result
+
+
+def _advance(ckpt: Dict[str, Any], last: Path, stage: str) -> None:
+    """Record in last.pt that the end sequence reached `stage`."""
+    ckpt["stage"] = stage
+    save_checkpoint(ckpt, last, step="stage")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from engine.checkpointing import (DONE, END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
-                                  load_resumable, restore_rng, strip_checkpoint, stripped)
+from engine.checkpointing import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
+                                  load_resumable, restore_rng, run_end_steps)
 from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
 from engine.loggers import RunLogger
 from engine.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
@@ -192,8 +192,7 @@ class Trainer:
         self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
-            for f in remove_stale_temp_files(self.wdir):  # left by a kill during a checkpoint write
-                LOGGER.info(f"Removed {f.name}, the temp file of an interrupted checkpoint write")
+            remove_stale_temp_files(self.wdir)  # left by a kill during a checkpoint write
             if not self.resume_ckpt:
                 (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp.to_dict(), sort_keys=False))
                 (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(self.opt.to_dict(), sort_keys=False))
@@ -449,39 +448,26 @@ class Trainer:
                            stopped_early=self.stopped_early, problems=list(self.problems))
 
     def _end_sequence(self) -> Optional[ValResult]:
-        """The steps after the last epoch, from self.stage on (END_STAGES); last.pt records each one done.
-
-        Every step can be redone: best.pt is rewritten from last.pt's content (identical to what the last epoch
-        would have written), stripping is idempotent, validation and plots overwrite their files."""
-        ckpt, final = self.end_ckpt, None
+        """best.pt, final validation with plots, strip (checkpointing.run_end_steps), from where last.pt stands."""
+        ckpt = self.end_ckpt
         if ckpt is None:  # no epoch finished in this call nor before it
             return None
-        if self.stage == "best":
-            if fitness(*ckpt["resume_state"]["results"][2:4]) == ckpt["best_fitness"]:  # the last epoch is the best
-                save_checkpoint(ckpt, self.best, step="final")
-            if self.best.exists():
-                strip_checkpoint(self.best)
-            self._advance("validate")
-        if self.stage == "validate":
+
+        def final_validation(target: Path) -> ValResult:
             from models.loading import model_from_checkpoint
-            target = self.best if self.best.exists() else self.last
             LOGGER.info(f"\nValidating {target}...")
             model = model_from_checkpoint(load_checkpoint(target), str(target)).to(self.device)
-            final = validate(model, self.val_loader, names=self.names, single_cls=self.opt.single_cls,
-                             half=self.amp, compute_loss=self.compute_loss, save_dir=self.save_dir,
-                             plots=not self.opt.noplots, verbose=True)
+            result = validate(model, self.val_loader, names=self.names, single_cls=self.opt.single_cls,
+                              half=self.amp, compute_loss=self.compute_loss, save_dir=self.save_dir,
+                              plots=not self.opt.noplots, verbose=True)
             if not self.opt.noplots:
                 self.logger.plot()
-            self._advance("strip")
-        if self.stage == "strip":
-            save_checkpoint(stripped(ckpt), self.last, step="strip")
-            self.stage = DONE
-        return final
+            return result
 
-    def _advance(self, stage: str) -> None:
-        """Record in last.pt that the end sequence reached `stage`."""
-        self.end_ckpt["stage"] = self.stage = stage
-        save_checkpoint(self.end_ckpt, self.last, step="stage")
+        is_best = fitness(*ckpt["resume_state"]["results"][2:4]) == ckpt["best_fitness"]
+        final = run_end_steps(ckpt, self.last, self.best, is_best, final_validation)
+        self.stage = ckpt["stage"]
+        return final
 
     def close(self) -> None:
         logger = getattr(self, "logger", None)

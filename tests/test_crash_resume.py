@@ -105,3 +105,33 @@ def test_new_run_removes_stale_temp_files(tiny, tmp_path, log_lines):
                workers=0, noplots=True, noval=True, project=str(tmp_path / "runs"), name="exp", exist_ok=True))
     assert not any(f.exists() for f in stale) and (weights / "last.pt").is_file()
     assert sum("the temp file of an interrupted checkpoint write" in m for m in log_lines) == 2
+
+
+@pytest.mark.slow
+def test_classifier_killed_in_final_strip_then_resumed(tmp_path, capture_log):
+    """Classification training has the same end sequence: killed while stripping best.pt, its --resume strips it
+    (same weights), evaluates and strips last.pt."""
+    from engine.classify_trainer import train_classifier
+    from test_classify import _tiny_cls_yaml, _write_colour_folder
+
+    data = _write_colour_folder(tmp_path / "colours", n_train=4, n_val=2)
+    cfg = tmp_path / "tiny-cls.yaml"
+    cfg.write_text(yaml.safe_dump({k: v for k, v in _tiny_cls_yaml().items() if k != "yaml_file"}, sort_keys=False))
+    project = tmp_path / "runs"
+    killed = _train(["--task", "classify", "--cfg", str(cfg), "--data", str(data), "--epochs", "2", "--imgsz", "64",
+                     "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots",
+                     "--project", str(project), "--name", "exp"], fault="strip:best.pt")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    weights = project / "exp" / "weights"
+    assert _checkpoint(weights / "last.pt")["stage"] == "best" and list(weights.glob(".*.tmp"))
+    unstripped = _checkpoint(weights / "best.pt")
+    assert unstripped["epoch"] >= 0
+    with capture_log() as lines:
+        result = train_classifier({"resume": str(weights / "last.pt"), "device": "cpu", "workers": 0})
+    assert any("completing the end of the run" in m for m in lines)
+    assert result.final is not None and result.history == [] and not list(weights.glob(".*.tmp"))
+    best, last = _checkpoint(weights / "best.pt"), _checkpoint(weights / "last.pt")
+    assert best["epoch"] == last["epoch"] == -1 and best["stage"] == last["stage"] == "done"
+    assert best["optimizer"] is None and last["optimizer"] is None
+    for k, v in unstripped["model"].items():
+        assert torch.equal(best["model"][k], v), k

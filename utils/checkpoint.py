@@ -11,6 +11,7 @@ import torch
 
 from utils.errors import first_line
 from utils.faults import fault_point
+from utils.logging import LOGGER
 
 CHECKPOINT_VERSION = 1
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip archive; the legacy pickle format
@@ -48,11 +49,12 @@ def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike, step: str = "s
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> List[Path]:
-    """Delete the temp files of checkpoint writes that a kill interrupted (the targets are intact); returns them."""
+    """Delete (and log) the temp files of checkpoint writes that a kill interrupted (the targets are intact)."""
     removed = []
     for f in sorted(Path(folder).glob(TEMP_GLOB)):
         if f.is_file():
             f.unlink(missing_ok=True)
+            LOGGER.info(f"Removed {f.name}, the temp file of an interrupted checkpoint write")
             removed.append(f)
     return removed
 
