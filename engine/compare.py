@@ -422,7 +422,7 @@ def _checkpoint_state(last: Path) -> str:
     del ckpt
     if epoch < 0:
         return "finished"
-    if ckpt_stage is not None:  # a detection run records its end steps: --resume finishes them
+    if ckpt_stage is not None:  # the run records its end steps in last.pt: --resume finishes them
         return "partial"
     if epoch + 1 >= total:  # killed after the last epoch's checkpoint but before the final strip
         from engine.checkpointing import strip_checkpoint
