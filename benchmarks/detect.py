@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
 from engine.detect_run import DetectConfig, run_detect
 from engine.predictor import Detector
 from models import DetectionModel
 from utils.synthetic import make_detection_dataset
+from utils.yaml_io import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def build_detector(weights: str, cfg: str, device: str) -> Detector:
     if weights:
         return Detector(weights, device=device)
     torch.manual_seed(0)
-    return Detector(DetectionModel(yaml.safe_load(Path(cfg).read_text())), device=device)
+    return Detector(DetectionModel(load_yaml(cfg)), device=device)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -12,6 +12,13 @@ from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 # Entries only a run in progress needs; final checkpoints drop them.
 TRAINING_ONLY = ("ema", "updates", "optimizer", "resume_state")
+# last.pt's "stage": "train" while epochs remain; after the last epoch, the next step of the end sequence
+# ("best": write and strip best.pt, "validate": final validation and plots, "strip": strip last.pt itself);
+# "done" in a final checkpoint. Each step is redone safely, so --resume runs whatever a kill left undone.
+TRAIN, DONE = "train", "done"
+END_STAGES = ("best", "validate", "strip")
+STAGES = (TRAIN, *END_STAGES, DONE)
+T = TypeVar("T")
 
 
 def capture_rng(loader_generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
@@ -43,15 +50,29 @@ def float_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
+def stripped(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """A final copy of a training checkpoint: epoch -1, stage done, training-only entries set to None."""
+    final = {k: v for k, v in ckpt.items() if k != "format_version"}
+    final.update({k: None for k in TRAINING_ONLY}, epoch=-1, stage=DONE)
+    return final
+
+
 def strip_checkpoint(path: Path) -> Dict[str, Any]:
-    """Rewrite a training checkpoint as a final one: epoch -1, training-only entries set to None."""
-    ckpt = load_checkpoint(path)
-    ckpt.pop("format_version", None)
-    for k in TRAINING_ONLY:
-        ckpt[k] = None
-    ckpt["epoch"] = -1
-    save_checkpoint(ckpt, path)
+    """Rewrite a training checkpoint as a final one (stripped(); the same file again when it already is)."""
+    ckpt = stripped(load_checkpoint(path))
+    save_checkpoint(ckpt, path, step="strip")
     return ckpt
+
+
+def checkpoint_stage(ckpt: Dict[str, Any], path: Path) -> str:
+    """The stage of a checkpoint (STAGES); one written before stages existed is placed by its epoch."""
+    stage = ckpt.get("stage")
+    if stage is None:
+        epoch, epochs = int(ckpt.get("epoch", -1)), int((ckpt.get("opt") or {}).get("epochs", 0))
+        return DONE if epoch < 0 else (END_STAGES[0] if epoch + 1 >= epochs else TRAIN)
+    if stage not in STAGES:
+        raise CheckpointError(f"{path}: unknown training stage {stage!r} (expected one of {', '.join(STAGES)})")
+    return stage
 
 
 def latest_checkpoint(search_dir: Path) -> Path:
@@ -67,7 +88,36 @@ def load_resumable(path: Path) -> Dict[str, Any]:
     ckpt = load_checkpoint(path)
     if ckpt.get("task", "detect") != "detect":
         raise CheckpointError(f"{path}: a {ckpt.get('task')!r} checkpoint cannot resume detection training")
-    if ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict):
+    if (ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict)
+            or checkpoint_stage(ckpt, path) == DONE):
         raise CheckpointError(f"{path}: training already finished (final checkpoint), nothing to resume; "
                               f"start a new run with --weights {path}")
     return ckpt
+
+
+def run_end_steps(ckpt: Dict[str, Any], last: Path, best: Path, last_is_best: bool,
+                  validate: Callable[[Path], T]) -> Optional[T]:
+    """The end of a run after its last epoch, from ckpt["stage"] on: best.pt (written from the last epoch's
+    checkpoint when that epoch is the best, then stripped), validate(best.pt or last.pt) with its plots, last.pt
+    stripped. Each step done is recorded in last.pt, and each can be redone, so --resume finishes what a kill
+    interrupted. Returns validate's result (None when that step was already done)."""
+    result = None
+    if ckpt["stage"] == "best":
+        if last_is_best:
+            save_checkpoint(ckpt, best, step="final")
+        if best.exists():
+            strip_checkpoint(best)
+        _advance(ckpt, last, "validate")
+    if ckpt["stage"] == "validate":
+        result = validate(best if best.exists() else last)
+        _advance(ckpt, last, "strip")
+    if ckpt["stage"] == "strip":
+        save_checkpoint(stripped(ckpt), last, step="strip")
+        ckpt["stage"] = DONE
+    return result
+
+
+def _advance(ckpt: Dict[str, Any], last: Path, stage: str) -> None:
+    """Record in last.pt that the end sequence reached `stage`."""
+    ckpt["stage"] = stage
+    save_checkpoint(ckpt, last, step="stage")

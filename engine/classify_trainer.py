@@ -27,7 +27,8 @@ import torch.nn as nn
 import yaml
 from tqdm import tqdm
 
-from engine.checkpointing import float_state, latest_checkpoint, strip_checkpoint
+from engine.checkpointing import (END_STAGES, TRAIN, checkpoint_stage, float_state, latest_checkpoint,
+                                  run_end_steps)
 from engine.classify_data import ClassifyAugment, ClassifyData, create_classify_loader, resolve_classify_data
 from engine.classify_val import ClassifyMetrics, evaluate
 from engine.optim import OPTIMIZERS, build_optimizer, describe_optimizer, lr_lambda
@@ -35,7 +36,7 @@ from models.base import YAMLModel
 from models.classification import ClassificationModel
 from models.loading import model_from_checkpoint
 from utils.options import option_values
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from utils.cli import RESUME_HINT, run_cli
 from utils.ema import ModelEMA
 from utils.logging import LOGGER
@@ -198,7 +199,8 @@ def _resume_checkpoint(o: ClassifyOptions) -> Tuple[Path, Dict[str, Any]]:
     if ckpt.get("task") != "classify":
         raise CheckpointError(f"{path}: a {ckpt.get('task', 'detect')!r} checkpoint cannot resume classification "
                               f"training")
-    if ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict):
+    if (ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict)
+            or checkpoint_stage(ckpt, path) == "done"):
         raise CheckpointError(f"{path}: training already finished (final checkpoint), nothing to resume; "
                               f"start a new run with --weights {path}")
     return path, ckpt
@@ -214,6 +216,7 @@ class ClassifyTrainer:
         self.on_epoch_end = on_epoch_end
         self.verbose = verbose
         self.ckpt: Optional[Dict[str, Any]] = None
+        self.end_ckpt: Optional[Dict[str, Any]] = None  # last.pt's content once every epoch is done
         if self.o.resume:
             path, self.ckpt = _resume_checkpoint(self.o)
             keep = {k: getattr(self.o, k) for k in ("device", "workers") if getattr(self.o, k) != getattr(
@@ -232,6 +235,7 @@ class ClassifyTrainer:
         o = self.o
         init_seeds(o.seed)
         self.wdir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.wdir)  # left by a kill during a checkpoint write
         if self.ckpt is None:
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(o.to_dict(), sort_keys=False))
         self.data = resolve_classify_data(o.data, val_ratio=o.val_ratio, seed=o.seed, verbose=self.verbose)
@@ -268,8 +272,11 @@ class ClassifyTrainer:
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
         self.best_epoch = int(state.get("best_epoch", -1))
-        if self.start_epoch >= self.o.epochs:
-            raise CheckpointError(f"{self.o.resume}: all {self.o.epochs} epochs are done; nothing to resume")
+        stage = checkpoint_stage(ckpt, Path(str(self.o.resume)))
+        if stage != TRAIN:  # killed after the last epoch: fit() trains nothing and finish() does what is left
+            ckpt["stage"], self.end_ckpt = stage, ckpt
+            LOGGER.info(f"All {self.o.epochs} epochs are done, completing the end of the run (from step '{stage}' "
+                        f"of {', '.join(END_STAGES)})")
 
     def fit(self) -> ClassifyTrainResult:
         o = self.o
@@ -332,9 +339,12 @@ class ClassifyTrainer:
         final = epoch + 1 == self.o.epochs
         if not self.o.nosave or final:
             ckpt = self.checkpoint(epoch)
+            ckpt["stage"] = END_STAGES[0] if final else TRAIN  # after the last epoch, finish() writes best.pt
             save_checkpoint(ckpt, self.last)
-            if self.best_epoch == epoch:
+            if self.best_epoch == epoch and not final:
                 save_checkpoint(ckpt, self.best)
+            if final:
+                self.end_ckpt = ckpt
         self.epoch = epoch
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
@@ -352,22 +362,26 @@ class ClassifyTrainer:
                 "opt": o.to_dict(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def finish(self) -> ClassifyTrainResult:
+        """best.pt, final evaluation with plots, strip (checkpointing.run_end_steps), from where last.pt stands."""
         final, model = None, None
-        for f in (self.last, self.best):
-            if f.is_file():
-                strip_checkpoint(f)
-        if self.best.is_file():
-            model = model_from_checkpoint(load_checkpoint(self.best), str(self.best)).to(self.device).eval()
-            final = evaluate(model, self.val_loader, self.device, self.criterion, names=self.data.names,
-                             half=self.amp, desc=f"{'Validating best.pt':>24}" if self.verbose else None)
-            if self.verbose:
-                LOGGER.info(final.table())
-        if not self.o.noplots and self.csv.is_file():
-            from engine.classify_plots import plot_classify_confusion, plot_classify_results
 
-            plot_classify_results(self.csv)
-            if final is not None:
-                plot_classify_confusion(final.confusion, final.names, self.save_dir / "confusion_matrix.png")
+        def final_evaluation(target: Path) -> Tuple[ClassifyMetrics, YAMLModel]:
+            loaded = model_from_checkpoint(load_checkpoint(target), str(target)).to(self.device).eval()
+            metrics = evaluate(loaded, self.val_loader, self.device, self.criterion, names=self.data.names,
+                               half=self.amp, desc=f"{'Validating ' + target.name:>24}" if self.verbose else None)
+            if self.verbose:
+                LOGGER.info(metrics.table())
+            if not self.o.noplots and self.csv.is_file():
+                from engine.classify_plots import plot_classify_confusion, plot_classify_results
+
+                plot_classify_results(self.csv)
+                plot_classify_confusion(metrics.confusion, metrics.names, self.save_dir / "confusion_matrix.png")
+            return metrics, loaded
+
+        if self.end_ckpt is not None:
+            last_is_best = self.end_ckpt["resume_state"].get("best_epoch") == self.end_ckpt["epoch"]
+            final, model = run_end_steps(self.end_ckpt, self.last, self.best, last_is_best, final_evaluation) or (
+                None, None)
         data_arg = self.o.data or "''"
         LOGGER.info(f"Results saved to {self.save_dir}\n"
                     f"Predict:         python detect.py --task classify --weights {self.best} --source im.jpg\n"

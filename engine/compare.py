@@ -39,6 +39,7 @@ from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.profiling import ModelProfile, latency_devices, profile_model
+from utils.yaml_io import load_yaml
 
 TASKS = ("detect", "classify")
 # Options that must match when an existing comparison folder is reused for training.
@@ -158,7 +159,7 @@ def _resume_options(o: CompareOptions) -> CompareOptions:
     saved_file = folder / "compare.yaml"
     if not saved_file.is_file():
         raise CompareError(f"--resume {folder}: not a comparison folder (no compare.yaml)")
-    saved = yaml.safe_load(saved_file.read_text()) or {}
+    saved = load_yaml(saved_file, CompareError) or {}
     d = CompareOptions()
     keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs")
             if getattr(o, k) != getattr(d, k)}
@@ -173,7 +174,7 @@ def _check_settings(save_dir: Path, o: CompareOptions) -> None:
     f = save_dir / "compare.yaml"
     if not f.is_file():
         return
-    old = (yaml.safe_load(f.read_text()) or {}).get("options", {})
+    old = (load_yaml(f, CompareError) or {}).get("options", {})
     if old.get("profile_only") or o.profile_only:
         keys = ("task", "imgsz")
     else:
@@ -444,9 +445,12 @@ def _checkpoint_state(last: Path) -> str:
     ckpt = load_checkpoint(last)
     epoch = int(ckpt.get("epoch", -1))
     total = int((ckpt.get("opt") or {}).get("epochs", 0))
+    ckpt_stage = ckpt.get("stage")
     del ckpt
     if epoch < 0:
         return "finished"
+    if ckpt_stage is not None:  # the run records its end steps in last.pt: --resume finishes them
+        return "partial"
     if epoch + 1 >= total:  # killed after the last epoch's checkpoint but before the final strip
         from engine.checkpointing import strip_checkpoint
         for f in (last, last.with_name("best.pt")):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 from engine.sources import stream_stem
 from utils.annotate import draw_boxes
 from utils.boxes import xyxy2xywhn
-from utils.paths import increment_path
+from utils.paths import increment_path, safe_folder_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -112,7 +111,7 @@ class Result:
         stem = stem or self.stem
         saved = []
         for i in range(len(self)):
-            cls_dir = re.sub(r"[\\/:]", "_", self._name(int(self.class_ids[i])))  # a name is one folder
+            cls_dir = safe_folder_name(self._name(int(self.class_ids[i])))
             target = increment_path(Path(folder) / cls_dir / f"{stem}.jpg")
             target.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(target), self.crop(i)):

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from engine.checkpointing import (capture_rng, float_state, latest_checkpoint, load_resumable, restore_rng,
-                                  strip_checkpoint)
+from engine.checkpointing import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
+                                  load_resumable, restore_rng, run_end_steps)
 from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
 from engine.loggers import RunLogger
 from engine.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
@@ -38,11 +38,13 @@ from models.loss import ComputeLoss
 from models.weights_report import weights_report
 from models.yolo import DetectionModel
 from utils.autoanchor import anchors_pixels, check_anchors
-from utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint, save_checkpoint
+from utils.checkpoint import (CheckpointError, intersect_state_dicts, load_checkpoint, remove_stale_temp_files,
+                              save_checkpoint)
 from utils.datasets import check_dataset, create_dataloader
 from utils.ema import ModelEMA
 from utils.hyp import Hyp, load_hyp
 from utils.logging import LOGGER
+from utils.metrics import fitness
 from utils.paths import increment_path
 from utils.torch_utils import init_seeds, select_device
 
@@ -98,6 +100,8 @@ class Trainer:
             self.callbacks[event] += list(fns) if isinstance(fns, (list, tuple)) else [fns]
         self.dist: DistInfo = dist_from_env()
         self.resume_ckpt: Optional[Dict[str, Any]] = None
+        self.stage = TRAIN  # checkpointing.STAGES: where the run stands (an end stage once every epoch is done)
+        self.end_ckpt: Optional[Dict[str, Any]] = None  # last.pt's content during the end sequence
         self.epoch = -1
         self.start_epoch = 0
         self.best_fitness = 0.0
@@ -173,7 +177,14 @@ class Trainer:
         restored = TrainOptions.from_any({**ckpt["opt"], "device": opt.device, "workers": opt.workers,
                                           "resume": str(path), "local_rank": opt.local_rank})
         self.opt, self.resume_ckpt, self.resume_path = restored, ckpt, path
-        LOGGER.info(f"Resuming training from {path} (epoch {ckpt['epoch'] + 1} of {restored.epochs})")
+        self.stage = checkpoint_stage(ckpt, path)
+        if self.stage == TRAIN:
+            LOGGER.info(f"Resuming training from {path} (epoch {ckpt['epoch'] + 1} of {restored.epochs})")
+        else:
+            ckpt["stage"] = self.stage  # a checkpoint from before stages existed
+            self.end_ckpt = ckpt
+            LOGGER.info(f"Resuming {path}: training finished at epoch {ckpt['epoch']}, completing the end of the run "
+                        f"(from step '{self.stage}' of {', '.join(END_STAGES)})")
 
     def _setup_save_dir(self) -> None:
         opt = self.opt
@@ -186,6 +197,7 @@ class Trainer:
         self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.wdir)  # left by a kill during a checkpoint write
             if not self.resume_ckpt:
                 (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp.to_dict(), sort_keys=False))
                 (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(self.opt.to_dict(), sort_keys=False))
@@ -282,9 +294,8 @@ class Trainer:
         self.stopper = EarlyStopping(self.opt.patience, **rs["stopper"])
         self.last_opt_step = int(rs["last_opt_step"])
         self.results = tuple(rs.get("results", self.results))
-        if self.start_epoch >= self.opt.epochs:
-            raise CheckpointError(f"{self.resume_path}: training to {self.opt.epochs} epochs is finished, "
-                                  f"nothing to resume")
+        if self.stage != TRAIN:
+            self.epoch = self.start_epoch - 1
 
     # ------------------------------------------------------------------------------------------- epochs
     def fit(self) -> None:
@@ -301,7 +312,7 @@ class Trainer:
                            else f"Starting training for {opt.epochs} epochs..."))
         self._run("on_train_start")
         self.stopped_early = False
-        for epoch in range(self.start_epoch, opt.epochs):
+        for epoch in range(self.start_epoch, opt.epochs if self.stage == TRAIN else 0):
             self.epoch = epoch
             mloss, lr = self.train_one_epoch(epoch)
             self.loss_history.append(tuple(mloss))
@@ -383,7 +394,10 @@ class Trainer:
             self.ema.update(self.model)
 
     def end_epoch(self, epoch: int, mloss: Tuple[float, float, float], lr: List[float]) -> bool:
-        """Validate, log, checkpoint (rank 0). Returns the early-stop decision."""
+        """Validate, log, checkpoint (rank 0). Returns the early-stop decision.
+
+        After the last epoch (or an early stop) only last.pt is written here, at stage "best": best.pt and the rest
+        of the end sequence follow in finish(), so a kill anywhere after this point is finished by --resume."""
         opt = self.opt
         final_epoch = epoch + 1 == opt.epochs or self.stopper.possible_stop
         if not opt.noval or final_epoch:
@@ -391,21 +405,24 @@ class Trainer:
                                 half=self.amp, compute_loss=self.compute_loss, save_dir=self.save_dir,
                                 plots=False)
             self.results = self.val.results_tuple()
-        fi = 0.1 * self.results[2] + 0.9 * self.results[3]
+        fi = fitness(*self.results[2:4])
         stop = self.stopper(epoch, fi)
         if fi > self.best_fitness:
             self.best_fitness = fi
         self.logger.log_epoch(epoch, (*mloss, *self.results, *lr))
-        if not opt.nosave or final_epoch:
-            ckpt = self.checkpoint(epoch)
+        last_epoch = epoch + 1 == opt.epochs or stop
+        if not opt.nosave or final_epoch or last_epoch:
+            ckpt = self.checkpoint(epoch, stage=END_STAGES[0] if last_epoch else TRAIN)
             save_checkpoint(ckpt, self.last)
-            if self.best_fitness == fi:
+            if self.best_fitness == fi and not last_epoch:
                 save_checkpoint(ckpt, self.best)
             if opt.save_period > 0 and (epoch + 1) % opt.save_period == 0:
                 save_checkpoint(ckpt, self.wdir / f"epoch{epoch}.pt")
+            if last_epoch:
+                self.stage, self.end_ckpt = ckpt["stage"], ckpt
         return stop
 
-    def checkpoint(self, epoch: int) -> Dict[str, Any]:
+    def checkpoint(self, epoch: int, stage: str = TRAIN) -> Dict[str, Any]:
         """The checkpoint dict of docs/internals.md plus `resume_state` for an exact --resume."""
         model_yaml = copy.deepcopy(self.model.yaml)
         model_yaml["nc"] = self.nc
@@ -414,7 +431,7 @@ class Trainer:
         return {"model": ema_state, "model_yaml": model_yaml, "task": "detect", "nc": self.nc,
                 "names": list(self.names), "epoch": epoch, "best_fitness": float(self.best_fitness),
                 "ema": ema_state, "updates": int(self.ema.updates), "optimizer": self.optimizer.state_dict(),
-                "hyp": self.hyp.to_dict(), "opt": self.opt.to_dict(),
+                "hyp": self.hyp.to_dict(), "opt": self.opt.to_dict(), "stage": stage,
                 "resume_state": {"train_model": float_state(self.model), "scheduler": self.scheduler.state_dict(),
                                  "scaler": self.scaler.state_dict() if self.amp else None,
                                  "last_opt_step": int(self.last_opt_step), "stopper": self.stopper.state_dict(),
@@ -427,19 +444,7 @@ class Trainer:
         if self.main:
             LOGGER.info(f"\n{self.epoch - self.start_epoch + 1} epochs completed in "
                         f"{(time.time() - self.t0) / 3600:.3f} hours.")
-            for f in (self.last, self.best):
-                if f.exists():
-                    strip_checkpoint(f)
-            target = self.best if self.best.exists() else (self.last if self.last.exists() else None)
-            if target is not None:
-                from models.loading import model_from_checkpoint
-                LOGGER.info(f"\nValidating {target}...")
-                model = model_from_checkpoint(load_checkpoint(target), str(target)).to(self.device)
-                final = validate(model, self.val_loader, names=self.names, single_cls=self.opt.single_cls,
-                                 half=self.amp, compute_loss=self.compute_loss, save_dir=self.save_dir,
-                                 plots=not self.opt.noplots, verbose=True)
-            if not self.opt.noplots:
-                self.logger.plot()
+            final = self._end_sequence()
             LOGGER.info(f"Results saved to {self.save_dir}")
         self._run("on_train_end")
         return TrainResult(save_dir=self.save_dir, last=self.last if self.last.exists() else None,
@@ -448,6 +453,28 @@ class Trainer:
                            train_loss=self.loss_history[-1] if self.loss_history else (0.0, 0.0, 0.0),
                            loss_history=list(self.loss_history), final=final,
                            stopped_early=self.stopped_early, problems=list(self.problems))
+
+    def _end_sequence(self) -> Optional[ValResult]:
+        """best.pt, final validation with plots, strip (checkpointing.run_end_steps), from where last.pt stands."""
+        ckpt = self.end_ckpt
+        if ckpt is None:  # no epoch finished in this call nor before it
+            return None
+
+        def final_validation(target: Path) -> ValResult:
+            from models.loading import model_from_checkpoint
+            LOGGER.info(f"\nValidating {target}...")
+            model = model_from_checkpoint(load_checkpoint(target), str(target)).to(self.device)
+            result = validate(model, self.val_loader, names=self.names, single_cls=self.opt.single_cls,
+                              half=self.amp, compute_loss=self.compute_loss, save_dir=self.save_dir,
+                              plots=not self.opt.noplots, verbose=True)
+            if not self.opt.noplots:
+                self.logger.plot()
+            return result
+
+        is_best = fitness(*ckpt["resume_state"]["results"][2:4]) == ckpt["best_fitness"]
+        final = run_end_steps(ckpt, self.last, self.best, is_best, final_validation)
+        self.stage = ckpt["stage"]
+        return final
 
     def close(self) -> None:
         logger = getattr(self, "logger", None)

@@ -27,6 +27,7 @@ from models.activation import activation_scope, parse_activation
 from models.levels import level_names, level_of, levels_from_strides, row_strides
 from models.registry import BlockSpec, Channels, LayerContext, ModelConfigError, get_block
 from utils.errors import first_line
+from utils.yaml_io import load_yaml_document
 
 REQUIRED_KEYS = ("backbone", "head")
 KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch",
@@ -88,14 +89,7 @@ def read_yaml_rows(path: Path, what: str) -> Tuple[Dict[str, Any], Dict[str, Lis
     YAML is read here."""
     if not path.is_file():
         raise ModelConfigError(f"{path}: {what} not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        loc = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ModelConfigError(f"{loc}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    data, node = load_yaml_document(path, ModelConfigError)
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")
     lines: Dict[str, List[int]] = {}

@@ -74,7 +74,7 @@ def test_check_dataset_error_missing_yaml(tmp_path):
 
 def test_check_dataset_error_bad_yaml_syntax(tmp_path):
     cfg = _write(tmp_path / "bad.yaml", "train: a\nval: [b\nnames: [x]\n")
-    with pytest.raises(DatasetError, match=r"bad.yaml line \d+: not valid YAML"):
+    with pytest.raises(DatasetError, match=r"bad.yaml:\d+: invalid YAML"):
         check_dataset(cfg)
 
 
@@ -148,6 +148,7 @@ def messy(tmp_path) -> Path:
     (img / "corrupt.jpg").write_bytes(b"this is not an image" * 20)
     data = (img / "truncated.jpg").read_bytes()
     (img / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (img / "truncated.jpg").chmod(0o444)  # read only: the scan must not even try to write it
     _write(lbl / "good.txt", "1 0.5 0.5 0.2 0.2\n")
     _write(lbl / "truncated.txt", "1 0.5 0.5 0.2 0.2\n")
     _write(lbl / "corrupt.txt", "1 0.5 0.5 0.2 0.2\n")
@@ -168,14 +169,16 @@ def test_messy_dataset_loads_and_names_every_problem(messy, log_lines):
     for f, why in ds.problems:
         by_file.setdefault(Path(f).name, []).append(why)
     assert any("corrupt image" in w for w in by_file["corrupt.jpg"])
-    assert any("truncated JPEG: restored" in w for w in by_file["truncated.jpg"])
+    assert any("truncated JPEG: used as decoded" in w for w in by_file["truncated.jpg"])
     assert any("line 1: 4 values" in w for w in by_file["malformed.txt"])
     assert any("line 3: not numbers" in w for w in by_file["malformed.txt"])
     assert any("class 9 >= nc 6" in w for w in by_file["bigcls.txt"])
     assert any("1 duplicate rows removed" in w for w in by_file["dups.txt"])
     assert any("line 1: coordinates outside [0, 1]" in w for w in by_file["outside.txt"])
     assert any("line 2: coordinates slightly outside [0, 1], clipped" in w for w in by_file["outside.txt"])
-    assert not {"good.txt", "polygon.txt", "empty.txt", "good.jpg"} & set(by_file)
+    assert by_file["polygon.txt"] == ["line 1: 7 values read as a 3-point polygon (cls x1 y1 x2 y2 x3 y3), not as a "
+                                      "box (cls cx cy w h has 5)"]
+    assert not {"good.txt", "empty.txt", "good.jpg"} & set(by_file)
 
     labels = {Path(f).stem: lb for f, lb in zip(ds.im_files, ds.labels)}
     np.testing.assert_allclose(labels["malformed"], [[2, 0.4, 0.4, 0.1, 0.1]])
@@ -192,11 +195,25 @@ def test_messy_dataset_loads_and_names_every_problem(messy, log_lines):
         assert name in summaries[0]
     assert "1 without label file and 1 empty (background), 1 skipped" in summaries[0]
 
-    for i in range(len(ds)):  # every kept item loads, repaired JPEG included
+    for i in range(len(ds)):  # every kept item loads, truncated JPEG included (decoded in memory)
         im, lb, path, shapes = ds[i]
         assert im.shape == (3, 64, 64) and lb.shape[1] == 6
     with open(messy / "truncated.jpg", "rb") as f:
-        assert f.read()[-2:] == b"\xff\xd9"
+        assert f.read()[-2:] != b"\xff\xd9", "the dataset is input: its files are never rewritten"
+
+
+def test_label_rows_bom_and_polygon_rule(tmp_path):
+    """A UTF-8 BOM (Windows editors) keeps the first row; odd rows of 7+ values are polygons (YOLOv5 segments),
+    boxed by their extent, and a 7-value row says how it was read."""
+    lb = tmp_path / "a.txt"
+    lb.write_text("\ufeff1 0.5 0.5 0.2 0.2\n2 0.1 0.1 0.3 0.1 0.3 0.4\n3 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5\n",
+                  encoding="utf-8")
+    rows, notes, state = label_check._parse_labels(str(lb), nc=NC)
+    assert state == "found"
+    np.testing.assert_allclose(rows, [[1, 0.5, 0.5, 0.2, 0.2], [2, 0.2, 0.25, 0.2, 0.3], [3, 0.3, 0.3, 0.4, 0.4]],
+                               atol=1e-6)
+    assert notes == ["line 2: 7 values read as a 3-point polygon (cls x1 y1 x2 y2 x3 y3), not as a box "
+                     "(cls cx cy w h has 5)"]
 
 
 def test_all_images_corrupt_is_a_clear_error(tmp_path):

@@ -173,6 +173,20 @@ def test_bad_weights_exit_2_with_one_line(trained, tmp_path, capsys, weights_kin
     assert not (tmp_path / "runs").exists()  # nothing written before the failure
 
 
+def test_crop_folders_stay_inside_crops(tmp_path):
+    """A class named `..`, `.`, `a/b` or `` gets one folder under crops/, never the run folder or above."""
+    from engine.results import Result
+    names = ["..", ".", "a/b", "", "..\\up", "ok"]
+    n = len(names)
+    r = Result(path="im.jpg", orig_img=np.zeros((32, 32, 3), np.uint8), boxes=np.tile([[4.0, 4, 20, 20]], (n, 1)),
+               scores=np.ones(n), class_ids=np.arange(n), names=names)
+    crops = tmp_path / "run" / "crops"
+    saved = r.save_crops(crops)
+    assert len(saved) == n and all(p.parent.parent == crops for p in saved)
+    assert sorted(p.parent.name for p in saved) == sorted(["__", "_", "a_b", "_", ".._up", "ok"])
+    assert sorted(f.name for f in (tmp_path / "run").iterdir()) == ["crops"]
+
+
 def test_bad_source_exits_2_and_bad_options_raise(trained, tmp_path, capsys):
     rc = detect.main(["--weights", str(trained["weights"]), "--source", str(tmp_path / "missing_dir"),
                       "--project", str(tmp_path / "runs")])

@@ -45,7 +45,7 @@ def test_bad_values_are_rejected(tmp_path):
         load_hyp(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr0: [0.1\n")
-    with pytest.raises(HypError, match="bad.yaml line 2: not valid YAML"):
+    with pytest.raises(HypError, match="bad.yaml:2: invalid YAML"):
         load_hyp(bad)
 
 

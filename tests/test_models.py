@@ -11,6 +11,7 @@ import yaml
 
 from models import DetectionModel, build_model
 from models.heads import Detect
+from tolerance import assert_close_scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 YOLOV5_VARIANTS = ("yolov5s-ghost", "yolov5s-transformer", "yolov5s-LeakyReLU")
@@ -78,7 +79,8 @@ def test_detection_config_builds_and_runs(cfg: Path):
         assert torch.isfinite(decoded).all()
         fused = copy.deepcopy(model).fuse()
         decoded_fused = fused(x)[0]
-    torch.testing.assert_close(decoded_fused, decoded, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(decoded_fused[..., :4], decoded[..., :4])  # pixels
+    assert_close_scaled(decoded_fused[..., 4:], decoded[..., 4:])  # scores
     assert not any(isinstance(m, nn.BatchNorm2d) and hasattr(p, "conv")
                    for p in fused.modules() for m in p.children())
 
@@ -217,5 +219,5 @@ def test_fuse_leaves_yaml_rows_that_skip_their_neighbour_alone():
     with torch.no_grad():
         expected = model(x)
         fused = copy.deepcopy(model).fuse()
-        torch.testing.assert_close(fused(x), expected)
+        assert_close_scaled(fused(x), expected)
     assert isinstance(fused.model[2], nn.BatchNorm2d) and isinstance(fused.model[1], nn.Conv2d)

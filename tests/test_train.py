@@ -133,8 +133,9 @@ def test_wrapper_backbone_trains(work, tmp_path):
 
 
 def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_lines):
-    """Corrupt image, malformed label line and class id >= nc are skipped and named; --weights transfers the
-    matching tensors; --freeze backbone keeps the backbone (weights and BatchNorm statistics) as loaded."""
+    """Corrupt image, malformed label line and class id >= nc are skipped and named; a truncated JPEG trains as
+    decoded and its file is left byte for byte as it was; --weights transfers the matching tensors; --freeze
+    backbone keeps the backbone (weights and BatchNorm statistics) as loaded."""
     data = make_detection_dataset(tmp_path / "bad", n_train=6, n_val=2, imgsz=64, verbose=False)
     corrupt = tmp_path / "bad/images/train/000001.jpg"
     corrupt.write_bytes(b"this is not a jpeg")
@@ -142,12 +143,17 @@ def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_l
     malformed.write_text("1 0.5 0.5 0.2\n")
     out_of_range = tmp_path / "bad/labels/train/000003.txt"
     out_of_range.write_text("7 0.5 0.5 0.2 0.2\n")
+    truncated = tmp_path / "bad/images/train/000004.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    dataset_bytes = {f: f.read_bytes() for f in (tmp_path / "bad").rglob("*") if f.is_file()}
     r = train(dict(cfg=work["cfg"], data=str(data), epochs=1, batch_size=4, imgsz=64, device="cpu", workers=0,
                    weights=str(first_run.last), freeze=["backbone"], project=str(tmp_path / "runs"), noplots=True))
     assert r.epochs_completed == 1 and r.last.is_file()
     reported = {Path(f).name: why for f, why in r.problems}
     assert "corrupt" in reported["000001.jpg"]
     assert "000002.txt" in reported and "000003.txt" in reported and ">= nc" in reported["000003.txt"]
+    assert "truncated JPEG" in reported["000004.jpg"]
+    assert all(f.read_bytes() == b for f, b in dataset_bytes.items()), "training modified the dataset"
     text = "\n".join(log_lines)
     assert all(name in text for name in ("000001.jpg", "000002.txt", "000003.txt"))
     before = torch.load(first_run.last, weights_only=True)["model"]

@@ -2,23 +2,34 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
 from utils.errors import first_line
+from utils.faults import fault_point
+from utils.logging import LOGGER
 
 CHECKPOINT_VERSION = 1
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip archive; the legacy pickle format
+# Sentences of torch's weights-only error that advise loading the file unsafely (or point to the docs about it).
+_ADVICE = ("weights_only", "safe_globals", "Weights only load failed", "documentation", "trusted source",
+           "trust the source", "allowlist")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not one of ours."""
 
 
-def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write obj to path atomically: a temp file in the same folder, fsync, then rename over the target."""
+TEMP_GLOB = ".*.tmp"  # save_checkpoint's temp files (.<name>.<random>.tmp) that a kill leaves behind
+
+
+def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike, step: str = "save") -> Path:
+    """Write obj to path atomically: a temp file in the same folder, fsync, then rename over the target.
+    step names the write for fault injection (utils/faults.py: point `<step>:<file name>`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"format_version": CHECKPOINT_VERSION, **obj}
@@ -27,6 +38,7 @@ def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            fault_point(f"{step}:{path.name}")
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -36,19 +48,47 @@ def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def remove_stale_temp_files(folder: str | os.PathLike) -> List[Path]:
+    """Delete (and log) the temp files of checkpoint writes that a kill interrupted (the targets are intact)."""
+    removed = []
+    for f in sorted(Path(folder).glob(TEMP_GLOB)):
+        if f.is_file():
+            f.unlink(missing_ok=True)
+            LOGGER.info(f"Removed {f.name}, the temp file of an interrupted checkpoint write")
+            removed.append(f)
+    return removed
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
     """Load a checkpoint written by save_checkpoint; any failure becomes a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != ZIP_MAGIC and head[:1] != PICKLE_MAGIC:
+        found = f"starts with {head!r}" if head else "is empty"
+        raise CheckpointError(f"{path}: not a checkpoint (torch.save writes a zip archive; this file {found})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({first_line(e)[:200]})") from None
+        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(e)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_yaml" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: expected a checkpoint with 'model' and 'model_yaml' entries, found {keys}")
     return ckpt
+
+
+def _load_failure(e: Exception) -> str:
+    """Why torch refused the file, without torch's advice to retry with weights_only=False: for a file that needs
+    it, that means running whatever code the file carries."""
+    text = str(e)
+    if "weights_only" not in text and "safe_globals" not in text:
+        return first_line(e)[:200]
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
+    reasons = [s.strip() for s in sentences if s.strip() and not any(w in s for w in _ADVICE)]
+    reason = reasons[0].rstrip(".") if reasons else "it holds objects other than tensors and plain data"
+    return f"{reason[:200]}; files that need more than weights-only loading are refused"
 
 
 def intersect_state_dicts(src: Dict[str, torch.Tensor], dst: Dict[str, torch.Tensor],

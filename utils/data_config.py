@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
-import yaml
-
 from utils.media import IMG_FORMATS, is_image
+from utils.yaml_io import load_yaml
 
 PathLike = Union[str, os.PathLike]
 
@@ -24,12 +23,7 @@ class DatasetError(ValueError):
 def _load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"data YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise DatasetError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(path, DatasetError)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a mapping with train, val and names, got {type(data).__name__}")
     return data
@@ -50,7 +44,7 @@ def _has_images(p: Path) -> bool:
     if p.is_dir():
         return any(f.is_file() and is_image(f) for f in p.rglob("*"))
     if p.suffix == ".txt":
-        return any(line.strip() for line in p.read_text().splitlines())
+        return any(line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines())
     return is_image(p)
 
 
@@ -155,7 +149,7 @@ def list_image_files(path: Union[PathLike, Sequence[PathLike]], prefix: str = ""
         if p.is_dir():
             files += [str(f) for f in p.rglob("*") if f.is_file() and is_image(f)]
         elif p.is_file() and p.suffix == ".txt":
-            for line in p.read_text().splitlines():
+            for line in p.read_text(encoding="utf-8-sig").splitlines():
                 line = line.strip()
                 if line:
                     q = Path(line)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-import yaml
+from utils.yaml_io import load_yaml
 
 
 class HypError(ValueError):
@@ -69,12 +69,7 @@ def load_hyp(src: Union[str, os.PathLike, Mapping[str, Any], Hyp, None] = None) 
         where = str(path)
         if not path.is_file():
             raise HypError(f"hyp file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark is not None else ""
-            raise HypError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        data = load_yaml(path, HypError)
         data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise HypError(f"{path}: expected a mapping of hyperparameters, got {type(data).__name__}")

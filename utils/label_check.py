@@ -23,7 +23,7 @@ from utils.boxes import segment2box
 from utils.logging import LOGGER
 from utils.media import IMG_FORMATS
 
-CACHE_VERSION = 1  # bump when the checks change so old .cache files are rescanned
+CACHE_VERSION = 2  # bump when the checks change so old .cache files are rescanned
 NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
 COORD_TOL = 0.01  # cx, cy, w, h this far outside [0, 1] are clipped; further out the row is dropped
 MAX_LISTED_PROBLEMS = 100  # lines in the summary; dataset.problems keeps them all
@@ -41,7 +41,8 @@ def _exif_size(img: Image.Image) -> Tuple[int, int]:
 
 
 def _check_image(im_file: str) -> Tuple[Optional[Tuple[int, int]], List[str]]:
-    """(w, h) or None when unusable, plus notes; truncated JPEGs are restored in place when possible."""
+    """(w, h) or None when unusable, plus notes. Read only: a truncated JPEG that OpenCV can decode is kept (the
+    decoder fills the missing part every time it is loaded); the dataset's files are never written."""
     if not os.path.isfile(im_file):
         return None, ["image not found"]
     try:
@@ -63,9 +64,8 @@ def _check_image(im_file: str) -> Tuple[Optional[Tuple[int, int]], List[str]]:
             im = cv2.imread(im_file)
             if im is None:
                 return None, ["truncated JPEG that cannot be decoded"]
-            if cv2.imwrite(im_file, im, [cv2.IMWRITE_JPEG_QUALITY, 100]):
-                return (im.shape[1], im.shape[0]), ["truncated JPEG: restored and saved"]
-            return (im.shape[1], im.shape[0]), ["truncated JPEG: kept, could not rewrite the file"]
+            return (im.shape[1], im.shape[0]), ["truncated JPEG: used as decoded, missing part filled "
+                                                "(the file is left as it is)"]
     return shape, []
 
 
@@ -74,7 +74,7 @@ def _parse_labels(lb_file: str, nc: Optional[int]) -> Tuple[np.ndarray, List[str
     if not os.path.isfile(lb_file):
         return np.zeros((0, 5), np.float32), [], "missing"
     try:
-        text = Path(lb_file).read_text()
+        text = Path(lb_file).read_text(encoding="utf-8-sig")  # editors on Windows may start it with a BOM
     except (OSError, UnicodeDecodeError) as e:
         return np.zeros((0, 5), np.float32), [f"unreadable label file ({type(e).__name__})"], "found"
     notes, rows = [], []
@@ -99,7 +99,10 @@ def _parse_labels(lb_file: str, nc: Optional[int]) -> Tuple[np.ndarray, List[str
             continue
         if len(vals) == 5:
             box = np.array(vals[1:], np.float64)
-        elif len(vals) >= 7 and len(vals) % 2 == 1:  # polygon row: use its bounding box
+        elif len(vals) >= 7 and len(vals) % 2 == 1:  # polygon row (YOLOv5 segments): use its bounding box
+            if len(vals) == 7:  # also what a box row with two stray values looks like: say how it was read
+                notes.append(f"line {ln}: 7 values read as a 3-point polygon (cls x1 y1 x2 y2 x3 y3), not as a box "
+                             f"(cls cx cy w h has 5)")
             pts = np.array(vals[1:], np.float64).reshape(-1, 2)
             if pts.min() < -COORD_TOL or pts.max() > 1 + COORD_TOL:
                 notes.append(f"line {ln}: polygon outside [0, 1], row dropped")
@@ -194,9 +197,7 @@ def scan_labels(im_files: Sequence[str], label_files: Sequence[str], nc: Optiona
             problems += [list(p) for p in r["problems"]]
             if r["shape"] is not None:
                 entries.append([im_file, r["shape"][0], r["shape"][1], r["labels"].tolist()])
-    # Hash after the scan: restoring a truncated JPEG changes its mtime.
-    cache = {"version": CACHE_VERSION, "hash": _files_hash(list(im_files) + list(label_files), nc),
-             "entries": entries, "problems": problems, "counts": counts}
+    cache = {"version": CACHE_VERSION, "hash": digest, "entries": entries, "problems": problems, "counts": counts}
     _write_cache(cache_path, cache, prefix)
     return cache, False
 

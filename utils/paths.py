@@ -1,8 +1,12 @@
-"""Run-folder naming (runs/train/exp, exp2, ...)."""
+"""Run-folder naming (runs/train/exp, exp2, ...) and folder names made from labels."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# Separators, characters Windows refuses in names, and control characters.
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
 
 
 def increment_path(path: str | os.PathLike, exist_ok: bool = False, sep: str = "", mkdir: bool = False) -> Path:
@@ -17,3 +21,12 @@ def increment_path(path: str | os.PathLike, exist_ok: bool = False, sep: str = "
     if mkdir:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def safe_folder_name(name: str) -> str:
+    """A class name as exactly one folder level: separators and unsafe characters become `_`, and a name of dots
+    only (`.`, `..`), empty or blank becomes underscores, so nothing escapes the folder it is joined to."""
+    safe = _UNSAFE.sub("_", str(name)).strip()
+    if not safe.strip("."):
+        safe = "_" * max(len(safe), 1)
+    return safe
