@@ -1,6 +1,6 @@
 """Side by side: our classifier training vs YOLOv5 v7.0's classify/train.py, same model, data and flags, interleaved.
 
-    python benchmarks/classify_parity.py                              # digits-cls, 10 epochs, 32 px, batch 64, 2 repeats
+    python benchmarks/classify_parity.py                      # digits-cls, 10 epochs, 32 px, batch 64, 2 repeats
     python benchmarks/classify_parity.py --repeats 1 --ours-args "--crop-scale 0.08"
 
 The data is the offline real-image set of benchmarks/data/make_digits_cls.py (built on first use). YOLOv5 runs in its
