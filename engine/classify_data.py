@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
 from utils.datasets import SeededShuffleSampler
@@ -199,49 +199,139 @@ def resolve_classify_data(data: Optional[PathLike] = None, val_ratio: float = 0.
 
 
 # ------------------------------------------------------------------------------------------------ transforms
-class CenterCropResize:
-    """The largest centred square, resized to size x size (YOLOv5's classification eval transform)."""
-
-    def __init__(self, size: int):
-        self.size = int(size)
-
-    def __call__(self, im: Image.Image) -> Image.Image:
-        w, h = im.size
-        m = min(w, h)
-        left, top = (w - m) // 2, (h - m) // 2
-        return im.resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + m, top + m))
+MIN_CROP_SIDE = 64  # pixels: the random resized crop's smallest side at the default scale (see default_crop_scale)
+JITTER_P = 0.5  # colour jitter is applied to half of the images, as YOLOv5's albumentations ColorJitter default
 
 
-def eval_transform(imgsz: int) -> T.Compose:
-    """PIL RGB image -> normalised float tensor (3, imgsz, imgsz)."""
-    return T.Compose([CenterCropResize(imgsz), T.ToImage(), T.ToDtype(torch.float32, scale=True),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+def default_crop_scale(imgsz: int) -> float:
+    """Smallest crop area for `imgsz`: (MIN_CROP_SIDE / imgsz)^2 within [0.08, 1].
+
+    YOLOv5's 0.08 at ImageNet sizes (>= 226 px, where it keeps a 64 px crop), larger on small images, where an 8 %
+    crop keeps too few pixels to show the object (at 32 px: 9 x 9); 1.0 (no crop) at 64 px and below.
+    """
+    return float(min(1.0, max(0.08, (MIN_CROP_SIDE / imgsz) ** 2)))
 
 
-def train_transform(imgsz: int, aug: Optional[ClassifyAugment] = None) -> T.Compose:
-    """Random resized crop, flips, colour jitter, normalisation."""
-    aug = aug or ClassifyAugment()
-    # geometric and colour ops run on the PIL image (several times faster than on small tensors), then normalise
-    ops: list = [T.RandomResizedCrop(imgsz, scale=aug.scale, ratio=aug.ratio, antialias=True)]
-    if aug.hflip > 0:
-        ops.append(T.RandomHorizontalFlip(aug.hflip))
-    if aug.vflip > 0:
-        ops.append(T.RandomVerticalFlip(aug.vflip))
-    if aug.jitter > 0:
-        ops.append(T.ColorJitter(brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter))
-    ops += [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return T.Compose(ops)
+def crop_box(h: int, w: int, scale: Tuple[float, float], ratio: Tuple[float, float],
+             rng: np.random.Generator) -> Tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop with area fraction in `scale` and aspect ratio in `ratio`.
+
+    Ten draws as torchvision's RandomResizedCrop; when none fits, the largest centred crop within `ratio`.
+    """
+    area, log_ratio = h * w, (np.log(ratio[0]), np.log(ratio[1]))
+    if scale[0] < 1.0:
+        for _ in range(10):
+            target = area * rng.uniform(*scale)
+            aspect = float(np.exp(rng.uniform(*log_ratio)))
+            cw, ch = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+            if 0 < cw <= w and 0 < ch <= h:
+                return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    aspect = w / h
+    if aspect < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif aspect > max(ratio):
+        cw, ch = int(round(h * max(ratio))), h
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def load_rgb(path: PathLike) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+def color_jitter(im: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and saturation, each scaled by a factor in [1 - s, 1 + s], in a random order (float32)."""
+    lo, hi = max(0.0, 1.0 - strength), 1.0 + strength
+    im = im.astype(np.float32)
+    for op in rng.permutation(3):
+        f = float(rng.uniform(lo, hi))
+        if op == 0:  # brightness
+            im *= f
+        elif op == 1:  # contrast: blend with the mean grey level
+            im = cv2.addWeighted(im, f, im, 0.0, (1 - f) * float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).mean()))
+        else:  # saturation: blend with each pixel's grey level
+            im = cv2.addWeighted(im, f, cv2.cvtColor(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB),
+                                 1 - f, 0.0)
+        np.clip(im, 0, 255, out=im)
+    return im
+
+
+class Normalize:
+    """uint8/float HWC RGB array (0-255) -> float tensor (3, H, W) normalised with the ImageNet mean and std."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).astype(np.float32)
+        self.offset = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).astype(np.float32)
+
+    def __call__(self, im: np.ndarray) -> torch.Tensor:
+        x = im.astype(np.float32, copy=False) * self.scale - self.offset
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class TrainTransform:
+    """Random resized crop -> flips -> colour jitter (with probability JITTER_P) -> normalisation.
+
+    Works on HWC uint8 RGB arrays with OpenCV (several times faster than torchvision on small images) and draws
+    every random number from the generator it is given, so a sample's augmentation depends only on that generator.
+    """
+
+    def __init__(self, imgsz: int, aug: Optional[ClassifyAugment] = None):
+        self.size = int(imgsz)
+        self.aug = aug or ClassifyAugment(scale=(default_crop_scale(imgsz), 1.0))
+        self.normalize = Normalize()
+
+    def __call__(self, im: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        a = self.aug
+        top, left, ch, cw = crop_box(im.shape[0], im.shape[1], a.scale, a.ratio, rng)
+        im = resize(im[top:top + ch, left:left + cw], self.size)
+        if a.hflip > 0 and rng.random() < a.hflip:
+            im = im[:, ::-1]
+        if a.vflip > 0 and rng.random() < a.vflip:
+            im = im[::-1]
+        if a.jitter > 0 and rng.random() < JITTER_P:
+            im = color_jitter(im, a.jitter, rng)
+        return self.normalize(im)
+
+
+def resize(im: np.ndarray, size: int) -> np.ndarray:
+    """Square resize: area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    shrink = im.shape[0] > size or im.shape[1] > size
+    return cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+class EvalTransform:
+    """The largest centred square resized to imgsz, normalised (YOLOv5's classification eval transform).
+
+    Takes a PIL image or an HWC uint8 RGB array; returns a float tensor (3, imgsz, imgsz).
+    """
+
+    def __init__(self, imgsz: int):
+        self.size = int(imgsz)
+        self.normalize = Normalize()
+
+    def __call__(self, im: Union[Image.Image, np.ndarray]) -> torch.Tensor:
+        im = np.asarray(im.convert("RGB")) if isinstance(im, Image.Image) else im
+        h, w = im.shape[:2]
+        m = min(h, w)
+        top, left = (h - m) // 2, (w - m) // 2
+        return self.normalize(resize(im[top:top + m, left:left + m], self.size))
+
+
+def eval_transform(imgsz: int) -> EvalTransform:
+    """PIL RGB image (or HWC uint8 RGB array) -> normalised float tensor (3, imgsz, imgsz)."""
+    return EvalTransform(imgsz)
+
+
+def load_rgb(path: PathLike) -> np.ndarray:
+    """HWC uint8 RGB array of an image file (OpenCV, several times faster; PIL for formats it cannot read)."""
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is not None:
+        return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+    with Image.open(path) as pil:
+        return np.asarray(pil.convert("RGB"))
 
 
 class ClassifyDataset(Dataset):
     """(image tensor (3, imgsz, imgsz) normalised, class index) per sample.
 
-    Training augmentation draws from a generator seeded by (seed, epoch, index): the same epoch gives the same
+    Training augmentation draws from a numpy generator seeded by (seed, epoch, index): the same epoch gives the same
     images whatever the worker count, and a resumed run continues exactly.
     """
 
@@ -249,7 +339,8 @@ class ClassifyDataset(Dataset):
                  aug: Optional[ClassifyAugment] = None, seed: int = 0):
         self.samples = list(samples)
         self.augment = augment
-        self.transform = train_transform(imgsz, aug) if augment else eval_transform(imgsz)
+        self.train_transform = TrainTransform(imgsz, aug) if augment else None
+        self.eval_transform = EvalTransform(imgsz)
         self.seed, self.epoch = int(seed), 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -261,11 +352,9 @@ class ClassifyDataset(Dataset):
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
         path, c = self.samples[i]
         im = load_rgb(path)
-        if not self.augment:
-            return self.transform(im), c
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, i)) % 2 ** 63)  # ints hash to themselves: stable
-            return self.transform(im), c
+        if self.train_transform is None:
+            return self.eval_transform(im), c
+        return self.train_transform(im, np.random.default_rng([self.seed, self.epoch, i])), c
 
 
 class EpochLoader(DataLoader):

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from engine.checkpointing import (END_STAGES, TRAIN, checkpoint_stage, float_state, latest_checkpoint,
                                   run_end_steps)
-from engine.classify_data import ClassifyAugment, ClassifyData, create_classify_loader, resolve_classify_data
+from engine.classify_data import (ClassifyAugment, ClassifyData, create_classify_loader, default_crop_scale,
+                                  resolve_classify_data)
 from engine.classify_val import ClassifyMetrics, evaluate
 from engine.optim import OPTIMIZERS, build_optimizer, describe_optimizer, lr_lambda
 from models.base import YAMLModel
@@ -74,7 +75,7 @@ class ClassifyOptions:
     dropout: Optional[float] = None  # Classify head dropout probability (None = as built, 0.0)
     cutoff: Optional[int] = None  # detection layers kept before the Classify head (default: the backbone)
     val_ratio: float = 0.2  # val fraction when the data has no val/ folder (split per class, seeded)
-    crop_scale: float = 0.08  # smallest area fraction of the random resized crop
+    crop_scale: Optional[float] = None  # smallest crop area fraction (None = default_crop_scale(imgsz))
     hflip: float = 0.5  # horizontal flip probability
     vflip: float = 0.0  # vertical flip probability
     jitter: float = 0.4  # colour jitter (brightness, contrast, saturation)
@@ -128,7 +129,7 @@ class ClassifyOptions:
             raise ClassifyConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ClassifyConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.crop_scale <= 1.0:
+        if self.crop_scale is not None and not 0.0 < self.crop_scale <= 1.0:
             raise ClassifyConfigError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
         for flag, p in (("--hflip", self.hflip), ("--vflip", self.vflip)):
             if not 0.0 <= p <= 1.0:
@@ -140,7 +141,8 @@ class ClassifyOptions:
 
     @property
     def augment(self) -> ClassifyAugment:
-        return ClassifyAugment(scale=(self.crop_scale, 1.0), hflip=self.hflip, vflip=self.vflip, jitter=self.jitter)
+        crop = default_crop_scale(self.imgsz) if self.crop_scale is None else self.crop_scale
+        return ClassifyAugment(scale=(crop, 1.0), hflip=self.hflip, vflip=self.vflip, jitter=self.jitter)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -424,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=int, default=None, help="detection YAML layers kept before Classify "
                                                             "(default: its backbone; 9 for yolov5s = yolov5s-cls)")
     p.add_argument("--val-ratio", type=float, default=d.val_ratio, help="val fraction if the data has no val/")
-    p.add_argument("--crop-scale", type=float, default=d.crop_scale, help="min area of the random resized crop")
+    p.add_argument("--crop-scale", type=float, default=d.crop_scale,
+                   help="min area fraction of the random resized crop (default: (64 / imgsz)^2 within [0.08, 1])")
     p.add_argument("--hflip", type=float, default=d.hflip, help="horizontal flip probability")
     p.add_argument("--vflip", type=float, default=d.vflip, help="vertical flip probability")
     p.add_argument("--jitter", type=float, default=d.jitter, help="colour jitter strength (0 disables)")
