@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
