@@ -300,8 +300,10 @@ def test_val_and_predict_entry_points(yolo_run, colour_data, tmp_path):
     from utils.checkpoint import save_checkpoint
     det_ckpt = save_checkpoint({"model": DetectionModel(det_cfg, nc=3).state_dict(), "model_yaml": det_cfg,
                                 "task": "detect", "nc": 3}, tmp_path / "det.pt")
-    assert val_main(["--weights", str(det_ckpt), "--data", str(colour_data), "--device", "cpu"]) == 2
-    assert predict_main(["--weights", str(tmp_path / "missing.pt"), "--source", str(images)]) == 2
+    assert val_main(["--weights", str(det_ckpt), "--data", str(colour_data), "--device", "cpu",
+                     "--project", str(tmp_path / "v")]) == 2
+    assert predict_main(["--weights", str(tmp_path / "missing.pt"), "--source", str(images),
+                         "--project", str(tmp_path / "p")]) == 2
 
 
 def test_evaluate_counts_topk():
