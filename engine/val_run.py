@@ -98,7 +98,7 @@ def load_detection_model(weights: PathLike, device: torch.device, half: bool = F
     """The backend for a detection checkpoint or export (suffix picks it); other tasks are refused by name."""
     backend = load_backend(weights, device, half=half)
     if backend.task != "detect":
-        raise ValRunError(f"{weights}: a {backend.task!r} model; val.py needs a detection model "
+        raise ValRunError(f"{weights}: a {backend.task!r} checkpoint; val.py needs a detection checkpoint "
                           f"(use --task classify for classifiers)")
     return backend
 

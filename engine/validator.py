@@ -173,7 +173,8 @@ def save_plots(metrics: DetectionMetrics, cm: ConfusionMatrix, names: Dict[int, 
 
 # ----------------------------------------------------------------------------------------------- main loop
 @torch.no_grad()
-def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf_thres: float = 0.001, iou_thres: float = 0.6,
+def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf_thres: float = 0.001,
+             iou_thres: float = 0.6,
              max_det: int = 300, single_cls: bool = False, agnostic: bool = False, half: bool = False,
              compute_loss: Optional[Callable] = None, save_dir: Optional[Union[str, Path]] = None,
              plots: bool = False, save_txt: bool = False, save_conf: bool = False, save_json: bool = False,
