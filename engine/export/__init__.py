@@ -38,6 +38,7 @@ class ExportConfig:
     int8: bool = False  # also write <stem>_int8.onnx (and _int8_openvino_model/ with openvino)
     data: Optional[PathLike] = None  # data YAML (detection) or classification root for INT8 calibration
     int8_images: int = 128  # calibration images
+    skip_int8_val: bool = False  # do not validate before/after quantization (benchmarks measure it themselves)
     opset: int = 17
     workers: int = 2  # dataloader workers for the INT8 before/after validation
 
@@ -127,6 +128,8 @@ def _export_int8(cfg: ExportConfig, model, meta, onnx_path: Path, include: Tuple
         out = onnx_path.with_name(f"{onnx_path.stem}_int8_openvino_model")
         int8_meta = ModelMeta(**{**meta.__dict__, "precision": "int8"})
         files["int8_openvino"] = _logged("INT8 OpenVINO", export_openvino(int8_path, out, int8_meta))
+    if cfg.skip_int8_val:
+        return files
     before, after = score(onnx_path, cfg), score(int8_path, cfg)
     label = "mAP50-95" if meta.task == "detect" else "top-1"
     LOGGER.info(f"INT8 validation {label}: FP32 {before:.4f} -> INT8 {after:.4f} ({after - before:+.4f}) on "
