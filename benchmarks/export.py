@@ -18,9 +18,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -32,6 +31,7 @@ from engine.export import ExportConfig, export_model, score  # noqa: E402
 from models import DetectionModel  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
 from utils.logging import LOGGER  # noqa: E402
+from utils.profiling import median_ms  # noqa: E402
 
 REF_PYTHON = Path(os.environ.get("YOLOV5_REF_VENV", Path.home() / ".cache/yolov5-ref/venv")) / "bin/python"
 REF_SCRIPT = r"""
@@ -57,17 +57,6 @@ with torch.inference_mode():
 print(json.dumps({"ms": statistics.median(ts)}))
 """
 TARGETS = {"torch": 0.7, "onnx": 0.5, "openvino": 0.5, "onnx int8": 0.4, "openvino int8": 0.4}
-
-
-def median_ms(fn: Callable[[], object], runs: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def reference_ms(name: str, imgsz: int, runs: int, threads: int) -> Optional[float]:

@@ -89,8 +89,8 @@ class Detector:
         self.backend = weights if isinstance(weights, Backend) else load_backend(weights, self.device, half, fuse)
         self.weights = self.backend.source
         if self.backend.task != "detect":
-            raise DetectorError(f"{self.weights}: a {self.backend.task!r} model; detection needs a detection checkpoint "
-                                f"(task 'detect', a Detect head)")
+            raise DetectorError(f"{self.weights}: a {self.backend.task!r} model; detection needs a detection "
+                                f"checkpoint (task 'detect', a Detect head)")
         self.half = self.backend.fp16
         self.names: List[str] = list(self.backend.names)
         self.nc = self.backend.nc

@@ -1,6 +1,7 @@
 """ONNX export: TorchScript-based torch.onnx exporter (opset 17), metadata_props, optional onnxslim."""
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -38,14 +39,18 @@ def _torch_onnx_export(model: nn.Module, args: tuple, f: Any, input_names=None, 
                           input_names=input_names, output_names=output_names, dynamic_axes=axes)
 
 
-def add_metadata(path: Path, meta: ModelMeta) -> None:
-    """Write ModelMeta as JSON into the file's metadata_props (key 'yolobone'), replacing an older entry."""
-    onnx = require("onnx", "ONNX export")
-    proto = onnx.load(str(path))
+def set_metadata(proto: Any, meta: ModelMeta) -> Any:
+    """Write ModelMeta as JSON into a ModelProto's metadata_props (key 'yolobone'), replacing an older entry."""
     for p in [p for p in proto.metadata_props if p.key == META_KEY]:
         proto.metadata_props.remove(p)
     proto.metadata_props.add(key=META_KEY, value=json.dumps(meta.to_dict()))
-    onnx.save(proto, str(path))
+    return proto
+
+
+def add_metadata(path: Path, meta: ModelMeta) -> None:
+    """set_metadata on an ONNX file in place."""
+    onnx = require("onnx", "ONNX export")
+    onnx.save(set_metadata(onnx.load(str(path)), meta), str(path))
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, meta: ModelMeta, dynamic: bool = False,
@@ -54,20 +59,20 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, meta: ModelMeta, 
     onnx = require("onnx", "ONNX export")
     if opset < 17:
         raise ExportError(f"--opset {opset}: this exporter writes opset 17 or newer")
+    buffer = io.BytesIO()  # in memory: the file is written once, with its metadata
     try:
-        _torch_onnx_export(model, (x,), str(path), [INPUT_NAME], [OUTPUT_NAMES[meta.task]],
+        _torch_onnx_export(model, (x,), buffer, [INPUT_NAME], [OUTPUT_NAMES[meta.task]],
                            dynamic_axes(meta.task) if dynamic else None, opset)
     except Exception as e:  # find the YAML row (and op) to blame, then one line
         where = locate_export_failure(model, x, lambda m, a, f: _torch_onnx_export(m, a, f, opset=opset))
         raise ExportError(f"ONNX export failed: {where or first_line(e)[:300]}") from None
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     if simplify:
         slim = require("onnxslim", "--simplify")
         try:
             proto = slim.slim(proto)
-            onnx.save(proto, str(path))
         except Exception as e:  # a simplifier failure leaves the plain export, which is valid
             LOGGER.warning(f"WARNING: onnxslim failed ({first_line(e)[:200]}); keeping the unsimplified model")
-    add_metadata(path, meta)
+    onnx.save(set_metadata(proto, meta), str(path))
     return path
