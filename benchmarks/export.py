@@ -76,7 +76,13 @@ def reference_ms(name: str, imgsz: int, runs: int, threads: int) -> Optional[flo
 
 
 def build_exports(name: str, imgsz: int, folder: Path, calib_data: str, calib_images: int) -> Dict[str, Path]:
-    """Random-init 80-class checkpoint of configs/<name>.yaml and its ONNX / OpenVINO / INT8 exports."""
+    """Random-init 80-class checkpoint of configs/<name>.yaml and its ONNX / OpenVINO / INT8 exports (reused when
+    `folder` already holds them, e.g. from an earlier run with the same --workdir)."""
+    files = {"torch": folder / f"{name}.pt", "onnx": folder / f"{name}.onnx",
+             "openvino": folder / f"{name}_openvino_model", "onnx int8": folder / f"{name}_int8.onnx",
+             "openvino int8": folder / f"{name}_int8_openvino_model"}
+    if all(f.exists() for f in files.values()):
+        return files
     torch.manual_seed(0)
     model = DetectionModel(str(ROOT / "configs" / f"{name}.yaml"), nc=80)
     pt = save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect", "nc": 80,
@@ -105,14 +111,18 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20, help="timed passes per measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (YOLOv5, then ours)")
     p.add_argument("--calib-data", default="configs/data/shapes.yaml", help="INT8 calibration data YAML")
-    p.add_argument("--calib-images", type=int, default=64)
+    p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--map-weights", default=None, help="trained checkpoint: also report FP32 vs INT8 mAP50-95")
     p.add_argument("--map-imgsz", type=int, default=256)
     p.add_argument("--map-data", default="configs/data/shapes.yaml")
+    p.add_argument("--workdir", default=None, help="keep (and reuse) the exports here instead of a temp folder")
     opt = p.parse_args()
     torch.set_num_threads(opt.threads)
     results: Dict[str, Dict[str, List[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if opt.workdir:
+            tmp = opt.workdir
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         backends = {}
         for name in opt.models:
             files = build_exports(name, opt.imgsz, Path(tmp), opt.calib_data, opt.calib_images)
