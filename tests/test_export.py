@@ -18,7 +18,7 @@ import export
 import val
 from engine.backends import BackendError, TorchBackend, backend_kind, load_backend, model_meta
 from engine.export import ExportConfig, ExportError, export_model
-from engine.export.onnx_format import export_onnx
+from engine.export.onnx_format import _torch_onnx_export, export_onnx
 from engine.export.openvino_format import export_openvino
 from engine.export.prepare import dummy_input, export_ready
 from engine.export.torchscript_format import export_torchscript
@@ -208,7 +208,7 @@ def test_classifier_export_validates_and_predicts(tmp_path):
 def test_foreign_onnx_falls_back_to_numbered_names(tmp_path, log_lines):
     model = export_ready(build_model(str(ROOT / "configs/yolov5n.yaml"), nc=3), torch.device("cpu"), False)
     x = dummy_input(1, (64, 64), torch.device("cpu"), False)
-    torch.onnx.export(model, (x,), str(tmp_path / "f.onnx"), dynamo=False, opset_version=17)
+    _torch_onnx_export(model, (x,), str(tmp_path / "f.onnx"))  # plain torch.onnx.export: no metadata
     backend = load_backend(tmp_path / "f.onnx", "cpu")
     assert (backend.task, backend.names, backend.meta.imgsz) == ("detect", ["0", "1", "2"], (64, 64))
     assert any("carries no yolobone metadata" in m for m in log_lines)

@@ -7,7 +7,7 @@ and box scaling live in the callers (engine/predictor.py, engine/validator.py), 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 

@@ -7,6 +7,7 @@ Every file carries ModelMeta (class names, stride, image size, task, model YAML)
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -122,11 +123,10 @@ def _export_int8(cfg: ExportConfig, model, meta, onnx_path: Path, include: Tuple
     files = {"int8_onnx": _logged("INT8 ONNX", quantize_onnx(onnx_path, int8_path, meta, str(cfg.data),
                                                              cfg.int8_images, head))}
     if "openvino" in include:
-        from engine.backends.base import ModelMeta
         from engine.export.openvino_format import export_openvino
 
         out = onnx_path.with_name(f"{onnx_path.stem}_int8_openvino_model")
-        int8_meta = ModelMeta(**{**meta.__dict__, "precision": "int8"})
+        int8_meta = dataclasses.replace(meta, precision="int8")
         files["int8_openvino"] = _logged("INT8 OpenVINO", export_openvino(int8_path, out, int8_meta))
     if cfg.skip_int8_val:
         return files

@@ -6,6 +6,7 @@ serves both runtimes.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -113,6 +114,6 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, meta: ModelMeta, data: str, 
         raise ExportError(f"INT8 quantization of {fp32_path} failed: {first_line(e)[:300]}") from None
     finally:
         pre.unlink(missing_ok=True)
-    int8_meta = ModelMeta(**{**meta.__dict__, "precision": "int8"})
+    int8_meta = dataclasses.replace(meta, precision="int8")
     add_metadata(int8_path, int8_meta)
     return int8_path
