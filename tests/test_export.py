@@ -266,3 +266,19 @@ def test_errors_are_one_line(tmp_path, monkeypatch, capsys):
         assert export.main(["--weights", str(tmp_path / "w.pt"), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1
+
+
+def test_compare_latency_column_per_backend(tmp_path):
+    from engine.compare import CompareError, compare
+
+    data = make_detection_dataset(tmp_path / "data", n_train=2, n_val=2, imgsz=64, verbose=False)
+    res = compare(cfgs=[str(ROOT / "configs/yolov5n.yaml")], data=str(data), imgsz=64, profile_only=True,
+                  backends=["torch", "onnx", "openvino"], pareto_backend="onnx", latency_runs=2, device="cpu",
+                  project=str(tmp_path / "cmp"))
+    latency = res.rows[0].profile.latency_ms
+    assert set(latency) == {"cpu", "onnx", "openvino"} and all(v > 0 for v in latency.values())
+    header = next(line for line in res.results_md.read_text().splitlines() if line.startswith("| config"))
+    assert "| CPU ms | ONNX ms | OPENVINO ms |" in header
+    with pytest.raises(CompareError, match="--pareto-backend 'openvino'"):
+        compare(cfgs=[str(ROOT / "configs/yolov5n.yaml")], data=str(data), backends=["torch", "onnx"],
+                pareto_backend="openvino", project=str(tmp_path / "cmp2"))
