@@ -3,6 +3,7 @@
     python compare.py --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --epochs 30 --imgsz 256
     python compare.py --cfgs configs/yolov5s*.yaml --imgsz 640 --profile-only          # size and speed only
     python compare.py --cfg configs/yolov5s.yaml --backbones yolov5s resnet18 resnet50 mobilenetv2 convnext_atto
+    python compare.py --cfgs ... --backends torch onnx openvino --pareto-backend onnx   # latency per runtime
     python compare.py --cfgs ... --name exp --exist-ok       # re-run: finished configs read back, interrupted resumed
     python compare.py --resume runs/compare/exp              # the same, with the options saved in that folder
     python compare.py --task classify --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --imgsz 96
@@ -17,7 +18,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from engine.compare import CompareOptions
+from engine.compare import BACKENDS, CompareOptions
 from engine.optim import OPTIMIZERS
 from utils.cli import run_cli
 
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--noplots", action="store_true", help="no plot files inside each training run")
     p.add_argument("--latency-runs", type=int, default=d.latency_runs, help="timed forward passes per device")
+    p.add_argument("--backends", nargs="+", default=d.backends, choices=BACKENDS,
+                   help="latency columns: torch (PyTorch, CPU/GPU), onnx (ONNX Runtime), openvino (CPU)")
+    p.add_argument("--pareto-backend", default=d.pareto_backend, choices=BACKENDS,
+                   help="whose latency the Pareto plot uses (one of --backends)")
     p.add_argument("--project", default=d.project, help="save to project/name")
     p.add_argument("--name", default=d.name, help="save to project/name")
     p.add_argument("--exist-ok", action="store_true",

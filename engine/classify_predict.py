@@ -19,8 +19,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from engine.backends import Backend
 from engine.classify_data import eval_transform
-from engine.classify_val import load_classifier
+from engine.classify_val import backend_imgsz, load_classifier
 from engine.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
 from utils.cli import run_cli
 from utils.logging import LOGGER
@@ -84,7 +85,7 @@ def annotate(img_bgr: np.ndarray, pred: ClassPrediction) -> np.ndarray:
     return img
 
 
-def classify_frames(model: nn.Module, frames: Sequence[Frame], imgsz: int, topk: int,
+def classify_frames(model: Union[nn.Module, Backend], frames: Sequence[Frame], imgsz: int, topk: int,
                     device: torch.device, half: bool = False) -> List[ClassPrediction]:
     """Top-k predictions for a batch of BGR frames (centre crop, resize, normalise, softmax)."""
     tf = eval_transform(imgsz)
@@ -102,7 +103,8 @@ def classify_frames(model: nn.Module, frames: Sequence[Frame], imgsz: int, topk:
     return out
 
 
-def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = "", model: Optional[nn.Module] = None,
+def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = "",
+                       model: Union[nn.Module, Backend, None] = None,
                        imgsz: int = 224, topk: int = 5, device: Union[str, torch.device] = "", half: bool = False,
                        save_dir: Optional[PathLike] = None, save_img: bool = True, save_txt: bool = False,
                        vid_stride: int = 1, verbose: bool = True) -> PredictReport:
@@ -114,7 +116,9 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
         if weights is None:
             raise ValueError("predict_classifier(): give weights (a checkpoint path) or model")
         model = load_classifier(weights, device)
-    model = model.to(device).eval()
+    if isinstance(model, nn.Module):
+        model = model.to(device).eval()
+    imgsz = backend_imgsz(model, imgsz)
     src = resolve_source(source)
     report = PredictReport(save_dir=Path(save_dir) if save_dir is not None else None)
     writers: Dict[str, cv2.VideoWriter] = {}

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from engine.backends import Backend, load_backend
 from engine.classify_data import ClassifyDataError, create_classify_loader, resolve_classify_data
 from utils.cli import run_cli
 from utils.logging import LOGGER
@@ -89,15 +90,17 @@ class ClassifyMetrics:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Sequence, device: Union[str, torch.device] = "cpu",
+def evaluate(model: Union[nn.Module, Backend], loader: Sequence, device: Union[str, torch.device] = "cpu",
              criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
              names: Optional[Sequence[str]] = None, half: bool = False, desc: Optional[str] = None,
              target_map: Optional[np.ndarray] = None) -> ClassifyMetrics:
     """One pass over (images, labels) batches in eval mode; `target_map` renumbers dataset labels to model ids."""
     device = torch.device(device)
     criterion = criterion or nn.CrossEntropyLoss()
-    was_training = model.training
-    model.eval()
+    module = model if isinstance(model, nn.Module) else None  # else an inference backend (engine.backends)
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     nc = int(getattr(model, "nc", 0)) or None
     names = list(names if names is not None else getattr(model, "names", []))
     targets, ranked = [], []
@@ -125,7 +128,8 @@ def evaluate(model: nn.Module, loader: Sequence, device: Union[str, torch.device
             t_pre, t_inf, t_post = t_pre + t1 - t0, t_inf + t2 - t1, t_post + t3 - t2
             t0 = time_sync()
     finally:
-        model.train(was_training)
+        if module is not None:
+            module.train(was_training)
     if not n_seen:
         raise ClassifyDataError("evaluate(): the validation loader yielded no images")
     nc = nc or int(ranked[0].shape[1])
@@ -137,15 +141,18 @@ def evaluate(model: nn.Module, loader: Sequence, device: Union[str, torch.device
                            speed_ms=speed)
 
 
-def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu") -> nn.Module:
-    """A classification checkpoint as an eval-mode model; detection checkpoints are refused by name."""
-    from models import load_model
+def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu") -> Backend:
+    """A classifier checkpoint or export as an inference backend; detection models are refused by name."""
+    backend = load_backend(weights, device)
+    if backend.task != "classify":
+        raise ClassifierLoadError(f"{weights}: a {backend.task!r} checkpoint; classify mode needs one written by "
+                                  f"`train.py --task classify` (or its export)")
+    return backend
 
-    model = load_model(weights, device=device)
-    if getattr(model, "task", "detect") != "classify":
-        raise ClassifierLoadError(f"{weights}: a {getattr(model, 'task', 'detect')!r} checkpoint; classify mode needs "
-                                  f"one written by `train.py --task classify`")
-    return model
+
+def backend_imgsz(model: Union[nn.Module, Backend], imgsz: int) -> int:
+    """The image size a classifier runs at: a static-shape export's own (with a warning when it differs)."""
+    return model.input_size((imgsz, imgsz))[0] if isinstance(model, Backend) else imgsz
 
 
 def label_mapping(data_names: Sequence[str], model_names: Sequence[str], where: str) -> Optional[np.ndarray]:
@@ -161,7 +168,7 @@ def label_mapping(data_names: Sequence[str], model_names: Sequence[str], where: 
 
 
 def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] = None,
-                   model: Optional[nn.Module] = None, imgsz: int = 224, batch_size: int = 64,
+                   model: Union[nn.Module, Backend, None] = None, imgsz: int = 224, batch_size: int = 64,
                    device: Union[str, torch.device] = "", workers: int = 8, half: bool = False,
                    save_dir: Optional[PathLike] = None, plots: bool = True, verbose: bool = True,
                    val_ratio: float = 0.2, seed: int = 0) -> ClassifyMetrics:
@@ -171,7 +178,9 @@ def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] 
         if weights is None:
             raise ClassifierLoadError("val_classifier(): give weights (a checkpoint path) or model")
         model = load_classifier(weights, device)
-    model = model.to(device)
+    if isinstance(model, nn.Module):
+        model = model.to(device)
+    imgsz = backend_imgsz(model, imgsz)
     ds = resolve_classify_data(data, val_ratio=val_ratio, seed=seed, verbose=verbose, check_train=False)
     names = list(getattr(model, "names", ds.names))
     mapping = label_mapping(ds.names, names, str(ds.root))

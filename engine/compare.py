@@ -31,6 +31,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from engine.backends.latency import RUNTIMES, export_latency_ms
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
 from engine.optim import OPTIMIZERS
@@ -38,13 +39,14 @@ from utils.options import option_values
 from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER
 from utils.paths import increment_path
-from utils.profiling import ModelProfile, latency_devices, profile_model
+from utils.profiling import ModelProfile, device_name, latency_devices, profile_model
 from utils.yaml_io import load_yaml
 
 TASKS = ("detect", "classify")
 # Options that must match when an existing comparison folder is reused for training.
 TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
 DEFAULT_OPTIMIZER = {"detect": "SGD", "classify": "Adam"}  # what train.py uses per task when none is given
+BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 CLOCK_FILE = "compare_time.json"  # per run: wall seconds trained so far, epochs done, finished flag
 
 
@@ -76,6 +78,8 @@ class CompareOptions:
     exist_ok: bool = False  # reuse project/name: read back finished runs, resume interrupted ones
     resume: Union[bool, str] = False  # True = the newest comparison under project, or a comparison folder
     latency_runs: int = 20  # timed forward passes per device (median reported)
+    backends: List[str] = field(default_factory=lambda: ["torch"])  # latency columns: torch, onnx, openvino
+    pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
 
     @classmethod
     def from_any(cls, opt: Union["CompareOptions", argparse.Namespace, Mapping[str, Any], None] = None,
@@ -108,6 +112,12 @@ class CompareOptions:
             raise CompareError(f"--workers must be >= 0, got {self.workers}")
         if self.hyp and self.task != "detect":
             raise CompareError(f"--hyp {self.hyp}: hyperparameter YAMLs apply to --task detect only")
+        bad = [b for b in self.backends if b not in BACKENDS]
+        if bad or not self.backends:
+            raise CompareError(f"--backends {' '.join(bad) or '(none)'}: expected some of {', '.join(BACKENDS)}")
+        if self.pareto_backend not in self.backends:
+            raise CompareError(f"--pareto-backend {self.pareto_backend!r}: expected one of the --backends "
+                               f"({', '.join(self.backends)})")
         if self.optimizer and self.optimizer not in OPTIMIZERS:
             raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
@@ -125,10 +135,11 @@ class CompareOptions:
         parts = ["python", "compare.py"] + (["--cfgs", *self.cfgs] if self.cfgs else [])
         parts += ["--cfg", self.cfg, "--backbones", *self.backbones] if self.backbones else []
         for k in ("data", "epochs", "imgsz", "task", "batch_size", "device", "seed", "hyp", "optimizer", "workers",
-                  "project", "name", "latency_runs"):
+                  "project", "name", "latency_runs", "pareto_backend"):
             v = getattr(self, k)
             if v != getattr(d, k) and v not in (None, ""):
                 parts += [f"--{k.replace('_', '-')}", str(v)]
+        parts += ["--backends", *self.backends] if self.backends != d.backends else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []
         return " ".join(shlex.quote(p) for p in parts)
@@ -306,13 +317,17 @@ class _Comparison:
         o = self.o
         devices = [str(d) for d in latency_devices(o.device)]
         key = {"sha1": _file_hash(row.cfg), "nc": nc, "imgsz": o.imgsz, "task": o.task, "devices": devices,
-               "runs": o.latency_runs}
+               "runs": o.latency_runs, "backends": list(o.backends)}
         cached = self.profiles.get(row.name)
         if cached and cached.get("key") == key:
             row.profile = ModelProfile.from_dict(cached["profile"])
             return
         model, imgsz = _build(row.cfg, o.task, nc, o.imgsz)
         row.profile = profile_model(model, imgsz, devices=devices, runs=o.latency_runs)
+        for kind in (b for b in o.backends if b != "torch"):  # CPU runtimes, timed from a static export
+            ms, runtime = export_latency_ms(model, imgsz, kind, self.save_dir / "exports" / row.name / kind,
+                                            runs=o.latency_runs)
+            row.profile.latency_ms[kind], row.profile.device_names[kind] = ms, f"{runtime}, {device_name('cpu')}"
         del model
         self.profiles[row.name] = {"key": key, "profile": row.profile.to_dict()}
         tmp = self.profiles_file.with_suffix(".tmp")
@@ -428,7 +443,8 @@ class _Comparison:
         md, csv_path = self.save_dir / "results.md", self.save_dir / "results.csv"
         pareto = curves = None
         if plots and not o.profile_only:
-            pareto = plot_pareto(self.rows, o.task, self.save_dir / "pareto.png")
+            pareto = plot_pareto(self.rows, o.task, self.save_dir / "pareto.png",
+                                 backend=None if o.pareto_backend == "torch" else o.pareto_backend)
             curves = plot_curves(self.rows, o.task, self.save_dir / "curves.png")
         write_results_csv(csv_path, self.rows, o.task)
         imgsz = next((r.profile.imgsz for r in self.rows if r.profile), o.imgsz)  # a stride multiple when rounded

@@ -130,8 +130,8 @@ def _status_text(r: ConfigResult) -> str:
 
 
 def _device_label(key: str) -> str:
-    """'cpu' or 'gpu' (a comparison times at most one CUDA device)."""
-    return "cpu" if key == "cpu" else "gpu"
+    """'cpu' or 'gpu' for PyTorch (a comparison times at most one CUDA device); 'onnx' / 'openvino' for runtimes."""
+    return "gpu" if key.startswith("cuda") else key
 
 
 def csv_fieldnames(task: str, latency_keys: Sequence[str]) -> List[str]:
@@ -236,9 +236,12 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
     return front
 
 
-def latency_axis(rows: Sequence[ConfigResult]) -> Optional[str]:
-    """The device whose latency the Pareto plot uses: the GPU when every plotted row has it, else the CPU."""
+def latency_axis(rows: Sequence[ConfigResult], backend: Optional[str] = None) -> Optional[str]:
+    """The latency the Pareto plot uses: `backend` ('onnx', 'openvino') when given; for PyTorch the GPU when every
+    plotted row has it, else the CPU."""
     keys, _ = _latency_keys(rows)
+    if backend is not None:
+        return backend if all(r.profile and backend in r.profile.latency_ms for r in rows) else None
     gpu = [k for k in keys if k != "cpu"]
     if gpu and all(r.profile and gpu[0] in r.profile.latency_ms for r in rows):
         return gpu[0]
@@ -269,15 +272,16 @@ def _label_points(ax, names: Sequence[str], pts: Sequence[Tuple[float, float]], 
                     arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5") if k else None)
 
 
-def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path) -> Optional[Path]:
-    """Accuracy vs latency per trained config, Pareto front marked and every point labelled."""
+def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Optional[str] = None
+                ) -> Optional[Path]:
+    """Accuracy vs latency per trained config (PyTorch, or the `backend` runtime), Pareto front marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metric = PARETO_METRIC[task]
     done = [r for r in rows if r.history is not None and r.profile is not None]
-    dev = latency_axis(done)
+    dev = latency_axis(done, backend)
     if not done or dev is None:
         return None
     _, names = _latency_keys(done)

@@ -9,7 +9,6 @@ detect.py runs the same ``Detector.stream`` code path, so its label files equal 
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ import torch.nn as nn
 
 from engine.results import Result
 from engine.sources import Failure, Frame, Source, SourceSpec, batched, iter_frames, resolve_source
-from models import load_model
-from models.yolo import DetectionModel
+from engine.backends import Backend, TorchBackend, load_backend
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
 from utils.logging import LOGGER
@@ -80,33 +78,31 @@ def check_imgsz(imgsz: ImgSize, stride: int) -> Tuple[int, int]:
 
 
 class Detector:
-    """Load weights once, then predict on any source; the model never trains here."""
+    """Load weights once (any backend: .pt, .onnx, *_openvino_model/, .torchscript), then predict on any source."""
 
-    def __init__(self, weights: Union[str, os.PathLike, nn.Module], device: Union[str, torch.device] = "",
+    def __init__(self, weights: Union[str, os.PathLike, nn.Module, Backend], device: Union[str, torch.device] = "",
                  half: bool = False, fuse: bool = True):
         self.device = select_device(device)
         if half and self.device.type != "cuda":
             LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {self.device.type}")
             half = False
-        self.half = half
-        if isinstance(weights, nn.Module):
-            # a copy: fusing, eval() and half() must not change the caller's (maybe still training) model
-            model, self.weights = copy.deepcopy(weights).to(self.device).eval(), "<in-memory model>"
-            if fuse and hasattr(model, "fuse"):
-                with torch.no_grad():
-                    model.fuse()
-        else:
-            with torch.no_grad():  # fusing copies BatchNorm-derived tensors into the conv weights; keep them leaves
-                model, self.weights = load_model(weights, self.device, fuse=fuse), str(weights)
-        if not isinstance(model, DetectionModel) or getattr(model, "task", "detect") != "detect":
-            task = getattr(model, "task", type(model).__name__)
-            raise DetectorError(f"{self.weights}: a {task!r} model; detection needs a detection checkpoint "
-                                f"(task 'detect', a Detect head)")
-        self.model = model.half() if half else model.float()
-        self.names: List[str] = [str(n) for n in model.names]
-        self.nc = int(model.nc)
-        self.stride = int(max(model.stride.tolist()))
+        self.backend = weights if isinstance(weights, Backend) else load_backend(weights, self.device, half, fuse)
+        self.weights = self.backend.source
+        if self.backend.task != "detect":
+            raise DetectorError(f"{self.weights}: a {self.backend.task!r} model; detection needs a detection "
+                                f"checkpoint (task 'detect', a Detect head)")
+        self.half = self.backend.fp16
+        self.names: List[str] = list(self.backend.names)
+        self.nc = self.backend.nc
+        self.stride = self.backend.stride
         self._warm = self.device.type != "cuda"  # only CUDA needs a warm-up before timing means anything
+
+    @property
+    def model(self) -> nn.Module:
+        """The PyTorch model (PyTorch backend only)."""
+        if not isinstance(self.backend, TorchBackend):
+            raise DetectorError(f"{self.weights}: a {self.backend.kind} backend has no PyTorch model")
+        return self.backend.model
 
     # ---- stages -------------------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray], imgsz: Tuple[int, int]
@@ -116,7 +112,8 @@ class Detector:
         Each image is letterboxed with minimal stride padding; images of a batch whose shapes differ are padded
         further (centred) to the largest shape, which keeps their scale, so only the padding changes.
         """
-        boxed = [letterbox(im, imgsz, auto=True, stride=self.stride) for im in images]
+        # a static-shape export takes exactly its size: pad to it instead of to the next stride multiple
+        boxed = [letterbox(im, imgsz, auto=self.backend.dynamic, stride=self.stride) for im in images]
         H, W = max(b[0].shape[0] for b in boxed), max(b[0].shape[1] for b in boxed)
         arrays, ratio_pads = [], []
         for im, (rw, rh), (dw, dh) in boxed:
@@ -133,13 +130,12 @@ class Detector:
         x = (x.half() if self.half else x.float()) / 255
         return x, ratio_pads
 
-    @torch.no_grad()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded predictions (B, N, 5 + nc) in input pixels."""
         if not self._warm:
-            self.model(torch.zeros_like(x))
+            self.backend(torch.zeros_like(x))
             self._warm = True
-        return self.model(x)[0]
+        return self.backend(x)
 
     def postprocess(self, pred: torch.Tensor, opts: PredictOptions) -> List[torch.Tensor]:
         return non_max_suppression(pred, opts.conf, opts.iou, classes=opts.classes, agnostic=opts.agnostic,
@@ -171,7 +167,7 @@ class Detector:
                 classes: Optional[Sequence[int]] = None, agnostic: bool = False, max_det: int = 1000
                 ) -> PredictOptions:
         """Checked PredictOptions for this model (imgsz rounded to its stride, class ids within nc)."""
-        return PredictOptions(float(conf), float(iou), check_imgsz(imgsz, self.stride),
+        return PredictOptions(float(conf), float(iou), self.backend.input_size(check_imgsz(imgsz, self.stride)),
                               None if classes is None else tuple(int(c) for c in classes), bool(agnostic),
                               int(max_det)).check(self.nc)
 

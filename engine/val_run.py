@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from engine.backends import Backend, TorchBackend, load_backend
 from engine.coco_eval import evaluate_json_files, format_stats, labels_ground_truth, write_json
 from engine.options import DEFAULT_DATA
 from engine.validator import TABLE_HEADER, ValResult, validate
-from models.yolo import DetectionModel
 from utils.datasets import check_dataset, create_dataloader
 from utils.logging import LOGGER
 from utils.paths import increment_path
@@ -94,17 +94,20 @@ def check_config(cfg: ValConfig) -> None:
         raise ValRunError("--weights: a detection checkpoint path is required")
 
 
-def load_detection_model(weights: PathLike, device: torch.device) -> DetectionModel:
-    """A detection checkpoint as an eval-mode model; other checkpoints are refused by name."""
-    from models import load_model
-
-    with torch.no_grad():
-        model = load_model(weights, device, fuse=True)
-    if not isinstance(model, DetectionModel) or getattr(model, "task", "detect") != "detect":
-        task = getattr(model, "task", type(model).__name__)
-        raise ValRunError(f"{weights}: a {task!r} checkpoint; val.py needs a detection checkpoint "
+def load_detection_model(weights: PathLike, device: torch.device, half: bool = False) -> Backend:
+    """The backend for a detection checkpoint or export (suffix picks it); other tasks are refused by name."""
+    backend = load_backend(weights, device, half=half)
+    if backend.task != "detect":
+        raise ValRunError(f"{weights}: a {backend.task!r} checkpoint; val.py needs a detection checkpoint "
                           f"(use --task classify for classifiers)")
-    return model
+    return backend
+
+
+def as_backend(model: Union[nn.Module, Backend], device: torch.device) -> Backend:
+    """An in-memory model as a PyTorch backend that runs it as it is (no copy, no fusing, no layout change)."""
+    if isinstance(model, Backend):
+        return model
+    return TorchBackend(model, device, fuse=False, channels_last=False, copy_model=False)
 
 
 def stride_multiple(imgsz: int, stride: int) -> int:
@@ -123,8 +126,8 @@ def _split(data: dict, task: str) -> Tuple[str, Union[str, list]]:
     return split, path
 
 
-def _model_names(model: nn.Module, nc: int) -> list:
-    names = list(getattr(model, "names", []) or [])
+def _model_names(backend: Backend, nc: int) -> list:
+    names = list(backend.names)
     return [str(n) for n in names] if len(names) == nc else [f"class{i}" for i in range(nc)]
 
 
@@ -146,23 +149,18 @@ def predictions_name(weights: PathLike) -> str:
     return f"{Path(str(weights)).stem or 'model'}_predictions.json"
 
 
-@torch.no_grad()
-def _warmup(model: nn.Module, imgsz: int, device: torch.device, half: bool) -> None:
-    """One forward pass so the first timed batch does not pay for lazy initialisation."""
-    x = torch.zeros((1, 3, imgsz, imgsz), device=device)
-    with torch.autocast("cuda", dtype=torch.float16, enabled=half):
-        model(x)
+def run_val(cfg: ValConfig, model: Union[nn.Module, Backend, None] = None) -> ValReport:
+    """Validate cfg.weights (any backend, or an in-memory model/backend) as val.py does; bad input raises ValueError.
 
-
-def run_val(cfg: ValConfig, model: Optional[nn.Module] = None) -> ValReport:
-    """Validate cfg.weights (or an in-memory detection `model`) as val.py does; bad input raises ValueError."""
+    A static-shape export (no --dynamic) runs at its own batch size and image size without rect batches.
+    """
     check_config(cfg)
     speed = cfg.task == "speed"
     device = select_device(cfg.device)
     half = cfg.half and device.type == "cuda"
     if cfg.half and not half:
         LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {device.type}")
-    model = load_detection_model(cfg.weights, device) if model is None else model.to(device)
+    model = load_detection_model(cfg.weights, device, half) if model is None else as_backend(model, device)
     data = check_dataset(cfg.data)
     split, path = _split(data, cfg.task)
     nc = 1 if cfg.single_cls else int(data["nc"])
@@ -176,12 +174,15 @@ def run_val(cfg: ValConfig, model: Optional[nn.Module] = None) -> ValReport:
     if cfg.single_cls and len(names) != 1:
         names = ["item"]  # validate() names the merged class the same way
 
-    stride = max(int(model.stride.max()), 32)
+    stride = max(model.stride, 32)
     imgsz = stride_multiple(cfg.imgsz, stride)
     batch_size = 1 if speed else cfg.batch_size
+    rect = not speed and model.dynamic
+    if not model.dynamic:
+        imgsz, batch_size = _static_shape(model, imgsz, batch_size)
     conf, iou = (SPEED_CONF, SPEED_IOU) if speed else (cfg.conf_thres, cfg.iou_thres)
-    loader, dataset = create_dataloader(path, imgsz, batch_size, stride, pad=0.0 if speed else VAL_PAD,
-                                        rect=not speed, workers=cfg.workers, single_cls=cfg.single_cls,
+    loader, dataset = create_dataloader(path, imgsz, batch_size, stride, pad=VAL_PAD if rect else 0.0,
+                                        rect=rect, workers=cfg.workers, single_cls=cfg.single_cls,
                                         nc=int(data["nc"]), prefix=f"{split}: ")
     shape = last_batch_shape(dataset, batch_size, imgsz)
 
@@ -189,7 +190,7 @@ def run_val(cfg: ValConfig, model: Optional[nn.Module] = None) -> ValReport:
     save_json = (cfg.save_json or cfg.coco_eval) and not speed
     if not speed:
         save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
-    _warmup(model, imgsz, device, half)
+    model.warmup((imgsz, imgsz))
     table = nc > 1 and (cfg.verbose or nc < PER_CLASS_MAX_NC)
     LOGGER.info(TABLE_HEADER)
     res = validate(model, loader, names=names, conf_thres=conf, iou_thres=iou, max_det=cfg.max_det,
@@ -210,6 +211,17 @@ def run_val(cfg: ValConfig, model: Optional[nn.Module] = None) -> ValReport:
             extra = f", {n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}"
         LOGGER.info(f"Results saved to {save_dir}{extra}")
     return report
+
+
+def _static_shape(backend: Backend, imgsz: int, batch_size: int) -> Tuple[int, int]:
+    """(imgsz, batch) a static-shape export validates at: its own, square, without rect batches."""
+    h, w = backend.meta.imgsz
+    if h != w:
+        raise ValRunError(f"{backend.source}: exported for {h}x{w}; val.py needs a square export or --dynamic")
+    if (imgsz, batch_size) != (h, backend.meta.batch):
+        LOGGER.info(f"{backend.source} has a static shape: validating at --imgsz {h} --batch-size "
+                    f"{backend.meta.batch} without rect batches (export with --dynamic to choose)")
+    return h, backend.meta.batch
 
 
 def _coco_eval(report: ValReport, dataset, names: list, split: str) -> None:

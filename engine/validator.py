@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from engine.backends.base import Backend
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2ltwh, xyxy2xywh
 from utils.logging import LOGGER
 from utils.metrics import ConfusionMatrix, DetectionEvaluator, DetectionMetrics, fitness
@@ -172,7 +173,8 @@ def save_plots(metrics: DetectionMetrics, cm: ConfusionMatrix, names: Dict[int, 
 
 # ----------------------------------------------------------------------------------------------- main loop
 @torch.no_grad()
-def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 0.001, iou_thres: float = 0.6,
+def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf_thres: float = 0.001,
+             iou_thres: float = 0.6,
              max_det: int = 300, single_cls: bool = False, agnostic: bool = False, half: bool = False,
              compute_loss: Optional[Callable] = None, save_dir: Optional[Union[str, Path]] = None,
              plots: bool = False, save_txt: bool = False, save_conf: bool = False, save_json: bool = False,
@@ -180,7 +182,8 @@ def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 
     """Run `model` over `dataloader` and measure P, R, mAP50 and mAP50-95 (COCO AP) in original-image pixels.
 
     Args:
-        model: a detection model (eval-mode output (decoded, raw maps)); its mode is restored afterwards.
+        model: a detection model (eval-mode output (decoded, raw maps)); its mode is restored afterwards. Or any
+            inference backend (engine.backends: PyTorch, ONNX Runtime, OpenVINO, TorchScript).
         dataloader: yields (uint8 images, targets (N, 6) normalised, paths, shapes) as utils.datasets does.
         names: class names (list or {index: name}); nc = len(names), or 1 with single_cls.
         agnostic: class-agnostic NMS (always on with single_cls).
@@ -196,9 +199,13 @@ def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 
     save_dir = Path(save_dir) if save_dir is not None else None
     if (plots or save_txt or save_json) and save_dir is None:
         raise ValueError("validate: plots, save_txt and save_json need a save_dir")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    backend = model if isinstance(model, Backend) else None
+    if backend is not None and compute_loss is not None:
+        raise ValueError("validate: compute_loss needs the nn.Module (raw maps), not an inference backend")
+    was_training = backend is None and model.training
+    if backend is None:
+        model.eval()
+    device = backend.device if backend is not None else next(model.parameters()).device
     half = half and device.type == "cuda"
     evaluator = DetectionEvaluator(nc, names=names_d)
     cm = ConfusionMatrix(nc=nc)
@@ -217,7 +224,7 @@ def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 
             t1 = time_sync()
             autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
             with autocast:
-                preds, train_out = model(im)
+                preds, train_out = (backend(im), None) if backend is not None else model(im)
             t2 = time_sync()
             if compute_loss is not None:
                 loss += compute_loss([x.float() for x in train_out], targets)[1]
@@ -246,7 +253,8 @@ def validate(model: nn.Module, dataloader, *, names: Names, conf_thres: float = 
             if plots and batch_i < PLOT_BATCHES:
                 files += plot_batch(im, targets, preds, paths, names_d, save_dir, batch_i)
     finally:
-        model.train(was_training)
+        if backend is None:
+            model.train(was_training)
 
     metrics = evaluator.compute()
     n_batches = max(len(dataloader), 1)

@@ -10,7 +10,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -66,15 +66,21 @@ def median_latency_ms(model: nn.Module, imgsz: int, device: Device = "cpu", runs
         with torch.no_grad():
             m.fuse()
     x = torch.rand(1, int(getattr(m, "in_channels", 3)), imgsz, imgsz, device=device)
-    times: List[float] = []
     with torch.inference_mode():
-        for i in range(warmup + runs):
-            _sync(device)
-            t = time.perf_counter()
-            m(x)
-            _sync(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - t) * 1000)
+        return median_ms(lambda: m(x), runs, warmup, device)
+
+
+def median_ms(fn: Callable[[], object], runs: int = 20, warmup: int = 3, device: Device = "cpu") -> float:
+    """Median wall time (ms) of fn() over `runs` calls after `warmup` untimed ones (CUDA synchronised)."""
+    device = torch.device(device)
+    times: List[float] = []
+    for i in range(warmup + runs):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
 

@@ -1,0 +1,66 @@
+"""PyTorch backend: a checkpoint (.pt) or an in-memory model, fused, in inference mode, channels_last on CPU."""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from engine.backends.base import Backend, ModelMeta
+
+
+def model_meta(model: nn.Module, imgsz=(640, 640), batch: int = 1, dynamic: bool = True,
+               precision: str = "fp32") -> ModelMeta:
+    """The metadata an export of `model` carries (names, largest stride, task, model YAML)."""
+    task = getattr(model, "task", "detect")
+    stride = getattr(model, "stride", None)
+    stride = int(max(stride.tolist())) if isinstance(stride, torch.Tensor) and task == "detect" else 32
+    nc = int(getattr(model, "nc", 0))
+    names = [str(n) for n in getattr(model, "names", [])] or [str(i) for i in range(nc)]
+    return ModelMeta(task=task, names=names, stride=stride, imgsz=tuple(int(s) for s in imgsz), batch=int(batch),
+                     dynamic=dynamic, model_yaml=copy.deepcopy(getattr(model, "yaml", {})), precision=precision)
+
+
+class TorchBackend(Backend):
+    """An eval-mode YAMLModel.
+
+    channels_last is the CPU default: oneDNN's convolutions run NHWC without reordering every layer (yolov5s at
+    640 on 2 threads: see benchmarks/export.py), while CUDA keeps NCHW (cuDNN picks its own layout).
+    """
+
+    kind = "torch"
+
+    def __init__(self, model: nn.Module, device: torch.device, source: str = "<in-memory model>", fuse: bool = True,
+                 half: bool = False, channels_last: Optional[bool] = None, copy_model: bool = True):
+        if copy_model:  # fusing, eval() and layout changes must not touch the caller's (maybe still training) model
+            model = copy.deepcopy(model)
+        model = model.to(device).eval()
+        if fuse and hasattr(model, "fuse"):
+            with torch.no_grad():  # fusing copies BatchNorm-derived tensors into the conv weights; keep them leaves
+                model.fuse()
+        half = half and device.type == "cuda"
+        self.channels_last = device.type == "cpu" if channels_last is None else channels_last
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.half() if half else model.float()
+        super().__init__(model_meta(model, precision="fp16" if half else "fp32"), device, source)
+
+    @classmethod
+    def load(cls, weights: Union[str, os.PathLike], device: torch.device, half: bool = False, fuse: bool = True,
+             channels_last: Optional[bool] = None) -> "TorchBackend":
+        from models import load_model
+
+        with torch.no_grad():
+            model = load_model(weights, device, fuse=False)
+        return cls(model, device, str(weights), fuse=fuse, half=half, channels_last=channels_last, copy_model=False)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, dtype=torch.float16 if self.fp16 else torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = self.model(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out  # detection: (decoded, raw maps)
+        return out.float()
