@@ -2,6 +2,7 @@
 OpenVINO on a subset, val.py / detect.py agree across backends, INT8, metadata and one-line errors."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,6 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 import detect
 import export
@@ -23,6 +23,7 @@ from engine.export.openvino_format import export_openvino
 from engine.export.prepare import dummy_input, export_ready
 from engine.export.torchscript_format import export_torchscript
 from models import build_model, register_block
+from models.parse import load_model_yaml
 from models.registry import _REGISTRY, scaled_out
 from utils.checkpoint import save_checkpoint
 from utils.synthetic import SHAPE_NAMES, make_detection_dataset
@@ -45,7 +46,7 @@ def _close(y: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
 def _slim(cfg: str) -> dict:
     """The config's YAML at most yolov5n's depth and a quarter width: every row and block stays as written (what
     export exercises), the l/x-scale copies just stop costing minutes. Fixed-width backbones keep their widths."""
-    d = yaml.safe_load((ROOT / "configs" / cfg).read_text())
+    d = copy.deepcopy(load_model_yaml(ROOT / "configs" / cfg).data)  # compositions arrive composed
     d["depth_multiple"] = min(float(d.get("depth_multiple", 1.0)), 0.33)
     d["width_multiple"] = min(float(d.get("width_multiple", 1.0)), 0.25)
     return d
