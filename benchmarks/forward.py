@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
-from typing import Callable, List
+from typing import List
 
 import torch
 
 from models import DetectionModel
-
-
-def median_ms(fn: Callable[[], object], runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+from utils.profiling import median_ms
 
 
 def bench(cfg: str, imgsz: int, runs: int, threads: int) -> List[str]:

@@ -25,6 +25,7 @@ from engine.export.torchscript_format import export_torchscript
 from models import build_model, register_block
 from models.parse import load_model_yaml
 from models.registry import _REGISTRY, scaled_out
+from tolerance import assert_close_scaled
 from utils.checkpoint import save_checkpoint
 from utils.synthetic import SHAPE_NAMES, make_detection_dataset
 
@@ -33,14 +34,6 @@ CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "co
                  if p.parent.name in ("configs", "cls"))
 OPENVINO_SUBSET = ("yolov5n.yaml", "yolov5s-shufflenetv2.yaml", "yolov5-p6.yaml", "cls/yolov5n-cls.yaml")
 NC = 2
-
-
-def _close(y: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
-    """Equal up to float rounding: tolerance scaled to the output's magnitude (boxes reach the image size)."""
-    assert y.shape == ref.shape
-    atol = rel * max(1.0, float(ref.abs().max()))
-    err = float((y - ref).abs().max())
-    assert err <= atol, f"max abs error {err:.3g} > {atol:.3g}"
 
 
 def _slim(cfg: str) -> dict:
@@ -71,7 +64,7 @@ def test_every_config_exports(cfg, tmp_path):
     for f in files:
         backend = load_backend(f, "cpu")
         assert (backend.task, backend.names, backend.stride, backend.meta.imgsz) == (task, ["0", "1"], stride, size)
-        _close(backend(x), ref)
+        assert_close_scaled(backend(x), ref, rtol=0.0)
     names = [o.name for o in onnx.load(str(onnx_path)).graph.output]
     assert names == (["predictions"] if task == "detect" else ["logits"])
 
@@ -222,7 +215,7 @@ def test_torch_backend_is_fused_channels_last_and_leaves_the_model_alone():
     assert not hasattr(backend.model.model[0], "bn") and backend.channels_last
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        _close(backend(x), model.eval()(x)[0], rel=1e-4)
+        assert_close_scaled(backend(x), model.eval()(x)[0], rtol=0.0)
 
 
 def test_unexportable_block_names_layer_and_op(tmp_path):
