@@ -19,7 +19,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.compare import BACKENDS, CompareOptions
-from engine.optim import OPTIMIZERS
+from engine.core.optim import OPTIMIZERS
 from utils.cli import run_cli
 
 

@@ -17,14 +17,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from engine.detect_run import DetectConfig, run_detect
+from engine.detect.predict_run import DetectConfig, run_detect
 from utils.cli import run_cli
 
 
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", default="detect", choices=("detect", "classify"),
-                   help="'classify' hands all flags to engine.classify_predict (top-k classes)")
+                   help="'classify' hands all flags to engine.classify.predict_run (top-k classes)")
     p.add_argument("--weights", type=str, required=True, help="checkpoint path (a train.py best.pt or last.pt)")
     p.add_argument("--source", type=str, required=True,
                    help="file, folder, glob, .txt list of paths, video, webcam index or stream URL")
@@ -58,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task", default="detect")
     if pre.parse_known_args(args)[0].task == "classify":  # top-k classes with a classifier checkpoint
-        from engine.classify_predict import main as classify_main
+        from engine.classify.predict_run import main as classify_main
         return classify_main(args)
     opt = parse_opt(args)
     cfg = DetectConfig(**{k: v for k, v in vars(opt).items() if k != "task"})

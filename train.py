@@ -17,15 +17,15 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from engine.optim import OPTIMIZERS
-from engine.options import DEFAULT_DATA, DEFAULT_HYP
+from engine.core.optim import OPTIMIZERS
+from engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
 from utils.cli import RESUME_HINT, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a YOLOv5-style detector on a YOLO-format dataset.")
     p.add_argument("--task", default="detect", choices=("detect", "classify"),
-                   help="what to train; 'classify' hands all flags to engine.classify_trainer")
+                   help="what to train; 'classify' hands all flags to engine.classify.task")
     p.add_argument("--weights", type=str, default="", help="initial weights: a checkpoint of this project")
     p.add_argument("--cfg", type=str, default="", help="model YAML, e.g. configs/yolov5s.yaml")
     p.add_argument("--backbone", type=str, default="",
@@ -81,11 +81,11 @@ def _task(argv: Sequence[str]) -> str:
 
 def run_classify(argv: Sequence[str]) -> int:
     """Hand the whole command line to the classification trainer (it has its own flags)."""
-    if importlib.util.find_spec("engine.classify_trainer") is None:
-        print("error: --task classify needs engine/classify_trainer.py, which this installation lacks",
+    if importlib.util.find_spec("engine.classify.task") is None:
+        print("error: --task classify needs engine/classify/task.py, which this installation lacks",
               file=sys.stderr)
         return 2
-    from engine import classify_trainer
+    from engine.classify import task as classify_trainer
     return int(classify_trainer.main(list(argv)))
 
 
@@ -99,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opt.local_rank = int(os.environ["LOCAL_RANK"])
 
     def job() -> None:
-        from engine.trainer import train
+        from engine.core.trainer import train
         train({k: v for k, v in vars(opt).items() if v is not None})
 
     return run_cli(job, errors=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)

@@ -3,7 +3,7 @@
     python val.py --weights runs/train/exp/weights/best.pt --data data.yaml --imgsz 640
     python val.py --weights best.pt --save-json --coco-eval     # also score the JSON with pycocotools
     python val.py --weights best.pt --task speed                 # time pre-process / inference / NMS at batch 1
-    python val.py --task classify --weights cls.pt --data root   # classifier: top-1 / top-5 (engine/classify_val.py)
+    python val.py --task classify --weights cls.pt --data root   # classifier: top-1 / top-5 (engine/classify/val_run.py)
 
 Outputs go to runs/val/exp*. A bad input (missing weights or data, a checkpoint that does not fit) exits with
 code 2 and a one-line message.
@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
-from engine.options import DEFAULT_DATA
+from engine.detect.options import DEFAULT_DATA
 from utils.cli import run_cli
 
 
@@ -56,12 +56,12 @@ def _task(argv: Sequence[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     if _task(args) == "classify":
-        from engine.classify_val import main as classify_main
+        from engine.classify.val_run import main as classify_main
         return classify_main(args)
     opt = build_parser().parse_args(args)
 
     def job() -> None:  # CheckpointError, DatasetError, ValRunError, bad --device, unwritable folder: exit 2
-        from engine.val_run import ValConfig, run_val
+        from engine.detect.val_run import ValConfig, run_val
         run_val(ValConfig(**vars(opt)))
 
     return run_cli(job)

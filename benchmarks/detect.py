@@ -3,7 +3,7 @@
     python benchmarks/detect.py                          # yolov5n (random init, 80 classes), 50 generated images, CPU
     python benchmarks/detect.py --weights best.pt --source path/to/images --threads 2
 
-Runs the same code path as detect.py (engine.detect_run.run_detect with --save-txt) after one warm-up image and
+Runs the same code path as detect.py (engine.detect.predict_run.run_detect with --save-txt) after one warm-up image and
 prints images/s plus ms per image for read, pre-process, inference, NMS and draw+write, and detections per image.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from engine.detect_run import DetectConfig, run_detect
-from engine.predictor import Detector
+from engine.detect.predict_run import DetectConfig, run_detect
+from engine.detect.predictor import Detector
 from models import DetectionModel
 from utils.synthetic import make_detection_dataset
 from utils.yaml_io import load_yaml

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from engine.optim import build_optimizer
+from engine.core.optim import build_optimizer
 from models import DetectionModel
 from models.loss import ComputeLoss
 from utils.hyp import Hyp

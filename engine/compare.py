@@ -34,8 +34,8 @@ from tqdm import tqdm
 from engine.backends.latency import RUNTIMES, export_latency_ms
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
-from engine.optim import OPTIMIZERS
-from utils.options import option_values
+from engine.core.optim import OPTIMIZERS
+from utils.option_values import option_values
 from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER
 from utils.paths import increment_path
@@ -200,10 +200,10 @@ def _check_settings(save_dir: Path, o: CompareOptions) -> None:
 def _normalised(key: str, value: Any, task: str) -> Any:
     """data/hyp as training resolves them, so an omitted flag equals the default written out."""
     if key == "data" and not value:
-        from engine.options import DEFAULT_DATA
+        from engine.detect.options import DEFAULT_DATA
         return DEFAULT_DATA if task == "detect" else ""
     if key == "hyp" and not value and task == "detect":
-        from engine.options import DEFAULT_HYP
+        from engine.detect.options import DEFAULT_HYP
         return DEFAULT_HYP
     if key == "optimizer" and not value:
         return DEFAULT_OPTIMIZER[task]
@@ -262,17 +262,17 @@ def _file_hash(path: str) -> str:
 def _dataset_nc(o: CompareOptions) -> int:
     """Class count of the comparison's data (generating a built-in set on first use)."""
     if o.task == "detect":
-        from engine.options import DEFAULT_DATA
+        from engine.detect.options import DEFAULT_DATA
         from utils.datasets import check_dataset
         return len(check_dataset(o.data or DEFAULT_DATA)["names"])
-    from engine.classify_data import resolve_classify_data
+    from engine.classify.data import resolve_classify_data
     return resolve_classify_data(o.data or None, seed=o.seed, verbose=False).nc
 
 
 def _build(cfg: str, task: str, nc: int, imgsz: int):
     """The model as training builds it, and the image size training will use (a stride multiple for detection)."""
     if task == "detect":
-        from engine.trainer import check_img_size
+        from engine.core.trainer import check_img_size
         from models.yolo import DetectionModel
         model = DetectionModel(cfg, nc=nc)
         return model, check_img_size(imgsz, max(int(model.stride.max()), 32))
@@ -362,7 +362,7 @@ class _Comparison:
                                 "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
                                 "optimizer": o.training_optimizer}
         if o.task == "detect":
-            from engine.options import DEFAULT_DATA
+            from engine.detect.options import DEFAULT_DATA
             opts["data"] = o.data or DEFAULT_DATA
             if o.hyp:
                 opts["hyp"] = o.hyp
@@ -384,7 +384,7 @@ class _Comparison:
             self._epoch_done(i, epoch)
 
         if o.task == "detect":
-            from engine.trainer import train
+            from engine.core.trainer import train
             callbacks: Dict[str, List[Callable]] = {}
             for event, fns in self.train_callbacks.items():
                 callbacks[event] = list(fns) if isinstance(fns, (list, tuple)) else [fns]
@@ -392,7 +392,7 @@ class _Comparison:
             result = train({**opts, "device": o.device, "workers": o.workers}, callbacks=callbacks)
             epochs_done = result.epochs_completed
         else:
-            from engine.classify_trainer import train_classifier
+            from engine.classify.task import train_classifier
             user = self.train_callbacks.get("on_epoch_end")
 
             def on_epoch_end(t: Any) -> None:
@@ -468,7 +468,7 @@ def _checkpoint_state(last: Path) -> str:
     if ckpt_stage is not None:  # the run records its end steps in last.pt: --resume finishes them
         return "partial"
     if epoch + 1 >= total:  # killed after the last epoch's checkpoint but before the final strip
-        from engine.checkpointing import strip_checkpoint
+        from engine.core.training_checkpoint import strip_checkpoint
         for f in (last, last.with_name("best.pt")):
             if f.is_file():
                 strip_checkpoint(f)
@@ -480,7 +480,7 @@ def _settings(o: CompareOptions) -> Dict[str, Any]:
     from utils.torch_utils import select_device
     s: Dict[str, Any] = {"task": o.task}
     if o.task == "detect":
-        from engine.options import DEFAULT_DATA, DEFAULT_HYP
+        from engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
         s.update(data=o.data or DEFAULT_DATA, hyp=o.hyp or DEFAULT_HYP)
     else:
         s.update(data=o.data or "built-in shapes-cls")
@@ -495,7 +495,7 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
             train_callbacks: Optional[Mapping[str, Any]] = None, **overrides: Any) -> CompareResult:
     """Profile and train every config under the same settings; write results.md/.csv, pareto.png and curves.png.
 
-    train_callbacks are passed to each detection run's train() (events of engine.trainer.EVENTS) or, as
+    train_callbacks are passed to each detection run's train() (events of engine.core.trainer.EVENTS) or, as
     {"on_epoch_end": fn}, to each classification run. Input errors raise ValueError subclasses with one line.
     """
     o = CompareOptions.from_any(opt, **overrides)

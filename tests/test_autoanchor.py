@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.heads import Detect
-from utils.autoanchor import (anchor_fitness, anchor_metrics, anchors_pixels, check_anchors, kmean_anchors,
+from models.autoanchor import (anchor_fitness, anchor_metrics, anchors_pixels, check_anchors, kmean_anchors,
                               label_wh, write_anchors)
 
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 
-from engine.classify_data import ClassifyDataError, resolve_classify_data, split_by_ratio
-from engine.classify_predict import main as predict_main
-from engine.classify_predict import predict_classifier
-from engine.classify_trainer import ClassifyConfigError, ClassifyOptions, train_classifier
-from engine.classify_val import evaluate, val_classifier
-from engine.classify_val import main as val_main
+from engine.classify.data import ClassifyDataError, resolve_classify_data, split_by_ratio
+from engine.classify.predict_run import main as predict_main
+from engine.classify.predict_run import predict_classifier
+from engine.classify.task import ClassifyConfigError, ClassifyOptions, train_classifier
+from engine.classify.val_run import evaluate, val_classifier
+from engine.classify.val_run import main as val_main
 from models import DetectionModel, build_model, load_model
 from models.classification import ClassificationModel
 from models.parse import load_model_yaml

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.classify_data import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
+from engine.classify.data import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
                                   EvalTransform, color_jitter, crop_box, default_crop_scale)
-from engine.classify_trainer import ClassifyConfigError, ClassifyOptions, build_parser
+from engine.classify.task import ClassifyConfigError, ClassifyOptions, build_parser
 
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

@@ -77,7 +77,7 @@ DETECT_CONF = 0.001  # a model trained for one epoch is unsure; a low threshold 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """best.pt of a 1-epoch yolov5n training on a tiny generated set, exported to dynamic ONNX and OpenVINO."""
-    from engine.trainer import train
+    from engine.core.trainer import train
 
     root = tmp_path_factory.mktemp("export")
     data = make_detection_dataset(root / "data", n_train=4, n_val=6, imgsz=IMGSZ, seed=1, max_objects=3,
@@ -91,7 +91,7 @@ def trained(tmp_path_factory) -> dict:
 
 
 def _val(trained, weights: str, name: str) -> dict:
-    from engine.val_run import ValConfig, run_val
+    from engine.detect.val_run import ValConfig, run_val
 
     report = run_val(ValConfig(weights=weights, data=trained["data"], imgsz=IMGSZ, batch_size=4, device="cpu",
                                workers=0, plots=False, save_json=True, project=str(trained["root"] / "val"),
@@ -150,7 +150,7 @@ def test_static_export_runs_at_its_own_shape(trained, tmp_path, capture_log):
         rc = val.main(["--weights", str(files["onnx"]), "--data", trained["data"], "--imgsz", "96", "--device", "cpu",
                        "--workers", "0", "--project", str(tmp_path / "v")])
     assert rc == 0 and any("static shape" in m for m in lines)
-    from engine.predictor import Detector
+    from engine.detect.predictor import Detector
 
     det = Detector(files["torchscript"], device="cpu")
     res = det.predict(str(Path(trained["data"]).parent / "images" / "val"), imgsz=IMGSZ, conf=DETECT_CONF, max_det=30)
@@ -177,8 +177,8 @@ def test_int8_export_prints_map_before_and_after(trained, tmp_path, capture_log)
 
 # ------------------------------------------------------------------------------ classification, metadata, errors
 def test_classifier_export_validates_and_predicts(tmp_path):
-    from engine.classify_predict import predict_classifier
-    from engine.classify_val import val_classifier
+    from engine.classify.predict_run import predict_classifier
+    from engine.classify.val_run import val_classifier
     from utils.synthetic import make_classification_dataset
 
     root = make_classification_dataset(tmp_path / "cls", n_train_per_class=1, n_val_per_class=2, imgsz=32,

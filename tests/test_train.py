@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from engine.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
-from engine.options import TrainOptions
-from engine.trainer import train
+from engine.core.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
+from engine.detect.options import TrainOptions
+from engine.core.trainer import train
 from models import load_model
 from models.parse import load_model_yaml
 from utils.synthetic import make_detection_dataset
@@ -208,7 +208,7 @@ def test_optimizer_groups_warmup_schedule_and_ema():
 
     import torch.nn as nn
 
-    from engine.optim import accumulation, apply_warmup, build_optimizer, lr_lambda, warmup_iterations
+    from engine.core.optim import accumulation, apply_warmup, build_optimizer, lr_lambda, warmup_iterations
     from utils.ema import ModelEMA
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1))

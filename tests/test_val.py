@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 import yaml
 
-import engine.val_run
+import engine.detect.val_run
 import val
-from engine.coco_eval import evaluate_json_files
-from engine.val_run import ValConfig, run_val
+from engine.detect.coco_eval import evaluate_json_files
+from engine.detect.val_run import ValConfig, run_val
 from models import load_model
 from models.yolo import DetectionModel
 from utils.checkpoint import save_checkpoint
@@ -87,7 +87,7 @@ def run(work, capture_log):
         return reports[-1]
 
     with capture_log() as lines, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine.val_run, "run_val", keep)
+        mp.setattr(engine.detect.val_run, "run_val", keep)
         rc = val.main(_args(work, "--save-txt", "--save-conf", "--save-json", "--coco-eval"))
     assert rc == 0
     return {"report": reports[0], "lines": lines}

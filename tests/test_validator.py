@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from engine.validator import ValResult, validate
+from engine.detect.validator import ValResult, validate
 from utils.datasets import create_dataloader
 from utils.synthetic import make_detection_dataset
 

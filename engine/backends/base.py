@@ -2,7 +2,7 @@
 
 A backend takes a float batch (B, 3, H, W) in [0, 1] and returns the model's raw predictions before any
 post-processing: decoded boxes (B, N, 5 + nc) for detection, logits (B, nc) for classification. Letterbox, NMS
-and box scaling live in the callers (engine/predictor.py, engine/validator.py), once for all backends.
+and box scaling live in the callers (engine/detect/predictor.py, engine/detect/validator.py), once for all backends.
 """
 from __future__ import annotations
 

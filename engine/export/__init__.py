@@ -144,11 +144,11 @@ def score(weights: Path, cfg: ExportConfig) -> float:
     backend = load_backend(weights, "cpu")
     size = backend.meta.imgsz[0]
     if backend.task == "classify":
-        from engine.classify_val import val_classifier
+        from engine.classify.val_run import val_classifier
 
         return val_classifier(model=backend, data=cfg.data, imgsz=size, batch_size=cfg.batch_size, device="cpu",
                               workers=cfg.workers, plots=False, verbose=False).top1
-    from engine.val_run import ValConfig, run_val
+    from engine.detect.val_run import ValConfig, run_val
 
     with tempfile.TemporaryDirectory() as tmp:
         report = run_val(ValConfig(weights=weights, data=cfg.data, imgsz=size, batch_size=cfg.batch_size,

@@ -33,7 +33,7 @@ def calibration_images(data: str, task: str, n: int, seed: int = 0) -> List[str]
             raise ExportError(f"--data {data}: no 'train' split to calibrate INT8 on")
         files = list_image_files(cfg["train"], prefix="int8 calibration: ")
     else:
-        from engine.classify_data import resolve_classify_data
+        from engine.classify.data import resolve_classify_data
 
         files = [p for p, _ in resolve_classify_data(data, verbose=False).train]
     random.Random(seed).shuffle(files)
@@ -51,7 +51,7 @@ def detection_input(path: str, imgsz: Tuple[int, int]) -> np.ndarray:
 
 def classification_input(path: str, imgsz: Tuple[int, int]) -> np.ndarray:
     """(1, 3, s, s) float32, the classifier's eval transform (centre crop, resize, normalise)."""
-    from engine.classify_data import eval_transform, load_rgb
+    from engine.classify.data import eval_transform, load_rgb
 
     return eval_transform(imgsz[0])(load_rgb(path)).numpy()[None]
 

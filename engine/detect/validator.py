@@ -147,7 +147,7 @@ def log_results(res: ValResult, verbose: bool, nc: int, input_shape: Optional[Tu
 def plot_batch(images: torch.Tensor, targets: torch.Tensor, preds: List[torch.Tensor], paths: Sequence[str],
                names: Dict[int, str], save_dir: Path, batch_index: int) -> List[Path]:
     """val_batch{i}_labels.jpg and val_batch{i}_pred.jpg (boxes in input pixels)."""
-    from utils.annotate import plot_images
+    from utils.drawing import plot_images
 
     rows = []
     for k, p in enumerate(preds):

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional, Union
 
-from engine.optim import OPTIMIZERS
-from utils.options import option_values
+from engine.core.optim import OPTIMIZERS
+from utils.option_values import option_values
 
 DEFAULT_DATA = "configs/data/shapes.yaml"
 DEFAULT_HYP = "configs/hyp/hyp.scratch-low.yaml"
@@ -84,7 +84,7 @@ class TrainOptions:
             raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.task != "detect":
             raise TrainConfigError(f"--task {self.task!r}: train() trains detectors; classification is "
-                                   f"engine.classify_trainer.train_classifier")
+                                   f"engine.classify.task.train_classifier")
         if not isinstance(self.freeze, (list, tuple)):
             self.freeze = [self.freeze]
         self.freeze = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in self.freeze]

@@ -20,9 +20,9 @@ import torch.nn as nn
 from PIL import Image
 
 from engine.backends import Backend
-from engine.classify_data import eval_transform
-from engine.classify_val import backend_imgsz, load_classifier
-from engine.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
+from engine.classify.data import eval_transform
+from engine.classify.val_run import backend_imgsz, load_classifier
+from engine.core.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
 from utils.cli import run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path

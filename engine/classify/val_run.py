@@ -18,7 +18,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from engine.backends import Backend, load_backend
-from engine.classify_data import ClassifyDataError, create_classify_loader, resolve_classify_data
+from engine.classify.data import ClassifyDataError, create_classify_loader, resolve_classify_data
 from utils.cli import run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
@@ -193,7 +193,7 @@ def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] 
         LOGGER.info(f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {post:.1f}ms post-process per image "
                     f"at shape (1, 3, {imgsz}, {imgsz})")
     if save_dir is not None and plots:
-        from engine.classify_plots import plot_classify_confusion
+        from engine.classify.plots import plot_classify_confusion
 
         plot_classify_confusion(metrics.confusion, metrics.names, Path(save_dir) / "confusion_matrix.png")
         if verbose:

@@ -4,7 +4,7 @@
                                imgsz=256, save_json=True, coco_eval=True))
     print(report.result.map50, report.result.map, report.coco_stats)
 
-Validation itself is engine.validator.validate(), the code train.py runs every epoch.
+Validation itself is engine.detect.validator.validate(), the code train.py runs every epoch.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 
 from engine.backends import Backend, TorchBackend, load_backend
-from engine.coco_eval import evaluate_json_files, format_stats, labels_ground_truth, write_json
-from engine.options import DEFAULT_DATA
-from engine.validator import TABLE_HEADER, ValResult, validate
+from engine.detect.coco_eval import evaluate_json_files, format_stats, labels_ground_truth, write_json
+from engine.detect.options import DEFAULT_DATA
+from engine.detect.validator import TABLE_HEADER, ValResult, validate
 from utils.datasets import check_dataset, create_dataloader
 from utils.logging import LOGGER
 from utils.paths import increment_path

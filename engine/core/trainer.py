@@ -1,6 +1,6 @@
 """Detection training loop: train(opt) builds everything from TrainOptions and runs the epochs.
 
-    from engine.trainer import train
+    from engine.core.trainer import train
     result = train({"cfg": "configs/yolov5n.yaml", "epochs": 30, "imgsz": 256, "device": "cpu"})
     print(result.save_dir, result.final.map50)
 """
@@ -22,22 +22,22 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from engine.checkpointing import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
+from engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
                                   load_resumable, restore_rng, run_end_steps)
-from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
-from engine.loggers import RunLogger
-from engine.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
+from engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
+from engine.core.loggers import RunLogger
+from engine.core.optim import (accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda,
                           warmup_iterations)
-from engine.options import TrainConfigError, TrainOptions
-from engine.stopping import EarlyStopping
-from engine.validator import ValResult, validate
+from engine.detect.options import TrainConfigError, TrainOptions
+from engine.core.stopping import EarlyStopping
+from engine.detect.validator import ValResult, validate
 from models.backbones.pretrained import no_pretrained
 from models.compose import dump_model_yaml, with_backbone
 from models.freeze import freeze_layers, set_frozen_bn_eval
 from models.loss import ComputeLoss
 from models.weights_report import weights_report
 from models.yolo import DetectionModel
-from utils.autoanchor import anchors_pixels, check_anchors
+from models.autoanchor import anchors_pixels, check_anchors
 from utils.checkpoint import (CheckpointError, intersect_state_dicts, load_checkpoint, remove_stale_temp_files,
                               save_checkpoint)
 from utils.datasets import check_dataset, create_dataloader
@@ -100,7 +100,7 @@ class Trainer:
             self.callbacks[event] += list(fns) if isinstance(fns, (list, tuple)) else [fns]
         self.dist: DistInfo = dist_from_env()
         self.resume_ckpt: Optional[Dict[str, Any]] = None
-        self.stage = TRAIN  # checkpointing.STAGES: where the run stands (an end stage once every epoch is done)
+        self.stage = TRAIN  # training_checkpoint.STAGES: where the run stands (an end stage once every epoch is done)
         self.end_ckpt: Optional[Dict[str, Any]] = None  # last.pt's content during the end sequence
         self.epoch = -1
         self.start_epoch = 0
@@ -262,7 +262,7 @@ class Trainer:
         """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
         labels = self.train_set.labels
         if not self.opt.noplots:
-            from utils.annotate import plot_labels
+            from utils.drawing import plot_labels
             all_labels = np.concatenate([lb for lb in labels if len(lb)] or [np.zeros((0, 5), np.float32)], 0)
             plot_labels(all_labels, self.names, self.save_dir)
         det = self.model.detect
@@ -366,7 +366,7 @@ class Trainer:
                                      % (f"{epoch}/{opt.epochs - 1}", *mem, *mloss.tolist(), targets.shape[0],
                                         imgs.shape[-1]))
                 if ni < PLOT_TRAIN_BATCHES and not opt.noplots:
-                    from utils.annotate import plot_images
+                    from utils.drawing import plot_images
                     plot_images(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg", self.names)
         lr = [g["lr"] for g in self.optimizer.param_groups]
         with warnings.catch_warnings():
@@ -455,7 +455,7 @@ class Trainer:
                            stopped_early=self.stopped_early, problems=list(self.problems))
 
     def _end_sequence(self) -> Optional[ValResult]:
-        """best.pt, final validation with plots, strip (checkpointing.run_end_steps), from where last.pt stands."""
+        """best.pt, final validation with plots, strip (training_checkpoint.run_end_steps), from where last.pt stands."""
         ckpt = self.end_ckpt
         if ckpt is None:  # no epoch finished in this call nor before it
             return None

@@ -10,8 +10,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from engine.sources import stream_stem
-from utils.annotate import draw_boxes
+from engine.core.sources import stream_stem
+from utils.drawing import draw_boxes
 from utils.boxes import xyxy2xywhn
 from utils.paths import increment_path, safe_folder_name
 

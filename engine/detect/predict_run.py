@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from engine.predictor import Detector, ImgSize
-from engine.results import Result
-from engine.sources import Failure, Source, SourceError, resolve_source, stream_stem
+from engine.detect.predictor import Detector, ImgSize
+from engine.detect.results import Result
+from engine.core.sources import Failure, Source, SourceError, resolve_source, stream_stem
 from utils.logging import LOGGER
 from utils.paths import increment_path
 

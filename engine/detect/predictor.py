@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from engine.results import Result
-from engine.sources import Failure, Frame, Source, SourceSpec, batched, iter_frames, resolve_source
+from engine.detect.results import Result
+from engine.core.sources import Failure, Frame, Source, SourceSpec, batched, iter_frames, resolve_source
 from engine.backends import Backend, TorchBackend, load_backend
 from utils.augment import letterbox
 from utils.boxes import scale_boxes

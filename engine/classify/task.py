@@ -26,16 +26,16 @@ import torch.nn as nn
 import yaml
 from tqdm import tqdm
 
-from engine.checkpointing import (END_STAGES, TRAIN, checkpoint_stage, float_state, latest_checkpoint,
+from engine.core.training_checkpoint import (END_STAGES, TRAIN, checkpoint_stage, float_state, latest_checkpoint,
                                   run_end_steps)
-from engine.classify_data import (ClassifyAugment, ClassifyData, create_classify_loader, default_crop_scale,
+from engine.classify.data import (ClassifyAugment, ClassifyData, create_classify_loader, default_crop_scale,
                                   resolve_classify_data)
-from engine.classify_val import ClassifyMetrics, evaluate
-from engine.optim import OPTIMIZERS, build_optimizer, describe_optimizer, lr_lambda
+from engine.classify.val_run import ClassifyMetrics, evaluate
+from engine.core.optim import OPTIMIZERS, build_optimizer, describe_optimizer, lr_lambda
 from models.base import YAMLModel
 from models.classification import ClassificationModel
 from models.loading import model_from_checkpoint
-from utils.options import option_values
+from utils.option_values import option_values
 from utils.checkpoint import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from utils.cli import RESUME_HINT, run_cli
 from utils.ema import ModelEMA
@@ -150,7 +150,7 @@ class ClassifyOptions:
 def _detection_option_names() -> List[str]:
     """train.py's detection flags (its parser hands them over with --task classify)."""
     try:
-        from engine.options import TrainOptions
+        from engine.detect.options import TrainOptions
     except ImportError:  # the detection trainer is optional for classification
         return []
     return [f.name for f in dataclasses.fields(TrainOptions)] + ["local_rank"]
@@ -363,7 +363,7 @@ class ClassifyTrainer:
                 "opt": o.to_dict(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def finish(self) -> ClassifyTrainResult:
-        """best.pt, final evaluation with plots, strip (checkpointing.run_end_steps), from where last.pt stands."""
+        """best.pt, final evaluation with plots, strip (training_checkpoint.run_end_steps), from where last.pt stands."""
         final, model = None, None
 
         def final_evaluation(target: Path) -> Tuple[ClassifyMetrics, YAMLModel]:
@@ -373,7 +373,7 @@ class ClassifyTrainer:
             if self.verbose:
                 LOGGER.info(metrics.table())
             if not self.o.noplots and self.csv.is_file():
-                from engine.classify_plots import plot_classify_confusion, plot_classify_results
+                from engine.classify.plots import plot_classify_confusion, plot_classify_results
 
                 plot_classify_results(self.csv)
                 plot_classify_confusion(metrics.confusion, metrics.names, self.save_dir / "confusion_matrix.png")
