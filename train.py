@@ -12,7 +12,6 @@ A bad input (missing data, bad YAML, incompatible checkpoint) exits with code 2 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from typing import Optional, Sequence
@@ -69,7 +68,7 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _freeze_values(values: Sequence[str]) -> list:
-    """'10' -> [10]; '0 1 2' -> [0, 1, 2]; 'backbone' stays a word (checked by TrainOptions)."""
+    """'10' -> [10]; '0 1 2' -> [0, 1, 2]; 'backbone' stays a word (checked by DetectOptions)."""
     return [int(v) if v.lstrip("-").isdigit() else v for v in values]
 
 
@@ -80,13 +79,9 @@ def _task(argv: Sequence[str]) -> str:
 
 
 def run_classify(argv: Sequence[str]) -> int:
-    """Hand the whole command line to the classification trainer (it has its own flags)."""
-    if importlib.util.find_spec("engine.classify.task") is None:
-        print("error: --task classify needs engine/classify/task.py, which this installation lacks",
-              file=sys.stderr)
-        return 2
-    from engine.classify import task as classify_trainer
-    return int(classify_trainer.main(list(argv)))
+    """Hand the whole command line to the classification task's parser (it has its own flags)."""
+    from engine.classify.task import main as classify_main
+    return int(classify_main(list(argv)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -99,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opt.local_rank = int(os.environ["LOCAL_RANK"])
 
     def job() -> None:
-        from engine.core.trainer import train
+        from engine.train import train
         train({k: v for k, v in vars(opt).items() if v is not None})
 
     return run_cli(job, errors=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)

@@ -20,7 +20,9 @@ import yaml
 from engine.classify.data import ClassifyDataError, resolve_classify_data, split_by_ratio
 from engine.classify.predict_run import main as predict_main
 from engine.classify.predict_run import predict_classifier
-from engine.classify.task import ClassifyConfigError, ClassifyOptions, train_classifier
+from engine.classify.task import ClassifyOptions
+from engine.core.options import TrainConfigError
+from engine.train import train
 from engine.classify.val_run import evaluate, val_classifier
 from engine.classify.val_run import main as val_main
 from models import DetectionModel, build_model, load_model
@@ -69,7 +71,7 @@ def _tiny_shufflenet_yaml() -> dict:
 
 
 def _opts(data: Path, project: Path, cfg, **kw) -> dict:
-    o = dict(cfg=cfg, data=str(data), epochs=2, imgsz=IMGSZ, batch_size=4, workers=0, device="cpu",
+    o = dict(task="classify", cfg=cfg, data=str(data), epochs=2, imgsz=IMGSZ, batch_size=4, workers=0, device="cpu",
              project=str(project), lr0=0.003, jitter=0.0, crop_scale=0.5, seed=0)
     o.update(kw)
     return o
@@ -93,7 +95,7 @@ def yolo_run(colour_data, tmp_path_factory):
             logits[trainer.epoch] = trainer.ema.ema.eval()(probe).clone()
 
     project = tmp_path_factory.mktemp("runs")
-    result = train_classifier(_opts(colour_data, project, _tiny_cls_yaml()), on_epoch_end=record, verbose=False)
+    result = train(_opts(colour_data, project, _tiny_cls_yaml()), callbacks={"on_fit_epoch_end": record})
     return result, logits, probe
 
 
@@ -203,9 +205,9 @@ def test_single_folder_is_split_by_ratio(tmp_path):
 def test_options_accept_train_py_namespace_keys_only():
     o = ClassifyOptions.from_any({"task": "classify", "hyp": None, "rect": False, "freeze": [0], "epochs": 3})
     assert o.epochs == 3 and o.optimizer == "Adam"
-    with pytest.raises(ClassifyConfigError, match="unknown option"):
+    with pytest.raises(TrainConfigError, match="unknown option"):
         ClassifyOptions.from_any({"epochs": 3, "bogus": 1})
-    with pytest.raises(ClassifyConfigError, match="--optimizer"):
+    with pytest.raises(TrainConfigError, match="--optimizer"):
         ClassifyOptions.from_any({"optimizer": "RMSProp"})
 
 
@@ -241,7 +243,7 @@ def test_reloaded_best_pt_gives_identical_predictions(yolo_run, colour_data):
 
 
 def test_wrapper_backbone_classifier_learns(colour_data, tmp_path):
-    result = train_classifier(_opts(colour_data, tmp_path, _tiny_shufflenet_yaml(), noplots=True), verbose=False)
+    result = train(_opts(colour_data, tmp_path, _tiny_shufflenet_yaml(), noplots=True))
     assert result.model.model[0].type == "ShuffleNetV2"
     assert result.best_fitness > 0.6
 
@@ -256,13 +258,12 @@ def test_resume_continues_exactly(tmp_path):
     def stop(trainer):
         raise Stop
 
-    reference = train_classifier(_opts(data, tmp_path / "a", _tiny_cls_yaml(), noplots=True), verbose=False)
+    reference = train(_opts(data, tmp_path / "a", _tiny_cls_yaml(), noplots=True))
     with pytest.raises(Stop):
-        train_classifier(_opts(data, tmp_path / "b", _tiny_cls_yaml(), noplots=True), on_epoch_end=stop,
-                         verbose=False)
+        train(_opts(data, tmp_path / "b", _tiny_cls_yaml(), noplots=True), callbacks={"on_fit_epoch_end": stop})
     last = tmp_path / "b" / "exp" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 0
-    resumed = train_classifier({"resume": str(last), "workers": 0}, verbose=False)
+    resumed = train({"task": "classify", "resume": str(last), "workers": 0})
     assert resumed.save_dir == last.parent.parent and resumed.epochs_completed == 2
     want, got = (load_checkpoint(r.last)["model"] for r in (reference, resumed))
     assert got.keys() == want.keys()
@@ -270,7 +271,7 @@ def test_resume_continues_exactly(tmp_path):
     rows = (resumed.save_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 3  # header + epoch 0 (before the interruption) + epoch 1
     with pytest.raises(ValueError, match="already finished"):
-        train_classifier({"resume": str(last), "workers": 0}, verbose=False)
+        train({"task": "classify", "resume": str(last), "workers": 0})
 
 
 # ---------------------------------------------------------------------------------------------------- val / predict

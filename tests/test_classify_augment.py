@@ -9,7 +9,8 @@ from PIL import Image
 
 from engine.classify.data import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
                                   EvalTransform, color_jitter, crop_box, default_crop_scale)
-from engine.classify.task import ClassifyConfigError, ClassifyOptions, build_parser
+from engine.classify.task import ClassifyOptions, build_parser
+from engine.core.options import TrainConfigError
 
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -96,5 +97,5 @@ def test_crop_scale_default_follows_imgsz_and_flag_overrides():
     assert ClassifyOptions(imgsz=640).augment.scale == (0.08, 1.0)
     assert ClassifyOptions(imgsz=32, crop_scale=0.08).augment.scale == (0.08, 1.0)
     assert build_parser().parse_args([]).crop_scale is None
-    with pytest.raises(ClassifyConfigError, match="--crop-scale"):
+    with pytest.raises(TrainConfigError, match="--crop-scale"):
         ClassifyOptions.from_any({"crop_scale": 0.0})

@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from engine.detect.options import TrainOptions
-from engine.core.trainer import train
+from engine.detect.options import DetectOptions
+from engine.train import train
 from utils.checkpoint import CheckpointError
 from utils.faults import FAULT_ENV
 from utils.synthetic import make_detection_dataset
@@ -75,7 +75,7 @@ def test_kill_in_end_sequence_then_resume_completes(setup, fault, plots, capture
     assert not any((run / f).exists() for f in END_FILES)
 
     with capture_log() as lines:  # in this process: the weights compared below all come from subprocesses
-        resumed = train(TrainOptions(resume=str(weights / "last.pt"), device="cpu", workers=0))
+        resumed = train(DetectOptions(resume=str(weights / "last.pt"), device="cpu", workers=0))
     assert any("completing the end of the run" in m for m in lines)
     assert resumed.final is not None and resumed.epochs_completed == 2 and resumed.loss_history == []
     assert not list(weights.glob(".*.tmp")), "temp files of the killed write are removed on resume"
@@ -91,7 +91,7 @@ def test_kill_in_end_sequence_then_resume_completes(setup, fault, plots, capture
     rows = (run / "results.csv").read_text().splitlines()
     assert len(rows) == 3, "epochs are not repeated"
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(TrainOptions(resume=str(weights / "last.pt"), device="cpu"))
+        train(DetectOptions(resume=str(weights / "last.pt"), device="cpu"))
 
 
 def test_new_run_removes_stale_temp_files(tiny, tmp_path, log_lines):
@@ -111,7 +111,7 @@ def test_new_run_removes_stale_temp_files(tiny, tmp_path, log_lines):
 def test_classifier_killed_in_final_strip_then_resumed(tmp_path, capture_log):
     """Classification training has the same end sequence: killed while stripping best.pt, its --resume strips it
     (same weights), evaluates and strips last.pt."""
-    from engine.classify.task import train_classifier
+    from engine.train import train
     from test_classify import _tiny_cls_yaml, _write_colour_folder
 
     data = _write_colour_folder(tmp_path / "colours", n_train=4, n_val=2)
@@ -127,7 +127,7 @@ def test_classifier_killed_in_final_strip_then_resumed(tmp_path, capture_log):
     unstripped = _checkpoint(weights / "best.pt")
     assert unstripped["epoch"] >= 0
     with capture_log() as lines:
-        result = train_classifier({"resume": str(weights / "last.pt"), "device": "cpu", "workers": 0})
+        result = train({"task": "classify", "resume": str(weights / "last.pt"), "device": "cpu", "workers": 0})
     assert any("completing the end of the run" in m for m in lines)
     assert result.final is not None and result.history == [] and not list(weights.glob(".*.tmp"))
     best, last = _checkpoint(weights / "best.pt"), _checkpoint(weights / "last.pt")

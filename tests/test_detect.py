@@ -26,7 +26,7 @@ MAX_DET = 30
 
 def _train(data_yaml: Path, out: Path) -> Path:
     """best.pt of a short real training (1 epoch of yolov5n on the tiny generated set)."""
-    from engine.core.trainer import train
+    from engine.train import train
 
     result = train({"cfg": str(ROOT / "configs" / "yolov5n.yaml"), "data": str(data_yaml), "epochs": 1,
                     "imgsz": IMGSZ, "batch_size": 4, "device": "cpu", "workers": 0, "project": str(out),

@@ -77,7 +77,7 @@ DETECT_CONF = 0.001  # a model trained for one epoch is unsure; a low threshold 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """best.pt of a 1-epoch yolov5n training on a tiny generated set, exported to dynamic ONNX and OpenVINO."""
-    from engine.core.trainer import train
+    from engine.train import train
 
     root = tmp_path_factory.mktemp("export")
     data = make_detection_dataset(root / "data", n_train=4, n_val=6, imgsz=IMGSZ, seed=1, max_objects=3,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from engine.core.trainer import train
+from engine.train import train
 from models import DetectionModel, load_model
 from models.backbones.pretrained import PretrainedWeightsError
 from models.backbones.timm_wrap import Timm, timm_features

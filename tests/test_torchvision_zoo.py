@@ -195,7 +195,7 @@ def test_squeezenet_config_and_missing_level_error() -> None:
 
 
 def test_squeezenet_config_trains_one_epoch(tmp_path: Path) -> None:
-    from engine.core.trainer import train
+    from engine.train import train
     from utils.synthetic import make_detection_dataset
     data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, max_objects=2, min_size=0.3,
                                   max_size=0.6, verbose=False)

@@ -11,9 +11,10 @@ import pytest
 import torch
 import yaml
 
-from engine.core.loggers import RESULT_KEYS, RunLogger, csv_header, csv_row
-from engine.detect.options import TrainOptions
-from engine.core.trainer import train
+from engine.core.loggers import RunLogger, csv_header, csv_row
+from engine.detect.task import RESULT_KEYS
+from engine.detect.options import DetectOptions
+from engine.train import train
 from models import load_model
 from models.parse import load_model_yaml
 from utils.synthetic import make_detection_dataset
@@ -106,7 +107,7 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
     csv_file = last.parent.parent / "results.csv"
     lines = csv_file.read_text().splitlines(keepends=True)
     csv_file.write_text("".join(lines) + lines[-1].replace("0,", "1,", 1))
-    resumed = train(TrainOptions(resume=str(last), device="cpu", workers=0))
+    resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
     assert [int(float(row[0])) for row in list(csv.reader(csv_file.open()))[1:]] == [0, 1]
     assert resumed.save_dir == last.parent.parent and resumed.epochs_completed == 2
     assert resumed.loss_history == [full.loss_history[1]]
@@ -117,7 +118,7 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
     # a finished run has nothing to resume
     with pytest.raises(ValueError, match="nothing to resume"):
-        train(TrainOptions(resume=str(resumed.last), device="cpu"))
+        train(DetectOptions(resume=str(resumed.last), device="cpu"))
 
 
 def test_wrapper_backbone_trains(work, tmp_path):
@@ -245,11 +246,11 @@ def test_optimizer_groups_warmup_schedule_and_ema():
 
 
 def test_resume_drops_repeated_and_cut_results_rows(tmp_path):
-    log = RunLogger(tmp_path, tensorboard=False)
+    log = RunLogger(tmp_path, RESULT_KEYS, tensorboard=False)
     values = [0.5] * len(RESULT_KEYS)
     for epoch in range(3):
         log.log_epoch(epoch, values)
     with open(log.csv, "a") as f:
         f.write(csv_row(3, values)[:9])  # killed while writing epoch 3's row
     log.drop_rows_from(2)
-    assert log.csv.read_text() == csv_header() + csv_row(0, values) + csv_row(1, values)
+    assert log.csv.read_text() == csv_header(RESULT_KEYS) + csv_row(0, values) + csv_row(1, values)

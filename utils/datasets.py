@@ -12,7 +12,7 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -32,7 +32,7 @@ from utils.media import IMG_FORMATS, VID_FORMATS  # noqa: F401
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["DatasetError", "DetectionDataset", "DetectionDataLoader", "SeededShuffleSampler", "IMG_FORMATS",
+__all__ = ["DatasetError", "DetectionDataset", "EpochLoader", "build_loader", "SeededShuffleSampler", "IMG_FORMATS",
            "VID_FORMATS", "check_cls_dataset", "check_dataset", "create_dataloader", "img2label_paths",
            "list_image_files", "scan_labels", "seed_worker", "verify_image_label"]
 
@@ -42,7 +42,7 @@ class DetectionDataset(Dataset):
 
     Every random draw of item ``i`` comes from ``np.random.default_rng((seed, epoch, i))``, so a batch is the same
     whatever the worker count and a resumed run sees the augmentations of an uninterrupted one (call
-    ``set_epoch``; ``DetectionDataLoader`` does it for you).
+    ``set_epoch``; ``EpochLoader`` does it for you).
     """
 
     def __init__(self, path: Union[PathLike, Sequence[PathLike]], img_size: int = 640, batch_size: int = 16,
@@ -260,10 +260,10 @@ class SeededShuffleSampler(Sampler[int]):
         return self.n
 
 
-class DetectionDataLoader(DataLoader):
-    """DataLoader whose epoch (augmentation seed and shuffle order) advances by one per iteration.
+class EpochLoader(DataLoader):
+    """DataLoader whose epoch (augmentation seed and shuffle order) advances by one per pass over it.
 
-    Call ``set_epoch(e)`` before iterating to pin epoch ``e`` (as when resuming).
+    Call ``set_epoch(e)`` before iterating to pin epoch ``e`` (the trainer does, every epoch and when resuming).
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -274,11 +274,27 @@ class DetectionDataLoader(DataLoader):
         self.epoch = int(epoch)
 
     def __iter__(self):
-        self.dataset.set_epoch(self.epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
         self.epoch += 1
         return super().__iter__()
+
+
+def build_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, workers: int = 0, seed: int = 0,
+                 rank: int = -1, collate_fn: Optional[Callable] = None, drop_last: bool = False) -> EpochLoader:
+    """The EpochLoader of every task: (seed, epoch)-shuffled, or sharded by a DistributedSampler when rank != -1."""
+    workers = max(0, min(int(workers), os.cpu_count() or 1))
+    if rank != -1:
+        sampler: Optional[Sampler] = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    else:
+        sampler = SeededShuffleSampler(len(dataset), seed) if shuffle else None
+    generator = torch.Generator()
+    generator.manual_seed(seed + max(rank, 0))
+    return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                       pin_memory=torch.cuda.is_available(), collate_fn=collate_fn, worker_init_fn=seed_worker,
+                       generator=generator, drop_last=drop_last)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -294,7 +310,7 @@ def create_dataloader(path: Union[PathLike, Sequence[PathLike]], imgsz: int, bat
                       cache: Union[str, bool, None] = None, pad: float = 0.0, rect: bool = False, workers: int = 0,
                       shuffle: bool = False, single_cls: bool = False, nc: Optional[int] = None, seed: int = 0,
                       prefix: str = "", rank: int = -1, image_weights: bool = False
-                      ) -> Tuple[DetectionDataLoader, DetectionDataset]:
+                      ) -> Tuple[EpochLoader, DetectionDataset]:
     """Build a DetectionDataset and its loader; ``rank != -1`` shards it with a DistributedSampler."""
     if rect and shuffle:
         LOGGER.warning(f"{prefix}--rect is incompatible with shuffling, shuffle=False")
@@ -304,15 +320,6 @@ def create_dataloader(path: Union[PathLike, Sequence[PathLike]], imgsz: int, bat
     dataset = DetectionDataset(path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, cache=cache,
                                single_cls=single_cls, stride=stride, pad=pad, nc=nc, image_weights=image_weights,
                                seed=seed, prefix=prefix)
-    batch_size = min(batch_size, len(dataset))
-    workers = max(0, min(int(workers), os.cpu_count() or 1))
-    if rank != -1:
-        sampler: Optional[Sampler] = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
-    else:
-        sampler = SeededShuffleSampler(len(dataset), seed) if shuffle else None
-    generator = torch.Generator()
-    generator.manual_seed(seed + max(rank, 0))
-    loader = DetectionDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                 pin_memory=torch.cuda.is_available(), collate_fn=DetectionDataset.collate_fn,
-                                 worker_init_fn=seed_worker, generator=generator)
+    loader = build_loader(dataset, min(batch_size, len(dataset)), shuffle=shuffle, workers=workers, seed=seed,
+                          rank=rank, collate_fn=DetectionDataset.collate_fn)
     return loader, dataset

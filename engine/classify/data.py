@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.datasets import SeededShuffleSampler
+from utils.datasets import EpochLoader, build_loader
 from utils.logging import LOGGER
 from utils.media import IMG_FORMATS, is_image
 
@@ -357,30 +357,13 @@ class ClassifyDataset(Dataset):
         return self.train_transform(im, np.random.default_rng([self.seed, self.epoch, i])), c
 
 
-class EpochLoader(DataLoader):
-    """DataLoader whose dataset and sampler are told the epoch before each pass (`set_epoch`)."""
-
-    epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        self.dataset.set_epoch(self.epoch)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(self.epoch)
-        return super().__iter__()
-
-
 def create_classify_loader(samples: Sequence[Sample], imgsz: int, batch_size: int, augment: bool = False,
                            shuffle: bool = False, workers: int = 0, seed: int = 0,
-                           aug: Optional[ClassifyAugment] = None) -> EpochLoader:
+                           aug: Optional[ClassifyAugment] = None, rank: int = -1) -> EpochLoader:
     """Loader of (images (B, 3, imgsz, imgsz), labels (B,)) batches; shuffled by (seed, epoch) when asked."""
     dataset = ClassifyDataset(samples, imgsz, augment=augment, aug=aug, seed=seed)
-    workers = max(0, min(int(workers), os.cpu_count() or 1, len(dataset)))
-    sampler = SeededShuffleSampler(len(dataset), seed) if shuffle else None
     batch_size = min(batch_size, max(len(dataset), 1))
     # a last training batch of one image would make BatchNorm fail on 1x1 maps: drop it (a different one each epoch)
     drop_last = augment and len(dataset) > 1 and len(dataset) % batch_size == 1
-    return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                       pin_memory=torch.cuda.is_available(), drop_last=drop_last)
+    return build_loader(dataset, batch_size, shuffle=shuffle, workers=min(workers, len(dataset)), seed=seed,
+                        rank=rank, drop_last=drop_last)

@@ -7,14 +7,8 @@ from typing import Optional, Sequence
 
 from utils.logging import LOGGER
 
-RESULT_KEYS = ("train/box_loss", "train/obj_loss", "train/cls_loss",
-               "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-               "val/box_loss", "val/obj_loss", "val/cls_loss",
-               "x/lr0", "x/lr1", "x/lr2")
-
-
-def csv_header() -> str:
-    keys = ("epoch",) + RESULT_KEYS
+def csv_header(result_keys: Sequence[str]) -> str:
+    keys = ("epoch",) + tuple(result_keys)
     return ("%20s," * len(keys) % keys).rstrip(",") + "\n"
 
 
@@ -34,8 +28,9 @@ def _row_epoch(line: str) -> Optional[int]:
 class RunLogger:
     """Writes one results.csv row and the TensorBoard scalars per epoch (rank 0 only: pass enabled=False elsewhere)."""
 
-    def __init__(self, save_dir: Path, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, save_dir: Path, keys: Sequence[str], enabled: bool = True, tensorboard: bool = True):
         self.save_dir = Path(save_dir)
+        self.keys = tuple(keys)
         self.enabled = enabled
         self.csv = self.save_dir / "results.csv"
         self.tb = None
@@ -49,17 +44,17 @@ class RunLogger:
                 LOGGER.warning(f"TensorBoard disabled ({e})")
 
     def log_epoch(self, epoch: int, values: Sequence[float]) -> None:
-        """values in RESULT_KEYS order."""
+        """values in self.keys order."""
         if not self.enabled:
             return
-        if len(values) != len(RESULT_KEYS):
-            raise ValueError(f"log_epoch: {len(values)} values for {len(RESULT_KEYS)} results.csv columns")
+        if len(values) != len(self.keys):
+            raise ValueError(f"log_epoch: {len(values)} values for {len(self.keys)} results.csv columns")
         with open(self.csv, "a") as f:
             if f.tell() == 0:
-                f.write(csv_header())
+                f.write(csv_header(self.keys))
             f.write(csv_row(epoch, values))
         if self.tb is not None:
-            for k, v in zip(RESULT_KEYS, values):
+            for k, v in zip(self.keys, values):
                 self.tb.add_scalar(k, float(v), epoch)
             self.tb.flush()
 
@@ -75,13 +70,6 @@ class RunLogger:
             tmp = self.csv.with_suffix(".csv.tmp")
             tmp.write_text("".join(keep))
             os.replace(tmp, self.csv)
-
-    def plot(self) -> Optional[Path]:
-        """results.png from results.csv."""
-        if not self.enabled or not self.csv.is_file():
-            return None
-        from utils.plots import plot_results
-        return plot_results(self.csv)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -68,10 +68,12 @@ def describe_optimizer(opt: torch.optim.Optimizer, lr: float) -> str:
             f"{w} weight(decay={decay}), {b} bias")
 
 
-def accumulation(batch_size: int) -> Tuple[int, float]:
-    """(batches per optimizer step, weight-decay scale) for the nominal batch of 64."""
-    accumulate = max(round(NOMINAL_BATCH / batch_size), 1)
-    return accumulate, batch_size * accumulate / NOMINAL_BATCH
+def accumulation(batch_size: int, nominal: Optional[int] = NOMINAL_BATCH) -> Tuple[int, float]:
+    """(batches per optimizer step, weight-decay scale) for a nominal batch (None: every batch steps, no scaling)."""
+    if not nominal:
+        return 1, 1.0
+    accumulate = max(round(nominal / batch_size), 1)
+    return accumulate, batch_size * accumulate / nominal
 
 
 def lr_lambda(epochs: int, lrf: float, cos: bool = False) -> Callable[[float], float]:
@@ -87,14 +89,15 @@ def warmup_iterations(warmup_epochs: float, batches_per_epoch: int) -> int:
 
 
 def apply_warmup(opt: torch.optim.Optimizer, ni: int, nw: int, epoch_factor: float, warmup_bias_lr: float,
-                 warmup_momentum: float, momentum: float, batch_size: int) -> int:
+                 warmup_momentum: float, momentum: float, batch_size: int,
+                 nominal: Optional[int] = NOMINAL_BATCH) -> int:
     """Set lr/momentum for iteration ni <= nw and return the accumulation count for this iteration.
 
     The bias group starts at warmup_bias_lr, the others at 0; all ramp linearly to initial_lr x lf(epoch).
     Momentum ramps from warmup_momentum to momentum (optimizers with a 'momentum' setting only).
     """
     xi = [0, nw]
-    accumulate = max(1, int(np.interp(ni, xi, [1, NOMINAL_BATCH / batch_size]).round()))
+    accumulate = max(1, int(np.interp(ni, xi, [1, nominal / batch_size]).round())) if nominal else 1
     for j, group in enumerate(opt.param_groups):
         start = warmup_bias_lr if j == 0 else 0.0
         group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * epoch_factor]))

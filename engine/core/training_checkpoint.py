@@ -83,11 +83,12 @@ def latest_checkpoint(search_dir: Path) -> Path:
     return runs[-1]
 
 
-def load_resumable(path: Path) -> Dict[str, Any]:
-    """A checkpoint that can be resumed (it has the training state); otherwise a one-line CheckpointError."""
+def load_resumable(path: Path, task: str = "detect") -> Dict[str, Any]:
+    """A checkpoint of `task` that can be resumed (it has the training state); otherwise a one-line CheckpointError."""
     ckpt = load_checkpoint(path)
-    if ckpt.get("task", "detect") != "detect":
-        raise CheckpointError(f"{path}: a {ckpt.get('task')!r} checkpoint cannot resume detection training")
+    if ckpt.get("task", "detect") != task:
+        raise CheckpointError(f"{path}: a {ckpt.get('task', 'detect')!r} checkpoint cannot resume --task {task} "
+                              f"training")
     if (ckpt.get("epoch", -1) < 0 or not ckpt.get("resume_state") or not isinstance(ckpt.get("opt"), dict)
             or checkpoint_stage(ckpt, path) == DONE):
         raise CheckpointError(f"{path}: training already finished (final checkpoint), nothing to resume; "
