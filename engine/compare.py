@@ -35,6 +35,7 @@ from engine.backends.latency import RUNTIMES, export_latency_ms
 from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
                                    write_results_md)
 from engine.core.optim import OPTIMIZERS
+from engine.train import TASKS, train
 from utils.option_values import option_values
 from utils.checkpoint import load_checkpoint
 from utils.logging import LOGGER
@@ -42,10 +43,8 @@ from utils.paths import increment_path
 from utils.profiling import ModelProfile, device_name, latency_devices, profile_model
 from utils.yaml_io import load_yaml
 
-TASKS = ("detect", "classify")
 # Options that must match when an existing comparison folder is reused for training.
 TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
-DEFAULT_OPTIMIZER = {"detect": "SGD", "classify": "Adam"}  # what train.py uses per task when none is given
 BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 CLOCK_FILE = "compare_time.json"  # per run: wall seconds trained so far, epochs done, finished flag
 
@@ -70,7 +69,7 @@ class CompareOptions:
     device: str = ""  # training device: '' (CUDA if present), 'cpu', '0', ...
     seed: int = 0
     hyp: Optional[str] = None  # detection hyperparameter YAML (None = train.py's default)
-    optimizer: Optional[str] = None  # SGD, Adam or AdamW (None = the task's default, DEFAULT_OPTIMIZER)
+    optimizer: Optional[str] = None  # SGD, Adam or AdamW (None = the task's default_optimizer)
     workers: int = 8  # max dataloader workers
     noplots: bool = False  # no plot files inside the training runs (pareto.png and curves.png are still drawn)
     project: str = "runs/compare"
@@ -99,19 +98,19 @@ class CompareOptions:
                                "resnet50 ... compares that model with each backbone")
         if self.task not in TASKS:
             raise CompareError(f"--task {self.task!r}: expected one of {', '.join(TASKS)}")
+        task = TASKS[self.task]
         if self.epochs < 1:
             raise CompareError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise CompareError(f"--batch-size must be >= 1, got {self.batch_size}")
-        min_size = 32 if self.task == "detect" else 16
-        if self.imgsz < min_size:
-            raise CompareError(f"--imgsz must be >= {min_size} for --task {self.task}, got {self.imgsz}")
+        if self.imgsz < task.min_imgsz:
+            raise CompareError(f"--imgsz must be >= {task.min_imgsz} for --task {self.task}, got {self.imgsz}")
         if self.latency_runs < 1:
             raise CompareError(f"--latency-runs must be >= 1, got {self.latency_runs}")
         if self.workers < 0:
             raise CompareError(f"--workers must be >= 0, got {self.workers}")
-        if self.hyp and self.task != "detect":
-            raise CompareError(f"--hyp {self.hyp}: hyperparameter YAMLs apply to --task detect only")
+        if self.hyp and not task.default_hyp:
+            raise CompareError(f"--hyp {self.hyp}: --task {self.task} takes no hyperparameter YAML")
         bad = [b for b in self.backends if b not in BACKENDS]
         if bad or not self.backends:
             raise CompareError(f"--backends {' '.join(bad) or '(none)'}: expected some of {', '.join(BACKENDS)}")
@@ -127,7 +126,7 @@ class CompareOptions:
     @property
     def training_optimizer(self) -> str:
         """--optimizer, or the task's default when none was given."""
-        return self.optimizer or DEFAULT_OPTIMIZER[self.task]
+        return self.optimizer or TASKS[self.task].default_optimizer
 
     def command(self) -> str:
         """The compare.py command line that reproduces these options."""
@@ -199,14 +198,13 @@ def _check_settings(save_dir: Path, o: CompareOptions) -> None:
 
 def _normalised(key: str, value: Any, task: str) -> Any:
     """data/hyp as training resolves them, so an omitted flag equals the default written out."""
+    plugin = TASKS[task]
     if key == "data" and not value:
-        from engine.detect.options import DEFAULT_DATA
-        return DEFAULT_DATA if task == "detect" else ""
-    if key == "hyp" and not value and task == "detect":
-        from engine.detect.options import DEFAULT_HYP
-        return DEFAULT_HYP
+        return plugin.default_data
+    if key == "hyp" and not value and plugin.default_hyp:
+        return plugin.default_hyp
     if key == "optimizer" and not value:
-        return DEFAULT_OPTIMIZER[task]
+        return plugin.default_optimizer
     return value
 
 
@@ -261,23 +259,14 @@ def _file_hash(path: str) -> str:
 # --------------------------------------------------------------------------------------------- the task's pieces
 def _dataset_nc(o: CompareOptions) -> int:
     """Class count of the comparison's data (generating a built-in set on first use)."""
-    if o.task == "detect":
-        from engine.detect.options import DEFAULT_DATA
-        from utils.datasets import check_dataset
-        return len(check_dataset(o.data or DEFAULT_DATA)["names"])
-    from engine.classify.data import resolve_classify_data
-    return resolve_classify_data(o.data or None, seed=o.seed, verbose=False).nc
+    return TASKS[o.task].dataset_nc(o.data or TASKS[o.task].default_data, o.seed)
 
 
 def _build(cfg: str, task: str, nc: int, imgsz: int):
     """The model as training builds it, and the image size training will use (a stride multiple for detection)."""
-    if task == "detect":
-        from engine.core.trainer import check_img_size
-        from models.yolo import DetectionModel
-        model = DetectionModel(cfg, nc=nc)
-        return model, check_img_size(imgsz, max(int(model.stride.max()), 32))
-    from models.classification import ClassificationModel
-    return ClassificationModel(cfg, nc=nc), imgsz
+    from engine.core.trainer import check_img_size
+    model = TASKS[task].new_model(cfg, nc)
+    return model, check_img_size(imgsz, TASKS[task].grid_size(model))
 
 
 class _Comparison:
@@ -360,14 +349,10 @@ class _Comparison:
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
                                 "device": o.device, "seed": o.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
-                                "optimizer": o.training_optimizer}
-        if o.task == "detect":
-            from engine.detect.options import DEFAULT_DATA
-            opts["data"] = o.data or DEFAULT_DATA
-            if o.hyp:
-                opts["hyp"] = o.hyp
-        else:
-            opts["data"] = o.data or ""
+                                "optimizer": o.training_optimizer, "task": o.task,
+                                "data": o.data or TASKS[o.task].default_data}
+        if o.hyp:
+            opts["hyp"] = o.hyp
         return opts
 
     def _train_run(self, i: int, run_dir: Path, opts: Dict[str, Any], base_seconds: float) -> None:
@@ -383,26 +368,12 @@ class _Comparison:
             record(epoch + 1)
             self._epoch_done(i, epoch)
 
-        if o.task == "detect":
-            from engine.core.trainer import train
-            callbacks: Dict[str, List[Callable]] = {}
-            for event, fns in self.train_callbacks.items():
-                callbacks[event] = list(fns) if isinstance(fns, (list, tuple)) else [fns]
-            callbacks["on_fit_epoch_end"] = [lambda t: on_epoch(t.epoch)] + callbacks.get("on_fit_epoch_end", [])
-            result = train({**opts, "device": o.device, "workers": o.workers}, callbacks=callbacks)
-            epochs_done = result.epochs_completed
-        else:
-            from engine.classify.task import train_classifier
-            user = self.train_callbacks.get("on_epoch_end")
-
-            def on_epoch_end(t: Any) -> None:
-                on_epoch(t.epoch)
-                if user is not None:
-                    user(t)
-
-            result = train_classifier({**opts, "device": o.device, "workers": o.workers}, on_epoch_end=on_epoch_end)
-            epochs_done = result.epochs_completed
-        record(epochs_done, finished=True)
+        callbacks: Dict[str, List[Callable]] = {}
+        for event, fns in self.train_callbacks.items():
+            callbacks[event] = list(fns) if isinstance(fns, (list, tuple)) else [fns]
+        callbacks["on_fit_epoch_end"] = [lambda t: on_epoch(t.epoch)] + callbacks.get("on_fit_epoch_end", [])
+        result = train({**opts, "device": o.device, "workers": o.workers}, callbacks=callbacks)
+        record(result.epochs_completed, finished=True)
 
     # ---- the whole comparison ----------------------------------------------------------------------------------
     def run(self) -> CompareResult:
@@ -478,12 +449,10 @@ def _checkpoint_state(last: Path) -> str:
 
 def _settings(o: CompareOptions) -> Dict[str, Any]:
     from utils.torch_utils import select_device
-    s: Dict[str, Any] = {"task": o.task}
-    if o.task == "detect":
-        from engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
-        s.update(data=o.data or DEFAULT_DATA, hyp=o.hyp or DEFAULT_HYP)
-    else:
-        s.update(data=o.data or "built-in shapes-cls")
+    task = TASKS[o.task]
+    s: Dict[str, Any] = {"task": o.task, "data": o.data or task.default_data or task.builtin_data_name}
+    if task.default_hyp:
+        s["hyp"] = o.hyp or task.default_hyp
     if not o.profile_only:
         s.update(optimizer=o.training_optimizer, epochs=o.epochs, batch_size=o.batch_size, seed=o.seed,
                  training_device=str(select_device(o.device)))
@@ -495,8 +464,7 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
             train_callbacks: Optional[Mapping[str, Any]] = None, **overrides: Any) -> CompareResult:
     """Profile and train every config under the same settings; write results.md/.csv, pareto.png and curves.png.
 
-    train_callbacks are passed to each detection run's train() (events of engine.core.trainer.EVENTS) or, as
-    {"on_epoch_end": fn}, to each classification run. Input errors raise ValueError subclasses with one line.
+    train_callbacks are passed to each run's train() (events of engine.core.trainer.EVENTS), whatever the task. Input errors raise ValueError subclasses with one line.
     """
     o = CompareOptions.from_any(opt, **overrides)
     if o.resume:

@@ -125,6 +125,13 @@ class ClassifyTask(TrainTask):
     default_optimizer = ClassifyOptions.optimizer
     min_imgsz = ClassifyOptions.MIN_IMGSZ
     default_data = ClassifyOptions.data
+    builtin_data_name = "built-in shapes-cls"
+
+    def dataset_nc(self, data: str, seed: int = 0) -> int:
+        return resolve_classify_data(data or None, seed=seed, verbose=False).nc
+
+    def new_model(self, cfg: Any, nc: int) -> nn.Module:
+        return ClassificationModel(cfg, nc=nc)
 
     def hyp(self, opt: ClassifyOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
         """The optimisation flags as a Hyp; the bias group warms up from 0 like the others."""

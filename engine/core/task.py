@@ -31,9 +31,19 @@ class TrainTask:
     nominal_batch: Optional[int] = None  # gradients accumulate to this many images per step (None: no accumulation)
     default_optimizer: str = "SGD"
     min_imgsz: int = 32
-    default_data: str = ""
+    default_data: str = ""  # --data when none is given
+    builtin_data_name: str = ""  # how reports name the built-in dataset that an empty --data means
+    default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
 
     # ---------------------------------------------------------------------------------------- set-up
+    def dataset_nc(self, data: str, seed: int = 0) -> int:
+        """Class count of a --data value (generating a built-in set on first use)."""
+        raise NotImplementedError
+
+    def new_model(self, cfg: Any, nc: int) -> nn.Module:
+        """The task's model built from a model YAML (path or dict) with nc classes."""
+        raise NotImplementedError
+
     def hyp(self, opt: RunOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
         """The optimisation hyperparameters (lr0, lrf, momentum, weight_decay, warmup_*); saved: a resumed run's."""
         raise NotImplementedError

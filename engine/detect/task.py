@@ -76,6 +76,14 @@ class DetectTask(TrainTask):
     default_optimizer = "SGD"
     min_imgsz = DetectOptions.MIN_IMGSZ
     default_data = DetectOptions.data
+    builtin_data_name = DetectOptions.data
+    default_hyp = DetectOptions.hyp
+
+    def dataset_nc(self, data: str, seed: int = 0) -> int:
+        return len(check_dataset(data or self.default_data)["names"])
+
+    def new_model(self, cfg: Any, nc: int) -> nn.Module:
+        return DetectionModel(cfg, nc=nc)
 
     def hyp(self, opt: DetectOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
         return load_hyp(saved if saved is not None else opt.hyp)
