@@ -264,9 +264,9 @@ def _dataset_nc(o: CompareOptions) -> int:
 
 def _build(cfg: str, task: str, nc: int, imgsz: int):
     """The model as training builds it, and the image size training will use (a stride multiple for detection)."""
-    from engine.core.trainer import check_img_size
+    from utils.image_size import stride_multiple
     model = TASKS[task].new_model(cfg, nc)
-    return model, check_img_size(imgsz, TASKS[task].grid_size(model))
+    return model, stride_multiple(imgsz, TASKS[task].grid_size(model))
 
 
 class _Comparison:

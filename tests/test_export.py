@@ -97,7 +97,7 @@ def _val(trained, weights: str, name: str) -> dict:
                                workers=0, plots=False, save_json=True, project=str(trained["root"] / "val"),
                                name=name))
     records = json.loads(report.json_path.read_text())
-    return {"map": report.result.map, "map50": report.result.map50, "records": records}
+    return {"map": report.result.map50_95, "map50": report.result.map50, "records": records}
 
 
 def _match(ref: np.ndarray, got: np.ndarray, tol: float, conf: float) -> None:

@@ -63,7 +63,7 @@ def test_perfect_predictions_score_one(loader, tmp_path):
                    save_txt=True, save_conf=True, save_json=True, verbose=True)
     assert isinstance(res, ValResult)
     assert res.seen == 10 and res.nt.sum() > 0
-    assert res.map50 == pytest.approx(1.0) and res.map == pytest.approx(1.0)
+    assert res.map50 == pytest.approx(1.0) and res.map50_95 == pytest.approx(1.0)
     assert res.mp == pytest.approx(1.0) and res.mr == pytest.approx(1.0)
     assert res.fitness == pytest.approx(1.0) and len(res.maps) == 6
     assert res.loss == (0.0, 0.0, 0.0) and set(res.speed) == {"pre", "inf", "nms"}
@@ -82,6 +82,6 @@ def test_shifted_predictions_score_lower_and_single_cls(loader):
     names = ["circle", "square", "triangle", "star", "cross", "ring"]
     # boxes shifted by 30% of their width: IoU ~0.54, above 0.5 but below the stricter thresholds
     res = validate(ReplayModel(_perfect_outputs(dl, 6, shift=0.3)), dl, names=names)
-    assert res.map50 == pytest.approx(1.0) and res.map < 0.2
+    assert res.map50 == pytest.approx(1.0) and res.map50_95 < 0.2
     single = validate(ReplayModel(_perfect_outputs(dl, 6)), dl, names=names, single_cls=True)
-    assert single.map == pytest.approx(1.0) and len(single.maps) == 1 and single.nt.tolist() == [res.nt.sum()]
+    assert single.map50_95 == pytest.approx(1.0) and len(single.maps) == 1 and single.nt.tolist() == [res.nt.sum()]

@@ -134,16 +134,11 @@ def _has_images(folder: Path) -> bool:
     return any(p.is_file() and is_image(p) for p in folder.rglob("*"))
 
 
-def resolve_classify_data(data: Optional[PathLike] = None, val_ratio: float = 0.2, seed: int = 0,
-                          verbose: bool = True, check_train: bool = True) -> ClassifyData:
-    """Find the classes and the checked train/val samples of `data` (see the module docstring).
-
-    check_train=False (validation only) leaves `train` empty when a val/ folder exists instead of reading it.
-    """
+def _data_root(spec: str, verbose: bool) -> Path:
+    """The ImageFolder root that a --data value names (a built-in set is generated on first use)."""
     from utils.datasets import DatasetError, check_cls_dataset
     from utils.synthetic import BUILTIN_CLASSIFICATION, ensure_builtin_classification_dataset
 
-    spec = "" if data is None else str(data).strip()
     if not spec:
         root = ensure_builtin_classification_dataset(verbose=verbose)
     elif spec in BUILTIN_CLASSIFICATION and not Path(spec).exists():
@@ -159,6 +154,16 @@ def resolve_classify_data(data: Optional[PathLike] = None, val_ratio: float = 0.
         raise ClassifyDataError(f"--data {spec}: folder not found (expected an ImageFolder root with train/ and "
                                 f"val/ class folders, a folder of class folders, or a built-in name "
                                 f"({', '.join(BUILTIN_CLASSIFICATION)}))")
+    return root
+
+
+def resolve_classify_data(data: Optional[PathLike] = None, val_ratio: float = 0.2, seed: int = 0,
+                          verbose: bool = True, check_train: bool = True) -> ClassifyData:
+    """Find the classes and the checked train/val samples of `data` (see the module docstring).
+
+    check_train=False (validation only) leaves `train` empty when a val/ folder exists instead of reading it.
+    """
+    root = _data_root("" if data is None else str(data).strip(), verbose)
     prefix = "train: "
     train_dir = root / "train" if (root / "train").is_dir() else root
     val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None) if train_dir != root else None

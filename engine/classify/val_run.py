@@ -10,19 +10,19 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from engine.backends import Backend, load_backend
 from engine.classify.data import ClassifyDataError, create_classify_loader, resolve_classify_data
+from engine.core.validator import EvalStep, evaluate_loop
 from utils.cli import run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
-from utils.torch_utils import select_device, time_sync
+from utils.torch_utils import select_device
 
 PathLike = Union[str, os.PathLike]
 TOPK = 5
@@ -89,56 +89,46 @@ class ClassifyMetrics:
         return "\n".join(lines)
 
 
-@torch.no_grad()
+class ClassificationStep(EvalStep):
+    """evaluate()'s per-batch work: the loss and the top-k ranking of each image."""
+
+    def __init__(self, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 target_map: Optional[np.ndarray]):
+        self.criterion, self.target_map = criterion, target_map
+        self.targets: List[torch.Tensor] = []
+        self.ranked: List[torch.Tensor] = []
+        self.loss_sum = 0.0
+
+    def preprocess(self, batch: Any, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        labels = labels.to(device)
+        if self.target_map is not None:
+            labels = torch.as_tensor(self.target_map, device=device)[labels]
+        return images.to(device, non_blocking=True), labels
+
+    def update(self, logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, batch_index: int) -> None:
+        self.loss_sum += float(self.criterion(logits.float(), labels)) * len(labels)
+        self.ranked.append(logits.topk(min(TOPK, logits.shape[1]), dim=1).indices.cpu())
+        self.targets.append(labels.cpu())
+
+
 def evaluate(model: Union[nn.Module, Backend], loader: Sequence, device: Union[str, torch.device] = "cpu",
              criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
              names: Optional[Sequence[str]] = None, half: bool = False, desc: Optional[str] = None,
              target_map: Optional[np.ndarray] = None) -> ClassifyMetrics:
-    """One pass over (images, labels) batches in eval mode; `target_map` renumbers dataset labels to model ids."""
-    device = torch.device(device)
-    criterion = criterion or nn.CrossEntropyLoss()
-    module = model if isinstance(model, nn.Module) else None  # else an inference backend (engine.backends)
-    was_training = module is not None and module.training
-    if module is not None:
-        module.eval()
-    nc = int(getattr(model, "nc", 0)) or None
-    names = list(names if names is not None else getattr(model, "names", []))
-    targets, ranked = [], []
-    loss_sum, n_seen = 0.0, 0
-    t_pre = t_inf = t_post = 0.0
-    amp = half and device.type == "cuda"
-    bar = tqdm(loader, desc=desc, leave=False, disable=desc is None)
-    try:
-        t0 = time_sync()
-        for images, labels in bar:
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device)
-            if target_map is not None:
-                labels = torch.as_tensor(target_map, device=device)[labels]
-            t1 = time_sync()
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                logits = model(images)
-            t2 = time_sync()
-            loss_sum += float(criterion(logits.float(), labels)) * len(labels)
-            n_seen += len(labels)
-            k = min(TOPK, logits.shape[1])
-            ranked.append(logits.topk(k, dim=1).indices.cpu())
-            targets.append(labels.cpu())
-            t3 = time_sync()
-            t_pre, t_inf, t_post = t_pre + t1 - t0, t_inf + t2 - t1, t_post + t3 - t2
-            t0 = time_sync()
-    finally:
-        if module is not None:
-            module.train(was_training)
-    if not n_seen:
+    """One pass over (images, labels) batches in eval mode; `target_map` renumbers dataset labels to model ids.
+    Batches go to the model's device (`device` for a module without parameters)."""
+    step = ClassificationStep(criterion or nn.CrossEntropyLoss(), target_map)
+    stats = evaluate_loop(model, loader, step, half=half, desc=desc, device=device)
+    if not stats.seen:
         raise ClassifyDataError("evaluate(): the validation loader yielded no images")
-    nc = nc or int(ranked[0].shape[1])
+    nc = int(getattr(model, "nc", 0)) or int(step.ranked[0].shape[1])
+    names = list(names if names is not None else getattr(model, "names", []))
     if len(names) != nc:
         names = [str(i) for i in range(nc)]
-    speed = tuple(t / n_seen * 1e3 for t in (t_pre, t_inf, t_post))
-    return ClassifyMetrics(names=names, targets=torch.cat(targets).numpy().astype(np.int64),
-                           ranked=torch.cat(ranked).numpy().astype(np.int64), loss=loss_sum / n_seen,
-                           speed_ms=speed)
+    return ClassifyMetrics(names=names, targets=torch.cat(step.targets).numpy().astype(np.int64),
+                           ranked=torch.cat(step.ranked).numpy().astype(np.int64),
+                           loss=step.loss_sum / stats.seen, speed_ms=stats.speed_ms())
 
 
 def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu") -> Backend:

@@ -34,6 +34,7 @@ from models.freeze import set_frozen_bn_eval
 from models.loading import model_from_checkpoint
 from utils.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from utils.ema import ModelEMA
+from utils.image_size import stride_multiple
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.torch_utils import init_seeds, select_device
@@ -62,14 +63,6 @@ class TrainResult:
     data: Any  # the task's resolved dataset
     stopped_early: bool
     problems: List[Tuple[str, str]] = field(default_factory=list)  # (file, why) from the train and val scans
-
-
-def check_img_size(imgsz: int, stride: int) -> int:
-    """imgsz rounded up to a multiple of stride (with a warning when it changes)."""
-    new = max(-(-int(imgsz) // stride) * stride, stride)
-    if new != imgsz:
-        LOGGER.warning(f"--imgsz {imgsz} must be a multiple of max stride {stride}, updating to {new}")
-    return new
 
 
 class Trainer:
@@ -124,7 +117,7 @@ class Trainer:
         self._setup_save_dir()
         task.setup_model(self)
         self.gs = task.grid_size(self.model)
-        self.imgsz = check_img_size(opt.imgsz, self.gs)
+        self.imgsz = stride_multiple(opt.imgsz, self.gs)
         task.setup_loaders(self)
         self.nb = len(self.train_loader)
         if not self.resume_ckpt and self.is_rank0:

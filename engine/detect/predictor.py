@@ -9,7 +9,6 @@ detect.py runs the same ``Detector.stream`` code path, so its label files equal 
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
@@ -24,6 +23,7 @@ from engine.core.sources import Failure, Frame, Source, SourceSpec, batched, ite
 from engine.backends import Backend, TorchBackend, load_backend
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
+from utils.image_size import stride_multiple
 from utils.logging import LOGGER
 from utils.nms import non_max_suppression
 from utils.torch_utils import select_device, time_sync
@@ -71,10 +71,8 @@ def check_imgsz(imgsz: ImgSize, stride: int) -> Tuple[int, int]:
         size = size * 2
     if len(size) != 2 or min(size) < 1:
         raise DetectorError(f"--imgsz expects one or two positive sizes (h w), got {size}")
-    fixed = [max(math.ceil(s / stride) * stride, stride) for s in size]
-    if fixed != size:
-        LOGGER.warning(f"WARNING: --imgsz {size} must be a multiple of the max stride {stride}, using {fixed}")
-    return fixed[0], fixed[1]
+    h, w = stride_multiple(size, stride)
+    return h, w
 
 
 class Detector:

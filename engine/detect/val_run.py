@@ -2,7 +2,7 @@
 
     report = run_val(ValConfig(weights="runs/train/exp/weights/best.pt", data="configs/data/shapes.yaml",
                                imgsz=256, save_json=True, coco_eval=True))
-    print(report.result.map50, report.result.map, report.coco_stats)
+    print(report.result.map50, report.result.map50_95, report.coco_stats)
 
 Validation itself is engine.detect.validator.validate(), the code train.py runs every epoch.
 """
@@ -23,6 +23,7 @@ from engine.detect.coco_eval import evaluate_json_files, format_stats, labels_gr
 from engine.detect.options import DEFAULT_DATA
 from engine.detect.validator import TABLE_HEADER, ValResult, validate
 from utils.datasets import check_dataset, create_dataloader
+from utils.image_size import stride_multiple
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.torch_utils import select_device
@@ -110,14 +111,6 @@ def as_backend(model: Union[nn.Module, Backend], device: torch.device) -> Backen
     return TorchBackend(model, device, fuse=False, channels_last=False, copy_model=False)
 
 
-def stride_multiple(imgsz: int, stride: int) -> int:
-    """imgsz rounded up to a multiple of the model's largest stride (with a warning when that changes it)."""
-    fixed = max(math.ceil(imgsz / stride) * stride, stride)
-    if fixed != imgsz:
-        LOGGER.warning(f"WARNING: --imgsz {imgsz} must be a multiple of the max stride {stride}, using {fixed}")
-    return fixed
-
-
 def _split(data: dict, task: str) -> Tuple[str, Union[str, list]]:
     split = "val" if task == "speed" else task
     path = data.get(split)
@@ -129,6 +122,21 @@ def _split(data: dict, task: str) -> Tuple[str, Union[str, list]]:
 def _model_names(backend: Backend, nc: int) -> list:
     names = list(backend.names)
     return [str(n) for n in names] if len(names) == nc else [f"class{i}" for i in range(nc)]
+
+
+def _class_names(cfg: ValConfig, model: Backend, data: dict, nc: int) -> list:
+    """The model's class names for the table, after checking they fit the data (one 'item' with --single-cls)."""
+    where = data.get('yaml_file') or 'data'
+    if not cfg.single_cls and int(model.nc) != nc:
+        raise ValRunError(f"{cfg.weights}: the model has {int(model.nc)} classes but {where} has {nc}; pass "
+                          f"--weights and --data that were trained together (or --single-cls)")
+    names = _model_names(model, int(model.nc))
+    if not cfg.single_cls and names != list(data["names"]):
+        LOGGER.warning(f"WARNING: {cfg.weights} names its classes {names[:6]}, {where} "
+                       f"{list(data['names'])[:6]}; the table uses the model's names")
+    if cfg.single_cls and len(names) != 1:
+        names = ["item"]  # validate() names the merged class the same way
+    return names
 
 
 def log_speed(res: ValResult, shape: Tuple[int, ...]) -> None:
@@ -164,16 +172,7 @@ def run_val(cfg: ValConfig, model: Union[nn.Module, Backend, None] = None) -> Va
     data = check_dataset(cfg.data)
     split, path = _split(data, cfg.task)
     nc = 1 if cfg.single_cls else int(data["nc"])
-    if not cfg.single_cls and int(model.nc) != nc:
-        raise ValRunError(f"{cfg.weights}: the model has {int(model.nc)} classes but {data.get('yaml_file') or 'data'} "
-                          f"has {nc}; pass --weights and --data that were trained together (or --single-cls)")
-    names = _model_names(model, int(model.nc))
-    if not cfg.single_cls and names != list(data["names"]):
-        LOGGER.warning(f"WARNING: {cfg.weights} names its classes {names[:6]}, {data.get('yaml_file') or 'data'} "
-                       f"{list(data['names'])[:6]}; the table uses the model's names")
-    if cfg.single_cls and len(names) != 1:
-        names = ["item"]  # validate() names the merged class the same way
-
+    names = _class_names(cfg, model, data, nc)
     stride = max(model.stride, 32)
     imgsz = stride_multiple(cfg.imgsz, stride)
     batch_size = 1 if speed else cfg.batch_size
@@ -235,4 +234,4 @@ def _coco_eval(report: ValReport, dataset, names: list, split: str) -> None:
         LOGGER.info(line)
     res = report.result
     LOGGER.info(f"pycocotools mAP50 {stats[1]:.4f}, mAP50-95 {stats[0]:.4f} "
-                f"(ours: mAP50 {res.map50:.4f}, mAP50-95 {res.map:.4f})")
+                f"(ours: mAP50 {res.map50:.4f}, mAP50-95 {res.map50_95:.4f})")

@@ -1,27 +1,25 @@
 """Validation loop shared by train.py (every epoch) and val.py: NMS, boxes mapped to original images, COCO AP.
 
     res = validate(model, val_loader, names=["circle", "square"])
-    print(res.map50, res.map, res.speed)
+    print(res.map50, res.map50_95, res.speed)
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from engine.backends.base import Backend
+from engine.core.validator import EvalStep, LoopStats, evaluate_loop, model_device
 from utils.boxes import scale_boxes, xywh2xyxy, xyxy2ltwh, xyxy2xywh
 from utils.logging import LOGGER
 from utils.metrics import ConfusionMatrix, DetectionEvaluator, DetectionMetrics, fitness
 from utils.nms import non_max_suppression
-from utils.torch_utils import time_sync
 
 Names = Union[Sequence[str], Dict[int, str]]
 TABLE_HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
@@ -48,7 +46,7 @@ class ValResult:
     mp: float
     mr: float
     map50: float
-    map: float
+    map50_95: float
     maps: np.ndarray
     loss: Tuple[float, float, float]  # (box, obj, cls) mean per batch; zeros without compute_loss
     speed: Dict[str, float]  # ms per image: 'pre', 'inf', 'nms'
@@ -62,11 +60,11 @@ class ValResult:
     @property
     def fitness(self) -> float:
         """0.1 x mAP50 + 0.9 x mAP50-95."""
-        return fitness(self.map50, self.map)
+        return fitness(self.map50, self.map50_95)
 
     def results_tuple(self) -> Tuple[float, ...]:
         """(P, R, mAP50, mAP50-95, val box, val obj, val cls) in results.csv order."""
-        return (self.mp, self.mr, self.map50, self.map, *self.loss)
+        return (self.mp, self.mr, self.map50, self.map50_95, *self.loss)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -133,7 +131,7 @@ def class_table(metrics: DetectionMetrics, names: Dict[int, str], seen: int) -> 
 def log_results(res: ValResult, verbose: bool, nc: int, input_shape: Optional[Tuple[int, ...]]) -> None:
     """The 'all' row, the per-class rows when verbose (and nc > 1), then the speed line."""
     pf = "%22s" + "%11i" * 2 + "%11.3g" * 4
-    LOGGER.info(pf % ("all", res.seen, int(res.nt.sum()), res.mp, res.mr, res.map50, res.map))
+    LOGGER.info(pf % ("all", res.seen, int(res.nt.sum()), res.mp, res.mr, res.map50, res.map50_95))
     if res.nt.sum() == 0:
         LOGGER.warning("WARNING: no labels found in the validation set, cannot compute metrics without labels")
     if verbose and nc > 1:
@@ -172,7 +170,66 @@ def save_plots(metrics: DetectionMetrics, cm: ConfusionMatrix, names: Dict[int, 
 
 
 # ----------------------------------------------------------------------------------------------- main loop
-@torch.no_grad()
+class DetectionStep(EvalStep):
+    """validate()'s per-batch work: loss, NMS, boxes to original pixels, AP statistics, txt/JSON/plots."""
+
+    def __init__(self, nc: int, names: Dict[int, str], conf_thres: float, iou_thres: float, max_det: int,
+                 single_cls: bool, agnostic: bool, compute_loss: Optional[Callable], save_dir: Optional[Path],
+                 plots: bool, save_txt: bool, save_conf: bool, save_json: bool, device: torch.device):
+        self.names, self.nms = names, dict(conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True,
+                                           agnostic=agnostic or single_cls, max_det=max_det)
+        self.single_cls, self.compute_loss, self.save_dir = single_cls, compute_loss, save_dir
+        self.plots, self.save_txt, self.save_conf, self.save_json = plots, save_txt, save_conf, save_json
+        self.evaluator = DetectionEvaluator(nc, names=names)
+        self.cm = ConfusionMatrix(nc=nc)
+        self.loss = torch.zeros(3, device=device)
+        self.files: List[Path] = []
+        self.records: List[dict] = []
+
+    def preprocess(self, batch: Any, device: torch.device) -> Tuple[torch.Tensor, Any]:
+        im, targets, paths, shapes = batch
+        return im.to(device, non_blocking=True).float() / 255, (targets.to(device), paths, shapes)
+
+    def update(self, outputs: Any, im: torch.Tensor, rest: Any, batch_index: int) -> None:
+        targets, paths, shapes = rest
+        preds, train_out = outputs if isinstance(outputs, tuple) else (outputs, None)
+        if self.compute_loss is not None:
+            self.loss += self.compute_loss([x.float() for x in train_out], targets)[1]
+        height, width = im.shape[2:]
+        targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)
+        preds = non_max_suppression(preds.float(), **self.nms)
+        batch_preds, batch_gts = [], []
+        for si, pred in enumerate(preds):
+            gt = image_targets(targets, si, (height, width), shapes[si]).cpu()
+            if self.single_cls:
+                gt[:, 0] = 0
+            predn = scale_predictions(pred, (height, width), shapes[si], self.single_cls).cpu()
+            batch_preds.append(predn)
+            batch_gts.append(gt)
+            self._save_image(predn, gt, (height, width), paths[si], shapes[si])
+        self.evaluator.update(batch_preds, batch_gts)
+        if self.plots and batch_index < PLOT_BATCHES:
+            self.files += plot_batch(im, targets, preds, paths, self.names, self.save_dir, batch_index)
+
+    def _save_image(self, predn: torch.Tensor, gt: torch.Tensor, input_hw: Tuple[int, int], path: str,
+                    shapes: Any) -> None:
+        if self.plots:
+            self.cm.process_batch(predn, gt)
+        if self.save_txt:
+            original = _original_shape(input_hw, shapes)[0]
+            write_txt(predn, original, self.save_dir / "labels" / f"{Path(path).stem}.txt", self.save_conf)
+        if self.save_json:
+            self.records += json_records(predn, path)
+
+
+def _check_outputs(model: Union[nn.Module, Backend], compute_loss: Optional[Callable], save_dir: Optional[Path],
+                   wants_files: bool) -> None:
+    if wants_files and save_dir is None:
+        raise ValueError("validate: plots, save_txt and save_json need a save_dir")
+    if isinstance(model, Backend) and compute_loss is not None:
+        raise ValueError("validate: compute_loss needs the nn.Module (raw maps), not an inference backend")
+
+
 def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf_thres: float = 0.001,
              iou_thres: float = 0.6,
              max_det: int = 300, single_cls: bool = False, agnostic: bool = False, half: bool = False,
@@ -197,80 +254,29 @@ def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf
     if single_cls:
         names_d = {0: names_d.get(0, "item") if len(names_d) == 1 else "item"}
     save_dir = Path(save_dir) if save_dir is not None else None
-    if (plots or save_txt or save_json) and save_dir is None:
-        raise ValueError("validate: plots, save_txt and save_json need a save_dir")
-    backend = model if isinstance(model, Backend) else None
-    if backend is not None and compute_loss is not None:
-        raise ValueError("validate: compute_loss needs the nn.Module (raw maps), not an inference backend")
-    was_training = backend is None and model.training
-    if backend is None:
-        model.eval()
-    device = backend.device if backend is not None else next(model.parameters()).device
-    half = half and device.type == "cuda"
-    evaluator = DetectionEvaluator(nc, names=names_d)
-    cm = ConfusionMatrix(nc=nc)
-    loss = torch.zeros(3, device=device)
-    times = np.zeros(3)
-    seen, files, records = 0, [], []
-    input_shape = None
-    pbar = tqdm(dataloader, desc=TABLE_HEADER, bar_format="{l_bar}{bar:10}{r_bar}", leave=False)
-    try:
-        for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
-            t0 = time_sync()
-            im = im.to(device, non_blocking=True).float() / 255
-            targets = targets.to(device)
-            nb, _, height, width = im.shape
-            input_shape = tuple(im.shape)
-            t1 = time_sync()
-            autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
-            with autocast:
-                preds, train_out = (backend(im), None) if backend is not None else model(im)
-            t2 = time_sync()
-            if compute_loss is not None:
-                loss += compute_loss([x.float() for x in train_out], targets)[1]
-            targets[:, 2:] *= torch.tensor((width, height, width, height), device=device)
-            preds = non_max_suppression(preds.float(), conf_thres, iou_thres, multi_label=True,
-                                        agnostic=agnostic or single_cls, max_det=max_det)
-            t3 = time_sync()
-            times += (t1 - t0, t2 - t1, t3 - t2)
-            batch_preds, batch_gts = [], []
-            for si, pred in enumerate(preds):
-                seen += 1
-                gt = image_targets(targets, si, (height, width), shapes[si])
-                if single_cls:
-                    gt[:, 0] = 0
-                predn = scale_predictions(pred, (height, width), shapes[si], single_cls)
-                batch_preds.append(predn.cpu())
-                batch_gts.append(gt.cpu())
-                if plots:
-                    cm.process_batch(predn.cpu(), gt.cpu())
-                if save_txt:
-                    original = _original_shape((height, width), shapes[si])[0]
-                    write_txt(predn.cpu(), original, save_dir / "labels" / f"{Path(paths[si]).stem}.txt", save_conf)
-                if save_json:
-                    records += json_records(predn.cpu(), paths[si])
-            evaluator.update(batch_preds, batch_gts)
-            if plots and batch_i < PLOT_BATCHES:
-                files += plot_batch(im, targets, preds, paths, names_d, save_dir, batch_i)
-    finally:
-        if backend is None:
-            model.train(was_training)
-
-    metrics = evaluator.compute()
-    n_batches = max(len(dataloader), 1)
-    speed = dict(zip(("pre", "inf", "nms"), (times / max(seen, 1) * 1e3).tolist()))
-    res = ValResult(mp=metrics.mp, mr=metrics.mr, map50=metrics.map50, map=metrics.map, maps=metrics.class_maps(),
-                    loss=tuple((loss.cpu() / n_batches).tolist()), speed=speed,
-                    classes=class_table(metrics, names_d, seen), seen=seen, nt=metrics.n_instances.copy(),
-                    metrics=metrics, confusion_matrix=cm if plots else None, files=files)
-    log_results(res, verbose, nc, input_shape)
+    _check_outputs(model, compute_loss, save_dir, plots or save_txt or save_json)
+    step = DetectionStep(nc, names_d, conf_thres, iou_thres, max_det, single_cls, agnostic, compute_loss, save_dir,
+                         plots, save_txt, save_conf, save_json, model_device(model))
+    stats = evaluate_loop(model, dataloader, step, half=half, desc=TABLE_HEADER, bar_format="{l_bar}{bar:10}{r_bar}")
+    res = _result(step, stats, max(len(dataloader), 1))
+    log_results(res, verbose, nc, stats.input_shape)
     if plots:
-        res.files += save_plots(metrics, cm, names_d, save_dir)
+        res.files += save_plots(res.metrics, step.cm, names_d, save_dir)
     if save_json:
         path = save_dir / json_name
-        path.write_text(json.dumps(records))
+        path.write_text(json.dumps(step.records))
         res.files.append(path)
-        LOGGER.info(f"Saved {len(records)} detections to {path}")
+        LOGGER.info(f"Saved {len(step.records)} detections to {path}")
     if save_txt:
         res.files.append(save_dir / "labels")
     return res
+
+
+def _result(step: DetectionStep, stats: LoopStats, n_batches: int) -> ValResult:
+    metrics = step.evaluator.compute()
+    return ValResult(mp=metrics.mp, mr=metrics.mr, map50=metrics.map50, map50_95=metrics.map,
+                     maps=metrics.class_maps(), loss=tuple((step.loss.cpu() / n_batches).tolist()),
+                     speed=dict(zip(("pre", "inf", "nms"), stats.speed_ms())),
+                     classes=class_table(metrics, step.names, stats.seen), seen=stats.seen,
+                     nt=metrics.n_instances.copy(), metrics=metrics,
+                     confusion_matrix=step.cm if step.plots else None, files=step.files)

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 from engine.backends.torch_backend import model_meta
 from engine.export.prepare import ExportError, dummy_input, load_for_export
+from utils.image_size import stride_multiple
 from utils.logging import LOGGER
 from utils.torch_utils import select_device
 
@@ -64,14 +65,6 @@ class ExportConfig:
         return (size[0], size[1]), include
 
 
-def _stride_multiple(size: Tuple[int, int], stride: int) -> Tuple[int, int]:
-    fixed = tuple(max(-(-s // stride) * stride, stride) for s in size)
-    if fixed != tuple(size):
-        LOGGER.warning(f"WARNING: --imgsz {list(size)} must be a multiple of the max stride {stride}, using "
-                       f"{list(fixed)}")
-    return fixed
-
-
 def export_model(cfg: ExportConfig) -> Dict[str, Path]:
     """Export cfg.weights to every format in cfg.include (ONNX is written too when OpenVINO or INT8 needs it)."""
     from engine.export.onnx_format import export_onnx
@@ -84,7 +77,7 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
     weights = Path(str(cfg.weights))
     model = load_for_export(weights, device, cfg.half)
     meta = model_meta(model, batch=cfg.batch_size, dynamic=cfg.dynamic, precision="fp16" if cfg.half else "fp32")
-    meta.imgsz = _stride_multiple(imgsz, meta.stride) if meta.task == "detect" else imgsz
+    meta.imgsz = stride_multiple(tuple(imgsz), meta.stride) if meta.task == "detect" else imgsz
     x = dummy_input(cfg.batch_size, meta.imgsz, device, cfg.half)
     model(x)  # one pass: shapes settle, and a model that does not run fails here, before any file is written
     files: Dict[str, Path] = {}
@@ -153,7 +146,7 @@ def score(weights: Path, cfg: ExportConfig) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         report = run_val(ValConfig(weights=weights, data=cfg.data, imgsz=size, batch_size=cfg.batch_size,
                                    device="cpu", workers=cfg.workers, plots=False, project=tmp), model=backend)
-    return report.result.map
+    return report.result.map50_95
 
 
 __all__ = ["ExportConfig", "ExportError", "FORMATS", "export_model"]
