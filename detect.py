@@ -18,7 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 from engine.detect.predict_run import DetectConfig, run_detect
-from utils.cli import run_cli
+from utils.cli import add_run_folder_args, run_cli
 
 
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -41,9 +41,7 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--nosave", action="store_true", help="do not save annotated images/videos")
     p.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
-    p.add_argument("--project", default="runs/detect", help="save results to project/name")
-    p.add_argument("--name", default="exp", help="save results to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, "runs/detect")
     p.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
     p.add_argument("--hide-labels", action="store_true", help="hide labels")
     p.add_argument("--hide-conf", action="store_true", help="hide confidences")

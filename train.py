@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from engine.core.optim import OPTIMIZERS
 from engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
-from utils.cli import RESUME_HINT, run_cli
+from utils.cli import RESUME_HINT, add_run_folder_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", type=str, choices=list(OPTIMIZERS), default="SGD", help="optimizer")
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
-    p.add_argument("--project", default="runs/train", help="save to project/name")
-    p.add_argument("--name", default="exp", help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, "runs/train")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing epsilon")
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")

@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from engine.detect.options import DEFAULT_DATA
-from utils.cli import run_cli
+from utils.cli import add_run_folder_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-json", action="store_true", help="save a COCO results JSON (<weights>_predictions.json)")
     p.add_argument("--coco-eval", action="store_true",
                    help="write a COCO ground-truth JSON from the labels and score the results JSON with pycocotools")
-    p.add_argument("--project", default="runs/val", help="save to project/name")
-    p.add_argument("--name", default="exp", help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, "runs/val")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     return p
 

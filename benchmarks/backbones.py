@@ -25,12 +25,12 @@ from tqdm import tqdm
 import models.backbones as backbones_pkg
 from models import DetectionModel
 from models.compose import available_backbones, backbone_levels, compose
-from models.parse import ModelYAML, load_model_yaml
+from models.parse import ModelSpec, load_model_yaml
 from models.registry import get_block
 from utils.torch_utils import count_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
-Config = Union[Path, ModelYAML]
+Config = Union[Path, ModelSpec]
 
 
 def backbone_configs(neck: Path = ROOT / "configs" / "yolov5s.yaml", backbones: Optional[Sequence[str]] = None,

@@ -274,7 +274,7 @@ class _Comparison:
 
     def __init__(self, o: CompareOptions, save_dir: Path, train_callbacks: Optional[Mapping[str, Any]],
                  cfgs: Sequence[str]):
-        self.o, self.save_dir = o, save_dir
+        self.opt, self.save_dir = o, save_dir
         self.train_callbacks = dict(train_callbacks or {})
         self.names = _unique_names(cfgs)
         self.rows = [ConfigResult(name=n, cfg=c) for n, c in zip(self.names, cfgs)]
@@ -298,12 +298,12 @@ class _Comparison:
             self.bar.update(sum(self.accounted) - self.bar.n)
 
     def _epoch_done(self, i: int, epoch: int) -> None:
-        self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.o.epochs}")
+        self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.opt.epochs}")
         self._account(i, epoch + 1)
 
     # ---- one config -------------------------------------------------------------------------------------------
     def profile(self, row: ConfigResult, nc: int) -> None:
-        o = self.o
+        o = self.opt
         devices = [str(d) for d in latency_devices(o.device)]
         key = {"sha1": _file_hash(row.cfg), "nc": nc, "imgsz": o.imgsz, "task": o.task, "devices": devices,
                "runs": o.latency_runs, "backends": list(o.backends)}
@@ -325,7 +325,7 @@ class _Comparison:
 
     def train(self, i: int, row: ConfigResult) -> None:
         """Read back a finished run, resume an interrupted one, or train from scratch."""
-        o, run_dir = self.o, self.run_dir(row.name)
+        o, run_dir = self.opt, self.run_dir(row.name)
         last = run_dir / "weights" / "last.pt"
         clock = _read_clock(run_dir)
         state = "finished" if clock.get("finished") and last.is_file() else _checkpoint_state(last)
@@ -345,7 +345,7 @@ class _Comparison:
         row.status = "done"
 
     def _fresh_options(self, row: ConfigResult) -> Dict[str, Any]:
-        o = self.o
+        o = self.opt
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
                                 "device": o.device, "seed": o.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
@@ -356,7 +356,7 @@ class _Comparison:
         return opts
 
     def _train_run(self, i: int, run_dir: Path, opts: Dict[str, Any], base_seconds: float) -> None:
-        o = self.o
+        o = self.opt
         t0 = time.perf_counter()
 
         def record(epochs_done: int, finished: bool = False) -> None:
@@ -377,7 +377,7 @@ class _Comparison:
 
     # ---- the whole comparison ----------------------------------------------------------------------------------
     def run(self) -> CompareResult:
-        o, n = self.o, len(self.rows)
+        o, n = self.opt, len(self.rows)
         nc = _dataset_nc(o)
         self.bar = tqdm(total=n * self.per_config, initial=sum(self.accounted), position=0, leave=True,
                         unit="config" if o.profile_only else "epoch", bar_format="{l_bar}{bar:20}{r_bar}")
@@ -410,7 +410,7 @@ class _Comparison:
         return self.write(plots=True)
 
     def write(self, plots: bool) -> CompareResult:
-        o = self.o
+        o = self.opt
         md, csv_path = self.save_dir / "results.md", self.save_dir / "results.csv"
         pareto = curves = None
         if plots and not o.profile_only:

@@ -11,7 +11,7 @@ from models.blocks import Conv
 from models.fold_bn import fold_batchnorms
 from models.backbones.pretrained import pretrained_enabled
 from models.graph import run_rows
-from models.parse import ModelYAML, parse_model
+from models.parse import ModelSpec, parse_model
 from models.registry import Channels, ModelConfigError
 from models.weights_report import weights_report
 from utils.errors import first_line
@@ -22,7 +22,7 @@ from utils.torch_utils import count_gflops, fuse_conv_and_bn
 class YAMLModel(nn.Module):
     """A model whose layers come from a YAML file; subclasses add the head-specific set-up."""
 
-    def __init__(self, cfg: Union[str, Path, Dict[str, Any], ModelYAML] = "configs/yolov5s.yaml", ch: int = 3,
+    def __init__(self, cfg: Union[str, Path, Dict[str, Any], ModelSpec] = "configs/yolov5s.yaml", ch: int = 3,
                  nc: Optional[int] = None):
         super().__init__()
         model, save, chs, spec = parse_model(cfg, ch=ch, nc=nc)

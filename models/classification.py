@@ -22,11 +22,11 @@ import torch
 
 from models.base import YAMLModel
 from models.heads import Classify
-from models.parse import ModelYAML, load_model_yaml, parse_model
+from models.parse import ModelSpec, load_model_yaml, parse_model
 from models.registry import ModelConfigError
 from utils.logging import LOGGER
 
-CfgLike = Union[str, Path, Dict[str, Any], ModelYAML]
+CfgLike = Union[str, Path, Dict[str, Any], ModelSpec]
 
 
 class ClassificationModel(YAMLModel):
@@ -75,13 +75,13 @@ class ClassificationModel(YAMLModel):
         return len(matched)
 
 
-def _last_module(spec: ModelYAML) -> Optional[str]:
+def _last_module(spec: ModelSpec) -> Optional[str]:
     rows = spec.rows
     return rows[-1][2] if rows and isinstance(rows[-1], list) and len(rows[-1]) >= 3 else None
 
 
 def classification_yaml(cfg: CfgLike, cutoff: Optional[int] = None, nc: Optional[int] = None,
-                        ch: int = 3) -> ModelYAML:
+                        ch: int = 3) -> ModelSpec:
     """A detection YAML's first `cutoff` rows (default: all backbone rows) + Classify, as a new model YAML.
 
     When the last kept layer has several outputs (a wrapper backbone returning P3/P4/P5), an Index row picks the
@@ -103,7 +103,7 @@ def classification_yaml(cfg: CfgLike, cutoff: Optional[int] = None, nc: Optional
     if nc is not None:
         data["nc"] = nc
     data.setdefault("nc", 1000)
-    kept = ModelYAML(data, spec.source, list(spec.row_lines[:keep]))
+    kept = ModelSpec(data, spec.source, list(spec.row_lines[:keep]))
     _, _, chs, _ = parse_model(kept, ch=ch, nc=nc)
     head: List[Any] = []
     if isinstance(chs[-1], (list, tuple)):
@@ -112,7 +112,7 @@ def classification_yaml(cfg: CfgLike, cutoff: Optional[int] = None, nc: Optional
     data["head"] = head
     source = f"{spec.source} (cut at {keep})"
     data["yaml_file"] = source
-    return ModelYAML(data, source, list(spec.row_lines[:keep]) + [None] * len(head))
+    return ModelSpec(data, source, list(spec.row_lines[:keep]) + [None] * len(head))
 
 
 def _detection_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:

@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from models.levels import level_of, levels_from_strides, row_strides
-from models.parse import ModelYAML, load_model_yaml, parse_model, read_yaml_rows
+from models.parse import ModelSpec, load_model_yaml, parse_model, read_yaml_rows
 from models.registry import ModelConfigError
 
 BACKBONES_DIR = Path(__file__).resolve().parents[1] / "configs" / "backbones"
@@ -36,7 +36,7 @@ _COMPOSITION_KEYS = {"neck", "backbone", "nc", "name"}
 _DERIVED_KEYS = ("backbone", "head", "name", "backbone_name", "backbone_depth_multiple", "backbone_width_multiple",
                  "yaml_file")
 
-CfgLike = Union[str, Path, Dict[str, Any], ModelYAML]
+CfgLike = Union[str, Path, Dict[str, Any], ModelSpec]
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _from_items(f: Any) -> List[Any]:
     return f if isinstance(f, list) else [f]
 
 
-def _backbone_levels(spec: ModelYAML, n_rows: int) -> Tuple[List[Optional[int]], Dict[int, int]]:
+def _backbone_levels(spec: ModelSpec, n_rows: int) -> Tuple[List[Optional[int]], Dict[int, int]]:
     """Strides of the neck file's first n_rows backbone rows and its levels (cached per rows and settings)."""
     part = {**{k: spec.data[k] for k in ("ch", "probe_size") if k in spec.data},
             "backbone": spec.data["backbone"][:n_rows], "head": []}
@@ -144,7 +144,7 @@ def backbone_levels(backbone: Union[str, Path, BackboneFile]) -> Dict[int, int]:
     return levels_from_strides(_measured_strides(json.dumps({"backbone": bb.rows, "head": []}, sort_keys=True)))
 
 
-def neck_rows(spec: ModelYAML) -> Tuple[List[Any], List[Optional[int]], List[str]]:
+def neck_rows(spec: ModelSpec) -> Tuple[List[Any], List[Optional[int]], List[str]]:
     """The head of a model YAML in level form: (rows, YAML line of each, file of each). Trailing SPPF/SPP rows of
     its backbone come first (see the module docstring)."""
     bb, head = list(spec.data["backbone"] or []), list(spec.data["head"] or [])
@@ -193,7 +193,7 @@ def neck_rows(spec: ModelYAML) -> Tuple[List[Any], List[Optional[int]], List[str
 # ---- composing -------------------------------------------------------------------------------------------------
 
 def compose(neck: CfgLike, backbone: Union[str, Path, BackboneFile], base: Optional[Path] = None,
-            name: Optional[str] = None) -> ModelYAML:
+            name: Optional[str] = None) -> ModelSpec:
     """The model YAML `neck` with its backbone replaced by `backbone` (a name, a file, or a loaded BackboneFile)."""
     spec = load_model_yaml(neck)
     bb = backbone if isinstance(backbone, BackboneFile) else load_backbone(backbone, base)
@@ -205,11 +205,11 @@ def compose(neck: CfgLike, backbone: Union[str, Path, BackboneFile], base: Optio
     data.update(name=name or f"{neck_name}-{bb.name}", backbone_name=bb.name, **bb.multiples,
                 backbone=copy.deepcopy(bb.rows), head=rows)
     bb_lines = bb.lines + [None] * (len(bb.rows) - len(bb.lines))
-    out = ModelYAML(data, f"{spec.source} + {bb.path}", bb_lines + lines, [str(bb.path)] * len(bb.rows) + sources)
+    out = ModelSpec(data, f"{spec.source} + {bb.path}", bb_lines + lines, [str(bb.path)] * len(bb.rows) + sources)
     return load_model_yaml(out)
 
 
-def compose_file(path: Path, data: Dict[str, Any]) -> ModelYAML:
+def compose_file(path: Path, data: Dict[str, Any]) -> ModelSpec:
     """A composition file: `neck: <model YAML>` and `backbone: <name or file>` (paths relative to the file)."""
     extra = sorted(set(data) - _COMPOSITION_KEYS)
     if extra:

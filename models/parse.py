@@ -40,7 +40,7 @@ _LITERALS = {"None": None, "True": True, "False": False, "none": None, "true": T
 
 
 @dataclass
-class ModelYAML:
+class ModelSpec:
     """A model YAML and where it came from (for error messages)."""
 
     data: Dict[str, Any]
@@ -65,12 +65,12 @@ class ModelYAML:
         return list(self.data.get("backbone") or []) + list(self.data.get("head") or [])
 
 
-def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelYAML]) -> ModelYAML:
-    """Read and structurally check a model YAML (a path, an already-loaded dict, or a ModelYAML)."""
-    if isinstance(cfg, ModelYAML):
+def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSpec:
+    """Read and structurally check a model YAML (a path, an already-loaded dict, or a ModelSpec)."""
+    if isinstance(cfg, ModelSpec):
         return cfg
     if isinstance(cfg, dict):
-        spec = ModelYAML(copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>")))
+        spec = ModelSpec(copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>")))
         spec.row_lines = [None] * len(spec.rows)
     else:
         path = Path(cfg)
@@ -78,7 +78,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelYAML]) -> ModelYA
         if "neck" in data:  # a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
             from models.compose import compose_file
             return compose_file(path, data)
-        spec = ModelYAML(data, str(path))
+        spec = ModelSpec(data, str(path))
         spec.row_lines = lines.get("backbone", []) + lines.get("head", [])
     _check_structure(spec)
     return spec
@@ -100,7 +100,7 @@ def read_yaml_rows(path: Path, what: str) -> Tuple[Dict[str, Any], Dict[str, Lis
     return data, lines
 
 
-def _check_structure(spec: ModelYAML) -> None:
+def _check_structure(spec: ModelSpec) -> None:
     d = spec.data
     for k in REQUIRED_KEYS:
         if k not in d:
@@ -123,7 +123,7 @@ def _check_structure(spec: ModelYAML) -> None:
             raise ModelConfigError(f"{spec.where(i)}: expected a row [from, number, module, args], got {row!r}")
 
 
-def resolve_arg(value: Any, spec: ModelYAML, i: int, nc: int, anchors: Any) -> Any:
+def resolve_arg(value: Any, spec: ModelSpec, i: int, nc: int, anchors: Any) -> Any:
     """One YAML argument -> a Python value; refuses anything that would need evaluating."""
     if isinstance(value, list):
         return [resolve_arg(v, spec, i, nc, anchors) for v in value]
@@ -146,7 +146,7 @@ def resolve_arg(value: Any, spec: ModelYAML, i: int, nc: int, anchors: Any) -> A
     return value
 
 
-def _resolve_from(f: Any, i: int, spec: ModelYAML, name: str,
+def _resolve_from(f: Any, i: int, spec: ModelSpec, name: str,
                   levels: Optional[Dict[int, int]] = None) -> Tuple[Union[int, List[int]], List[int]]:
     """`from` -> (as written with level names replaced by row indices, absolute source indices with -1 meaning the
     network input). `levels` maps P-levels to backbone rows (head rows only; None in the backbone)."""
@@ -182,7 +182,7 @@ def _uses_levels(rows: List[Any]) -> bool:
                for x in (row[0] if isinstance(row[0], list) else [row[0]]))
 
 
-def _check_signature(bspec: BlockSpec, args: List[Any], spec: ModelYAML, i: int) -> None:
+def _check_signature(bspec: BlockSpec, args: List[Any], spec: ModelSpec, i: int) -> None:
     try:
         sig = inspect.signature(bspec.cls)
     except (TypeError, ValueError):
@@ -196,8 +196,8 @@ def _check_signature(bspec: BlockSpec, args: List[Any], spec: ModelYAML, i: int)
                                f"{bspec.name}({params}) ({e})") from None
 
 
-def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelYAML], ch: int = 3, nc: Optional[int] = None,
-                verbose: bool = False) -> Tuple[nn.Sequential, List[int], List[Channels], ModelYAML]:
+def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelSpec], ch: int = 3, nc: Optional[int] = None,
+                verbose: bool = False) -> Tuple[nn.Sequential, List[int], List[Channels], ModelSpec]:
     """Build the layers of a model YAML.
 
     Returns (layers, indices whose outputs later layers read, output channels per layer, the resolved YAML).
@@ -274,7 +274,7 @@ def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelYAML], ch: int = 3, n
     return nn.Sequential(*layers), sorted(set(save)), chs, spec
 
 
-def _instantiate(bspec: BlockSpec, args: List[Any], copies: int, spec: ModelYAML, i: int) -> nn.Module:
+def _instantiate(bspec: BlockSpec, args: List[Any], copies: int, spec: ModelSpec, i: int) -> nn.Module:
     _check_signature(bspec, args, spec, i)
     follow = bspec.repeat_args
     if copies > 1 and follow is None:

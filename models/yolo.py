@@ -15,7 +15,7 @@ import torch
 
 from models.base import YAMLModel
 from models.heads import Detect
-from models.parse import ModelYAML
+from models.parse import ModelSpec
 from models.registry import ModelConfigError
 from utils.logging import LOGGER
 
@@ -23,7 +23,7 @@ from utils.logging import LOGGER
 class DetectionModel(YAMLModel):
     """YAML layers ending in a Detect head; strides measured by a dry forward pass at build time."""
 
-    def __init__(self, cfg: Union[str, Path, Dict[str, Any], ModelYAML] = "configs/yolov5s.yaml", ch: int = 3,
+    def __init__(self, cfg: Union[str, Path, Dict[str, Any], ModelSpec] = "configs/yolov5s.yaml", ch: int = 3,
                  nc: Optional[int] = None, anchors: Optional[Any] = None, probe_size: Optional[int] = None):
         if anchors is not None:
             from models.parse import load_model_yaml

@@ -1,6 +1,8 @@
 """Command-line entry points: an input error prints one line and exits 2, Ctrl-C prints a hint and exits 130."""
 from __future__ import annotations
 
+import argparse
+
 import sys
 from typing import Callable, Optional, Tuple, Type
 
@@ -24,3 +26,10 @@ def run_cli(job: Callable[[], Optional[int]], errors: Tuple[Type[BaseException],
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
     return 0 if code is None else int(code)
+
+
+def add_run_folder_args(p: argparse.ArgumentParser, project: str) -> None:
+    """--project, --name and --exist-ok: where a command writes its run folder (project/name, incremented)."""
+    p.add_argument("--project", default=project, help="save to project/name")
+    p.add_argument("--name", default="exp", help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")

@@ -21,12 +21,12 @@ from PIL import Image
 
 from engine.backends import Backend
 from engine.classify.data import eval_transform
-from engine.classify.val_run import backend_imgsz, load_classifier
+from engine.classify.val_run import backend_imgsz, classifier_on_device
 from engine.core.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
-from utils.cli import run_cli
+from utils.cli import add_run_folder_args, run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
-from utils.torch_utils import select_device, time_sync
+from utils.torch_utils import time_sync
 
 PathLike = Union[str, os.PathLike]
 
@@ -111,13 +111,9 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
     """Classify every image/frame of `source`; with save_dir, write annotated images/videos (and labels/*.txt)."""
     if topk < 1:
         raise ValueError(f"--topk must be >= 1, got {topk}")
-    device = select_device(device)
-    if model is None:
-        if weights is None:
-            raise ValueError("predict_classifier(): give weights (a checkpoint path) or model")
-        model = load_classifier(weights, device)
+    model, device = classifier_on_device(weights, model, device, "predict_classifier()")
     if isinstance(model, nn.Module):
-        model = model.to(device).eval()
+        model.eval()
     imgsz = backend_imgsz(model, imgsz)
     src = resolve_source(source)
     report = PredictReport(save_dir=Path(save_dir) if save_dir is not None else None)
@@ -182,9 +178,7 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--nosave", action="store_true", help="do not save annotated images/videos")
     p.add_argument("--save-txt", action="store_true", help="save labels/<stem>.txt with 'prob name' lines")
     p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
-    p.add_argument("--project", default="runs/predict-cls", help="save to project/name")
-    p.add_argument("--name", default="exp", help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, "runs/predict-cls")
     return p.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ from models.base import YAMLModel
 from models.classification import ClassificationModel
 from models.loading import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
-from utils.cli import RESUME_HINT, run_cli
+from utils.cli import RESUME_HINT, add_run_folder_args, run_cli
 from utils.hyp import Hyp, load_hyp
 from utils.logging import LOGGER
 
@@ -233,9 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jitter", type=float, default=d.jitter, help="colour jitter strength (0 disables)")
     p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or cpu")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
-    p.add_argument("--project", default=d.project, help="save to project/name")
-    p.add_argument("--name", default=d.name, help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, d.project)
     p.add_argument("--resume", nargs="?", const=True, default=False, help="resume the newest or the given last.pt")
     p.add_argument("--nosave", action="store_true", help="only save the final checkpoints")
     p.add_argument("--noplots", action="store_true", help="save no plots")

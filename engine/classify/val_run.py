@@ -19,7 +19,7 @@ import torch.nn as nn
 from engine.backends import Backend, load_backend
 from engine.classify.data import ClassifyDataError, create_classify_loader, resolve_classify_data
 from engine.core.validator import EvalStep, evaluate_loop
-from utils.cli import run_cli
+from utils.cli import add_run_folder_args, run_cli
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.torch_utils import select_device
@@ -140,6 +140,18 @@ def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu")
     return backend
 
 
+def classifier_on_device(weights: Optional[PathLike], model: Union[nn.Module, Backend, None],
+                         device: Union[str, torch.device], caller: str) -> Tuple[Union[nn.Module, Backend],
+                                                                                  torch.device]:
+    """(the classifier, the device): `model` moved there, or `weights` loaded there."""
+    device = select_device(device)
+    if model is None:
+        if weights is None:
+            raise ClassifierLoadError(f"{caller}: give weights (a checkpoint path) or model")
+        model = load_classifier(weights, device)
+    return (model.to(device) if isinstance(model, nn.Module) else model), device
+
+
 def backend_imgsz(model: Union[nn.Module, Backend], imgsz: int) -> int:
     """The image size a classifier runs at: a static-shape export's own (with a warning when it differs)."""
     return model.input_size((imgsz, imgsz))[0] if isinstance(model, Backend) else imgsz
@@ -163,13 +175,7 @@ def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] 
                    save_dir: Optional[PathLike] = None, plots: bool = True, verbose: bool = True,
                    val_ratio: float = 0.2, seed: int = 0) -> ClassifyMetrics:
     """Validate `weights` (or an in-memory `model`) on the val split of `data`; plots go to save_dir if given."""
-    device = select_device(device)
-    if model is None:
-        if weights is None:
-            raise ClassifierLoadError("val_classifier(): give weights (a checkpoint path) or model")
-        model = load_classifier(weights, device)
-    if isinstance(model, nn.Module):
-        model = model.to(device)
+    model, device = classifier_on_device(weights, model, device, "val_classifier()")
     imgsz = backend_imgsz(model, imgsz)
     ds = resolve_classify_data(data, val_ratio=val_ratio, seed=seed, verbose=verbose, check_train=False)
     names = list(getattr(model, "names", ds.names))
@@ -203,9 +209,7 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
     p.add_argument("--val-ratio", type=float, default=0.2, help="val fraction when the data has no val/ folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the ratio split (use the training run's)")
-    p.add_argument("--project", default="runs/val-cls", help="save to project/name")
-    p.add_argument("--name", default="exp", help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_run_folder_args(p, "runs/val-cls")
     p.add_argument("--noplots", action="store_true", help="do not save the confusion matrix")
     return p.parse_args(argv)
 
