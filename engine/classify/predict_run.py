@@ -11,7 +11,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from PIL import Image
 from engine.backends import Backend
 from engine.classify.data import eval_transform
 from engine.classify.val_run import backend_imgsz, classifier_on_device
+from engine.core.prediction_output import OutputWriter, describe
 from engine.core.sources import Failure, Frame, SourceSpec, iter_frames, resolve_source
 from utils.cli import add_run_folder_args, run_cli
 from utils.logging import LOGGER
@@ -117,7 +118,7 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
     imgsz = backend_imgsz(model, imgsz)
     src = resolve_source(source)
     report = PredictReport(save_dir=Path(save_dir) if save_dir is not None else None)
-    writers: Dict[str, cv2.VideoWriter] = {}
+    out = OutputWriter(report.save_dir) if report.save_dir is not None else None
     try:
         for item in iter_frames(src, vid_stride):
             if isinstance(item, Failure):
@@ -129,41 +130,32 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
             dt = (time_sync() - t0) * 1e3
             report.predictions.append(pred)
             if verbose:
-                where = f"video {item.index + 1}/{item.total} ({item.frame}/{item.frames or '?'})" \
-                    if item.kind in ("video", "stream") else f"image {item.index + 1}/{item.total}"
-                LOGGER.info(f"{where} {item.path}: {item.image.shape[0]}x{item.image.shape[1]} {pred.text()}, "
-                            f"{dt:.1f}ms")
-            if report.save_dir is not None:
-                _save(report.save_dir, item, pred, save_img, save_txt, writers)
+                LOGGER.info(f"{describe(item, item.total)}: {item.image.shape[0]}x{item.image.shape[1]} "
+                            f"{pred.text()}, {dt:.1f}ms")
+            if out is not None:
+                _save(out, item, pred, save_img, save_txt)
     finally:
-        for w in writers.values():
-            w.release()
+        if out is not None:
+            out.close()
     if verbose and report.save_dir is not None:
         LOGGER.info(f"Results saved to {report.save_dir}")
     return report
 
 
-def _save(save_dir: Path, frame: Frame, pred: ClassPrediction, save_img: bool, save_txt: bool,
-          writers: Dict[str, cv2.VideoWriter]) -> None:
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = frame.stem
+def _save(out: OutputWriter, frame: Frame, pred: ClassPrediction, save_img: bool, save_txt: bool) -> None:
+    out.save_dir.mkdir(parents=True, exist_ok=True)
+    stem = out.stem(frame)
     if save_txt:
-        labels = save_dir / "labels"
+        labels = out.save_dir / "labels"
         labels.mkdir(exist_ok=True)
         name = f"{stem}_{frame.frame}.txt" if frame.frame else f"{stem}.txt"
         (labels / name).write_text("".join(f"{p:.4f} {n}\n" for _, n, p in pred.top))
-    if not save_img:
-        return
-    img = annotate(frame.image, pred)
-    if frame.kind in ("image", "array"):
-        suffix = Path(frame.path).suffix if frame.kind == "image" else ".jpg"
-        cv2.imwrite(str(save_dir / f"{stem}{suffix}"), img)
-        return
-    if frame.path not in writers:
-        h, w = img.shape[:2]
-        writers[frame.path] = cv2.VideoWriter(str(save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                              frame.fps or 30.0, (w, h))
-    writers[frame.path].write(img)
+    if save_img:
+        img = annotate(frame.image, pred)
+        if frame.kind in ("video", "stream"):
+            out.write_frame(frame, img)
+        else:
+            out.write_image(frame, img)
 
 
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
-import numpy as np
 
+from engine.core.prediction_output import OutputWriter, describe
+from engine.core.sources import Failure, Source, SourceError, resolve_source
 from engine.detect.predictor import Detector, ImgSize
 from engine.detect.results import Result
-from engine.core.sources import Failure, Source, SourceError, resolve_source, stream_stem
 from utils.logging import LOGGER
 from utils.paths import increment_path
 
-FOURCC = "mp4v"
 
 
 @dataclass
@@ -82,67 +81,6 @@ def display_available() -> bool:
     return True
 
 
-class _Outputs:
-    """Output names per input (unique within the run) and the open video writer."""
-
-    def __init__(self, save_dir: Path):
-        self.save_dir = save_dir
-        self.stems: Dict[Tuple[int, str], str] = {}
-        self.taken: set = set()
-        self.writer: Optional[cv2.VideoWriter] = None
-        self.writer_key: Optional[Tuple[int, str]] = None
-
-    def stem(self, r: Result) -> str:
-        """Stem for this input's outputs; a second input with the same stem gets stem_2, stem_3, ..."""
-        key = (r.index, r.path)
-        if key not in self.stems:
-            base = stream_stem(r.path) if r.kind == "stream" else Path(r.path).stem
-            stem, n = base, 2
-            while stem in self.taken:
-                stem, n = f"{base}_{n}", n + 1
-            self.taken.add(stem)
-            self.stems[key] = stem
-        return self.stems[key]
-
-    def write_image(self, r: Result, im: np.ndarray) -> Path:
-        suffix = Path(r.path).suffix.lower() if r.kind == "image" else ".jpg"
-        path = self.save_dir / f"{self.stem(r)}{suffix}"
-        try:
-            ok = cv2.imwrite(str(path), im)
-        except cv2.error:
-            ok = False
-        if not ok:  # formats OpenCV reads but cannot write (dng, mpo, ...) are saved as JPEG
-            path = path.with_suffix(".jpg")
-            if not cv2.imwrite(str(path), im):
-                raise OSError(f"{path}: OpenCV could not write the annotated image")
-        return path
-
-    def write_frame(self, r: Result, im: np.ndarray) -> None:
-        key = (r.index, r.path)
-        if key != self.writer_key:
-            self.close()
-            path = self.save_dir / f"{self.stem(r)}.mp4"
-            h, w = im.shape[:2]
-            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), r.fps or 30.0, (w, h))
-            if not self.writer.isOpened():
-                raise OSError(f"{path}: OpenCV could not open a {FOURCC} video writer")
-            self.writer_key = key
-        self.writer.write(im)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        self.writer, self.writer_key = None, None
-
-
-def _describe(r: Result, total: int) -> str:
-    if r.kind == "video":
-        return f"video {r.index + 1}/{total} ({r.frame}/{r.frames or '?'}) {r.path}"
-    if r.kind == "stream":
-        return f"stream {r.path} (frame {r.frame})"
-    return f"image {r.index + 1}/{total} {r.path}"
-
-
 def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> DetectReport:
     """Run detection as detect.py does; bad weights/source/options raise ValueError subclasses before any output."""
     if cfg.vid_stride < 1:
@@ -163,7 +101,7 @@ def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> Detect
         labels_dir.mkdir(parents=True, exist_ok=True)
     report = DetectReport(save_dir=save_dir, inputs=len(source), shape=(batch_size, 3, *opts.imgsz))
     totals = dict.fromkeys(("read", "preprocess", "inference", "nms", "write"), 0.0)
-    outputs = _Outputs(save_dir)
+    outputs = OutputWriter(save_dir)
     t_start = time.perf_counter()
     items = det.stream(source, opts, batch_size=batch_size, vid_stride=cfg.vid_stride)
     try:
@@ -180,7 +118,7 @@ def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> Detect
                 totals[k] += r.speed.get(k, 0.0)
             totals["write"] += write_ms
             h, w = r.input_shape
-            LOGGER.info(f"{_describe(r, len(source))}: {h}x{w} {r.summary()}, "
+            LOGGER.info(f"{describe(r, len(source))}: {h}x{w} {r.summary()}, "
                         f"{r.speed['inference']:.1f}ms")
     except KeyboardInterrupt:
         if not source.is_stream:
@@ -196,7 +134,7 @@ def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> Detect
     return report
 
 
-def _save(r: Result, cfg: DetectConfig, out: _Outputs, labels_dir: Path, crops_dir: Path, view: bool,
+def _save(r: Result, cfg: DetectConfig, out: OutputWriter, labels_dir: Path, crops_dir: Path, view: bool,
           report: DetectReport) -> None:
     """Write what the options ask for: annotated image/video frame, label file, crops; show it when viewing."""
     stem = out.stem(r)
