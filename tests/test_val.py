@@ -143,9 +143,23 @@ def _replay(work) -> dict:
     return out
 
 
-def _sorted_rows(rows: np.ndarray) -> np.ndarray:
-    """(n, 6) [x, y, w, h, score, cls] sorted by class, score (desc), x, y."""
-    return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4], rows[:, 5]))]
+def _paired_rows(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """`want`'s (n, 6) [x, y, w, h, score, cls] rows reordered to pair up with `got`'s, class by class.
+
+    Sorting is not enough: an untrained model gives many boxes the same score, so a score that lands on a 5-decimal
+    rounding boundary in one run and not the other reorders them. The pairing minimises the summed box and score
+    differences instead (scipy's linear_sum_assignment).
+    """
+    from scipy.optimize import linear_sum_assignment
+    assert got.shape == want.shape
+    out = np.empty_like(want)
+    for c in np.unique(got[:, 5]):
+        gi, wi = np.where(got[:, 5] == c)[0], np.where(want[:, 5] == c)[0]
+        assert len(gi) == len(wi), f"class {c}: {len(gi)} records, {len(wi)} replayed"
+        cost = np.abs(got[gi, None, :5] - want[None, wi, :5]).sum(-1)
+        rows, cols = linear_sum_assignment(cost)
+        out[gi[rows]] = want[wi[cols]]
+    return out
 
 
 def test_json_records_in_original_pixels(run, work):
@@ -159,13 +173,12 @@ def test_json_records_in_original_pixels(run, work):
     img_dir = Path(work["data"]).parent / "images" / "val"
     for image_id, p in replay.items():
         h0, w0 = cv2.imread(str(img_dir / f"{image_id:06d}.jpg")).shape[:2]
-        got = _sorted_rows(np.array(by_image.get(image_id, []), float).reshape(-1, 6))
+        got = np.array(by_image.get(image_id, []), float).reshape(-1, 6)
         want = np.concatenate((p[:, :2], p[:, 2:4] - p[:, :2], p[:, 4:]), 1)
-        want = _sorted_rows(np.array([[round(v, 3) for v in row[:4]] + [round(row[4], 5), row[5]]
-                                      for row in want.tolist()]).reshape(-1, 6))  # rounded as in the JSON
-        assert got.shape == want.shape
+        want = _paired_rows(got, np.array([[round(v, 3) for v in row[:4]] + [round(row[4], 5), row[5]]
+                                           for row in want.tolist()]).reshape(-1, 6))  # rounded as in the JSON
         np.testing.assert_allclose(got[:, :4], want[:, :4], atol=2e-3)
-        np.testing.assert_allclose(got[:, 4], want[:, 4], atol=1e-5)
+        np.testing.assert_allclose(got[:, 4], want[:, 4], atol=2e-5)  # one 5-decimal rounding step apart at most
         np.testing.assert_array_equal(got[:, 5], want[:, 5])
         assert (got[:, 0] + got[:, 2] <= w0 + 1e-3).all() and (got[:, 1] + got[:, 3] <= h0 + 1e-3).all()
 
