@@ -1,12 +1,14 @@
 """Side by side: our classifier training vs YOLOv5 v7.0's classify/train.py, same model, data and flags, interleaved.
 
     python benchmarks/classify_parity.py                      # digits-cls, 10 epochs, 32 px, batch 64, 2 repeats
-    python benchmarks/classify_parity.py --repeats 1 --ours-args "--crop-scale 0.08"
+    python benchmarks/classify_parity.py --crop-scale 0.08                # both sides with YOLOv5's ImageNet crop
 
 The data is the offline real-image set of benchmarks/data/make_digits_cls.py (built on first use). YOLOv5 runs in its
 reference venv (../shared/yolov5-ref/setup.sh) from an init.pt built there from its yolov5s.yaml with cutoff=10
 (the same 4,185,290-parameter model as configs/cls/yolov5s-cls.yaml with 10 classes) and --pretrained False.
-Runs go A B A B (ours first in odd repeats, YOLOv5 first in even ones), each repeat with seed = repeat index, every
+--crop-scale S sets the smallest random-resized-crop area on both sides: ours through its --crop-scale flag,
+YOLOv5 (which has no such flag; its classify_albumentations keeps 0.08) by running its unchanged classify/train.py
+with that one default replaced. Without it each side keeps its own default. Runs go A B A B (ours first in odd repeats, YOLOv5 first in even ones), each repeat with seed = repeat index, every
 process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
 training seconds per epoch (from each trainer's own "Training complete" line), process CPU seconds, then medians and
 ratios ours / YOLOv5. Writes the table as JSON to <out>/parity.json.
@@ -33,6 +35,13 @@ from benchmarks.data.make_digits_cls import DEFAULT_OUT, build  # noqa: E402
 
 REF_SETUP = ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"
 REF_DIR = "import os, yolov5; print(os.path.dirname(yolov5.__file__))"
+RUN_REF_WITH_CROP = """
+import functools, runpy, sys
+import yolov5.utils.augmentations as A, yolov5.utils.dataloaders as D
+D.classify_albumentations = functools.partial(A.classify_albumentations, scale=({s}, 1.0))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 MAKE_INIT = """
 import os, sys, torch, yolov5
 from yolov5.models.yolo import ClassificationModel, DetectionModel
@@ -85,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of both sides")
     p.add_argument("--repeats", type=int, default=2, help="A B pairs (seed = repeat index)")
+    p.add_argument("--crop-scale", type=float, default=None,
+                   help="smallest crop area on both sides (default: each side's own: ours scales with imgsz, YOLOv5 0.08)")
     p.add_argument("--ours-args", default="", help="extra flags for our train.py, e.g. '--crop-scale 0.08'")
     p.add_argument("--ref-setup", type=Path, default=REF_SETUP, help="YOLOv5 reference venv setup script")
     a = p.parse_args(argv)
@@ -110,8 +121,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if side == "ours":
                 cmd = [sys.executable, "train.py", "--task", "classify", "--cfg", "configs/cls/yolov5s-cls.yaml",
                        *shlex.split(common), "--name", name, "--seed", str(r), "--noplots", *shlex.split(a.ours_args)]
+                if a.crop_scale is not None:
+                    cmd += ["--crop-scale", str(a.crop_scale)]
             else:
-                cmd = ref_shell(a.ref_setup, f"python \"$(python -c '{REF_DIR}' 2>/dev/null)/classify/train.py\" "
+                runner = "" if a.crop_scale is None else f"-c {shlex.quote(RUN_REF_WITH_CROP.format(s=a.crop_scale))} "
+                cmd = ref_shell(a.ref_setup, f"python {runner}\"$(python -c '{REF_DIR}' 2>/dev/null)/classify/train.py\" "
                                              f"--model {shlex.quote(str(init))} --pretrained False {common} "
                                              f"--name {name} --seed {r}")
             log = out / f"{name}.log"
