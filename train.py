@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="global training seed")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="torch.compile the training model: auto (CUDA only), on, off")
+    p.add_argument("--no-speedups", dest="speedups", action="store_false",
+                   help="plain eager loop (no channels_last, fused optimizer, persistent workers, auto RAM cache)")
     return p
 
 

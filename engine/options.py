@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional, Union
 
+from engine.acceleration import parse_compile
 from engine.optim import OPTIMIZERS
 from utils.options import option_values
 
@@ -56,6 +57,8 @@ class TrainOptions:
     local_rank: int = -1  # set by torchrun through the LOCAL_RANK environment variable
     deterministic: bool = False  # deterministic torch kernels (bitwise-repeatable CPU runs)
     task: str = "detect"
+    speedups: bool = True  # channels_last, fused optimizer, persistent workers, auto RAM cache (engine/acceleration)
+    compile: str = "auto"  # torch.compile: 'auto' (CUDA only), 'on' or 'off'
 
     @classmethod
     def from_any(cls, opt: Union["TrainOptions", argparse.Namespace, Mapping[str, Any], None] = None,
@@ -76,8 +79,12 @@ class TrainOptions:
             raise TrainConfigError(f"--imgsz must be >= 32, got {self.imgsz}")
         if self.optimizer not in OPTIMIZERS:
             raise TrainConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-        if self.cache not in (None, "ram", "disk"):
-            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram' or 'disk'")
+        if self.cache not in (None, "ram", "disk", "auto"):
+            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram', 'disk' or 'auto'")
+        try:
+            self.compile = parse_compile(self.compile)
+        except ValueError as e:
+            raise TrainConfigError(str(e)) from None
         if not 0.0 <= self.label_smoothing < 1.0:
             raise TrainConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.workers < 0:

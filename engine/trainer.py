@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from engine import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
 from engine.checkpointing import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state, latest_checkpoint,
                                   load_resumable, restore_rng, run_end_steps)
 from engine.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp, zero_first
@@ -138,13 +139,16 @@ class Trainer:
         device = select_device("cpu" if opt.device == "cpu" else ("" if self.dist.distributed else opt.device))
         self.device = init_process_group(self.dist, device)
         self.cuda = self.device.type == "cuda"
+        self.acc = accel.plan_acceleration(self.device, opt.speedups, opt.compile, opt.deterministic,
+                                           self.dist.distributed)  # speed-ups
+        accel.apply_backend_settings(self.acc)  # speed-ups
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp: Hyp = load_hyp(self.resume_ckpt["hyp"] if self.resume_ckpt else opt.hyp)
         self.data = check_dataset(opt.data)
         names = self.data["names"]
         self.names: List[str] = ["item"] if opt.single_cls and len(names) != 1 else list(names)
         self.nc = len(self.names)
-        self.model = self._build_model().to(self.device)
+        self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
         self._setup_save_dir()
         self._freeze()
         self.gs = max(int(self.model.stride.max()), 32)
@@ -158,11 +162,14 @@ class Trainer:
         if self.main:
             self.ema = ModelEMA(self.model)
         self.stopper = EarlyStopping(opt.patience)
-        self.amp = self.cuda
+        self.amp = self.acc.amp  # speed-ups (AMP on CUDA, as before)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_ckpt:
             self._restore_training_state()
         self.model_ddp = wrap_ddp(self.model, self.dist, self.device, opt.sync_bn, probe=2 * self.gs)
+        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
+        if self.main:
+            LOGGER.info(self.acc.describe())
         self.compute_loss = ComputeLoss(self.model.detect, self.hyp, imgsz=self.imgsz,
                                         label_smoothing=opt.label_smoothing)
         self.logger = RunLogger(self.save_dir, enabled=self.main, tensorboard=True)
@@ -244,7 +251,8 @@ class Trainer:
         per_rank = opt.batch_size // self.dist.world_size
         with zero_first(self.dist):
             self.train_loader, self.train_set = create_dataloader(
-                self.data["train"], self.imgsz, per_rank, self.gs, hyp=self.hyp, augment=True, cache=opt.cache,
+                self.data["train"], self.imgsz, per_rank, self.gs, hyp=self.hyp, augment=True,
+                cache=accel.loader_cache(opt.cache, self.acc), persistent_workers=self.acc.loader_speedups,
                 rect=opt.rect, workers=opt.workers, shuffle=True, single_cls=opt.single_cls,
                 nc=len(self.data["names"]), seed=opt.seed, prefix="train: ", rank=self.dist.rank,
                 image_weights=opt.image_weights)
@@ -253,7 +261,8 @@ class Trainer:
         if self.main:
             self.val_loader, val_set = create_dataloader(
                 self.data["val"], self.imgsz, per_rank * 2, self.gs, hyp=self.hyp, augment=False,
-                cache=None if opt.noval else opt.cache, rect=True, pad=0.5, workers=opt.workers * 2,
+                cache=None if opt.noval else accel.loader_cache(opt.cache, self.acc), rect=True, pad=0.5,
+                workers=opt.workers * 2, persistent_workers=self.acc.loader_speedups,
                 single_cls=opt.single_cls, nc=len(self.data["names"]), seed=opt.seed, prefix="val: ")
             self.problems += list(val_set.problems)
         self.nb = len(self.train_loader)
@@ -276,6 +285,7 @@ class Trainer:
         self.accumulate, decay_scale = accumulation(opt.batch_size)
         self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
                                          hyp.weight_decay * decay_scale)
+        accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
         LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
@@ -342,9 +352,10 @@ class Trainer:
         pbar = tqdm(enumerate(self.train_loader), total=self.nb, disable=not self.main,
                     bar_format="{l_bar}{bar:10}{r_bar}")
         self.optimizer.zero_grad()
+        bar_due = accel.ProgressThrottle(self.nb)  # speed-ups: the loss readout syncs, so not every step
         for i, (imgs, targets, paths, _) in pbar:
             ni = i + self.nb * epoch
-            imgs = imgs.to(self.device, non_blocking=True).float() / 255
+            imgs = accel.prepare_images(imgs.to(self.device, non_blocking=True), self.acc)  # speed-ups
             if ni <= self.nw:
                 self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.hyp.warmup_bias_lr,
                                                self.hyp.warmup_momentum, self.hyp.momentum, opt.batch_size)
@@ -360,7 +371,7 @@ class Trainer:
                 self._optimizer_step()
                 self.last_opt_step = ni
             mloss = (mloss * i + items) / (i + 1)
-            if self.main:
+            if self.main and bar_due.due(i):  # speed-ups
                 mem = (f"{torch.cuda.memory_reserved(self.device) / 1e9:.3g}G",) if self.cuda else ()
                 pbar.set_description(("%11s" * (1 + len(mem)) + "%11.4g" * 5)
                                      % (f"{epoch}/{opt.epochs - 1}", *mem, *mloss.tolist(), targets.shape[0],
