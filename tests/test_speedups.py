@@ -6,15 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 from engine import acceleration as accel
 from engine.trainer import train
+from tests.test_train import _tiny_cfg
 from utils.datasets import create_dataloader
 from utils.ram_cache import resolve_cache
 from utils.synthetic import make_detection_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 # Loss tolerance (absolute, losses here are ~0.1): channels_last convolutions and the fused optimizer add the same
 # float32 terms in another order. One batch's gradients then differ by up to ~3e-4 of the largest gradient (BatchNorm
 # backward reductions), but under YOLOv5's warmup (weight LR ramping up from 0, bias LR from 0.1) the per-epoch mean
@@ -30,11 +29,7 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("speed")
     data = make_detection_dataset(root / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
                                   max_size=0.6, verbose=False)
-    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
-    d["width_multiple"] = 0.125
-    cfg = root / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
-    return {"root": root, "data": str(data), "cfg": str(cfg)}
+    return {"root": root, "data": str(data), "cfg": _tiny_cfg(root / "tiny.yaml")}
 
 
 def _run(work, name: str, speedups: bool, **hyp):
