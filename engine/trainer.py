@@ -371,11 +371,12 @@ class Trainer:
                 self._optimizer_step()
                 self.last_opt_step = ni
             mloss = (mloss * i + items) / (i + 1)
-            if self.main and bar_due.due(i):  # speed-ups
-                mem = (f"{torch.cuda.memory_reserved(self.device) / 1e9:.3g}G",) if self.cuda else ()
-                pbar.set_description(("%11s" * (1 + len(mem)) + "%11.4g" * 5)
-                                     % (f"{epoch}/{opt.epochs - 1}", *mem, *mloss.tolist(), targets.shape[0],
-                                        imgs.shape[-1]))
+            if self.main:
+                if bar_due.due(i):  # speed-ups
+                    mem = (f"{torch.cuda.memory_reserved(self.device) / 1e9:.3g}G",) if self.cuda else ()
+                    pbar.set_description(("%11s" * (1 + len(mem)) + "%11.4g" * 5)
+                                         % (f"{epoch}/{opt.epochs - 1}", *mem, *mloss.tolist(), targets.shape[0],
+                                            imgs.shape[-1]))
                 if ni < PLOT_TRAIN_BATCHES and not opt.noplots:
                     from utils.annotate import plot_images
                     plot_images(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg", self.names)
