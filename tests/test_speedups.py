@@ -58,8 +58,8 @@ def test_speedups_keep_the_loss_trajectory(work):
 
 
 def test_persistent_workers_follow_set_epoch(work):
-    loader, ds = create_dataloader(str(Path(work["data"]).parent / "images" / "train"), 64, 4, 32, augment=True, workers=1,
-                                   shuffle=True, persistent_workers=True)
+    images = str(Path(work["data"]).parent / "images" / "train")
+    loader, ds = create_dataloader(images, 64, 4, 32, augment=True, workers=1, shuffle=True, persistent_workers=True)
     batches = []
     for epoch in range(2):
         loader.set_epoch(epoch)

@@ -36,7 +36,8 @@ class ModelEMA:
         self.updates += 1
         d = self.decay(self.updates)
         msd = de_parallel(model).state_dict()
-        pairs = [(v, msd[k].detach().to(v.dtype)) for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
+        pairs = [(v, msd[k].detach().to(v.dtype)) for k, v in self.ema.state_dict().items()
+                 if v.dtype.is_floating_point]
         if pairs:  # one multi-tensor kernel per op instead of two per tensor; same arithmetic as v * d + m * (1 - d)
             ema_t, model_t = map(list, zip(*pairs))
             torch._foreach_mul_(ema_t, d)
