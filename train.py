@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from engine.core.acceleration import add_speedup_args
 from engine.core.optim import OPTIMIZERS
 from engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
 from utils.cli import RESUME_HINT, add_run_folder_args, run_cli
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="global training seed")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
+    add_speedup_args(p)
     return p
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                                   # yolov5s, 320 px, batch 8, CPU
     python benchmarks/train_step.py --cfg configs/yolov5n.yaml --steps 20
+    python benchmarks/train_step.py --ab --threads 1    # plain loop vs speed-ups (engine/acceleration), interleaved
 Prints the median, mean and min wall seconds per step, images per second, and the median process CPU time per step
 (which, unlike wall time, does not grow when other processes share the cores).
 """
@@ -17,9 +18,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
+from engine.core import acceleration as accel
 from engine.core.optim import build_optimizer
 from models import DetectionModel
 from models.loss import ComputeLoss
+from utils.ema import ModelEMA
 from utils.hyp import Hyp
 from utils.torch_utils import select_device
 
@@ -44,12 +47,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--ab", action="store_true", help="plain loop vs speed-ups (channels_last, fused optimizer, "
+                   "multi-tensor EMA), interleaved; prints the CPU-time ratio")
     opt = p.parse_args(argv)
     if opt.threads:
         torch.set_num_threads(opt.threads)
     device = select_device(opt.device)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
+    if opt.ab:
+        return ab_compare(opt, device, gen)
     model = DetectionModel(opt.cfg, nc=opt.nc).to(device).train()
     hyp = Hyp()
     loss_fn = ComputeLoss(model.detect, hyp, imgsz=opt.imgsz)
@@ -79,6 +86,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"median {med:.3f} s/step, mean {statistics.mean(times):.3f}, min {min(times):.3f}, "
           f"max {max(times):.3f} over {opt.steps} steps ({opt.batch_size / med:.1f} images/s at the median)")
     print(f"median process CPU time {cpu:.3f} s/step (all threads; wall >> CPU / threads means the cores are shared)")
+    return 0
+
+
+def ab_compare(opt: argparse.Namespace, device: torch.device, gen: torch.Generator) -> int:
+    """The full optimizer step (with gradient clipping and EMA, as the trainer) with and without the speed-ups."""
+    import copy
+
+    base = DetectionModel(opt.cfg, nc=opt.nc).to(device).train()
+    images = torch.randint(0, 256, (opt.batch_size, 3, opt.imgsz, opt.imgsz), dtype=torch.uint8, generator=gen)
+    targets = random_targets(opt.batch_size, 8, opt.nc, gen).to(device)
+    hyp = Hyp()
+    arms = {}
+    for name, fast in (("plain", False), ("speed-ups", True)):
+        acc = accel.plan_acceleration(device, speedups=fast, compile_mode="off")
+        m = accel.to_memory_format(copy.deepcopy(base), acc)
+        optimizer = accel.fuse_optimizer(build_optimizer(m, "SGD", hyp.lr0, hyp.momentum, hyp.weight_decay), acc)
+        arms[name] = (acc, m, optimizer, ModelEMA(m), ComputeLoss(m.detect, hyp, imgsz=opt.imgsz))
+
+    def step(name: str) -> float:
+        acc, m, optimizer, ema, loss_fn = arms[name]
+        c0 = time.process_time()
+        loss, _ = loss_fn(m(accel.prepare_images(images.to(device), acc)), targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 10.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        ema.update(m)
+        return time.process_time() - c0
+
+    cpu = {name: [] for name in arms}
+    for rnd in tqdm(range(opt.warmup + opt.steps), desc="A/B rounds", leave=False):
+        for name in (list(arms) if rnd % 2 == 0 else list(arms)[::-1]):
+            t = step(name)
+            if rnd >= opt.warmup:
+                cpu[name].append(t)
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"{Path(opt.cfg).stem} train step A/B, imgsz {opt.imgsz}, batch {opt.batch_size}, {device}, "
+          f"{torch.get_num_threads()} threads: median process CPU s/step plain {med['plain']:.3f}, "
+          f"speed-ups {med['speed-ups']:.3f}, ratio {med['plain'] / med['speed-ups']:.2f}x over {opt.steps} rounds")
     return 0
 
 

@@ -29,6 +29,7 @@ from utils.hyp import Hyp, load_hyp
 from utils.label_check import CACHE_VERSION, NUM_THREADS, scan_labels, summarize, verify_image_label  # noqa: F401
 from utils.logging import LOGGER
 from utils.media import IMG_FORMATS, VID_FORMATS  # noqa: F401
+from utils.ram_cache import resolve_cache
 
 PathLike = Union[str, os.PathLike]
 
@@ -49,8 +50,10 @@ class DetectionDataset(Dataset):
                  augment: bool = False, hyp: Union[Hyp, dict, PathLike, None] = None, rect: bool = False,
                  cache: Union[str, bool, None] = None, single_cls: bool = False, stride: int = 32, pad: float = 0.0,
                  nc: Optional[int] = None, image_weights: bool = False, seed: int = 0, prefix: str = ""):
-        if cache not in (None, False, True, "ram", "disk"):
-            raise DatasetError(f"{prefix}cache must be 'ram', 'disk' or None, got {cache!r}")
+        if cache not in (None, False, True, "ram", "disk", "auto"):
+            raise DatasetError(f"{prefix}cache must be 'ram', 'disk', 'auto' or None, got {cache!r}")
+        # the epoch lives in shared memory so persistent loader workers see set_epoch() (speed-ups, issue 18)
+        self._shared_epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.img_size, self.stride, self.pad = int(img_size), int(stride), float(pad)
         self.augment, self.rect, self.image_weights = augment, rect, image_weights
         self.mosaic = augment and not rect  # mosaic would undo the rectangular batch shapes
@@ -91,7 +94,7 @@ class DetectionDataset(Dataset):
             self._make_rect_batches(n_batches)
 
         self.ims: List[Optional[np.ndarray]] = [None] * self.n
-        self.cache_mode = "ram" if cache is True else (cache or None)
+        self.cache_mode = "ram" if cache is True else (resolve_cache(cache, self.n, self.img_size) or None)
         if self.cache_mode:
             self._cache_images()
 
@@ -153,6 +156,14 @@ class DetectionDataset(Dataset):
         LOGGER.info(f"{self.prefix}Cached {self.n} images ({total / 1e9:.2f} GB {self.cache_mode})")
 
     # -- epochs
+    @property
+    def epoch(self) -> int:
+        return int(self._shared_epoch)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._shared_epoch.fill_(int(value))
+
     def set_epoch(self, epoch: int) -> None:
         """Epoch that seeds this epoch's augmentations (and image-weight resampling)."""
         self.epoch = int(epoch)
@@ -283,8 +294,12 @@ class EpochLoader(DataLoader):
 
 
 def build_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, workers: int = 0, seed: int = 0,
-                 rank: int = -1, collate_fn: Optional[Callable] = None, drop_last: bool = False) -> EpochLoader:
-    """The EpochLoader of every task: (seed, epoch)-shuffled, or sharded by a DistributedSampler when rank != -1."""
+                 rank: int = -1, collate_fn: Optional[Callable] = None, drop_last: bool = False,
+                 persistent_workers: bool = False) -> EpochLoader:
+    """The EpochLoader of every task: (seed, epoch)-shuffled, or sharded by a DistributedSampler when rank != -1.
+
+    persistent_workers keeps the worker processes between epochs: only for datasets whose epoch reaches them
+    through shared memory (DetectionDataset)."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
     if rank != -1:
         sampler: Optional[Sampler] = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
@@ -294,7 +309,7 @@ def build_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, wo
     generator.manual_seed(seed + max(rank, 0))
     return EpochLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                        pin_memory=torch.cuda.is_available(), collate_fn=collate_fn, worker_init_fn=seed_worker,
-                       generator=generator, drop_last=drop_last)
+                       generator=generator, drop_last=drop_last, persistent_workers=persistent_workers and workers > 0)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -309,9 +324,11 @@ def create_dataloader(path: Union[PathLike, Sequence[PathLike]], imgsz: int, bat
                       hyp: Union[Hyp, dict, PathLike, None] = None, augment: bool = False,
                       cache: Union[str, bool, None] = None, pad: float = 0.0, rect: bool = False, workers: int = 0,
                       shuffle: bool = False, single_cls: bool = False, nc: Optional[int] = None, seed: int = 0,
-                      prefix: str = "", rank: int = -1, image_weights: bool = False
+                      prefix: str = "", rank: int = -1, image_weights: bool = False, persistent_workers: bool = False
                       ) -> Tuple[EpochLoader, DetectionDataset]:
-    """Build a DetectionDataset and its loader; ``rank != -1`` shards it with a DistributedSampler."""
+    """Build a DetectionDataset and its loader; ``rank != -1`` shards it with a DistributedSampler.
+
+    persistent_workers keeps the worker processes between epochs (the epoch reaches them through shared memory)."""
     if rect and shuffle:
         LOGGER.warning(f"{prefix}--rect is incompatible with shuffling, shuffle=False")
         shuffle = False
@@ -321,5 +338,5 @@ def create_dataloader(path: Union[PathLike, Sequence[PathLike]], imgsz: int, bat
                                single_cls=single_cls, stride=stride, pad=pad, nc=nc, image_weights=image_weights,
                                seed=seed, prefix=prefix)
     loader = build_loader(dataset, min(batch_size, len(dataset)), shuffle=shuffle, workers=workers, seed=seed,
-                          rank=rank, collate_fn=DetectionDataset.collate_fn)
+                          rank=rank, collate_fn=DetectionDataset.collate_fn, persistent_workers=persistent_workers)
     return loader, dataset

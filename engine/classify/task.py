@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from engine.classify.data import ClassifyAugment, create_classify_loader, default_crop_scale, resolve_classify_data
 from engine.classify.val_run import ClassifyMetrics, evaluate
+from engine.core import acceleration as accel
 from engine.core.ddp import zero_first
 from engine.core.optim import OPTIMIZERS
 from engine.core.options import RunOptions, TrainConfigError
@@ -175,7 +176,8 @@ class ClassifyTask(TrainTask):
 
     def prepare_batch(self, t: "Trainer", batch: Sequence[Any], ni: int) -> Batch:
         images, labels = batch
-        return images.to(t.device, non_blocking=True), labels.to(t.device), len(labels)
+        images = accel.in_memory_format(images.to(t.device, non_blocking=True), t.acc)  # speed-ups
+        return images, labels.to(t.device), len(labels)
 
     def validate(self, t: "Trainer", model: nn.Module, final: bool) -> ClassifyMetrics:
         ce = nn.CrossEntropyLoss(label_smoothing=t.opt.label_smoothing)
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
+    accel.add_speedup_args(p)
     return p
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Collection, Dict, Mapping, Union
 
+from engine.core.acceleration import parse_compile
 from engine.core.optim import OPTIMIZERS
 from utils.option_values import option_values
 
@@ -43,6 +44,8 @@ class RunOptions:
     local_rank: int = -1  # set by torchrun through the LOCAL_RANK environment variable
     deterministic: bool = False  # deterministic torch kernels (bitwise-repeatable CPU runs)
     task: str = "detect"
+    speedups: bool = True  # channels_last, fused optimizer, persistent workers, auto RAM cache (engine/acceleration)
+    compile: str = "auto"  # torch.compile: 'auto' (CUDA only), 'on' or 'off'
 
     MIN_IMGSZ: ClassVar[int] = 32
     IGNORED: ClassVar[Collection[str]] = ()  # other tasks' train.py keys accepted and dropped (from a shared parser)
@@ -69,6 +72,10 @@ class RunOptions:
                 raise TrainConfigError(f"{rule}, got {value}")
         if self.optimizer not in OPTIMIZERS:
             raise TrainConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        try:
+            self.compile = parse_compile(self.compile)
+        except ValueError as e:
+            raise TrainConfigError(str(e)) from None
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (what opt.yaml and checkpoints store)."""

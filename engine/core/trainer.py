@@ -21,6 +21,7 @@ import torch.nn as nn
 import yaml
 from tqdm import tqdm
 
+from engine.core import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
 from engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
 from engine.core.loggers import RunLogger
 from engine.core.optim import accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda, \
@@ -110,10 +111,13 @@ class Trainer:
         device = select_device("cpu" if opt.device == "cpu" else ("" if self.dist.distributed else opt.device))
         self.device = init_process_group(self.dist, device)
         self.cuda = self.device.type == "cuda"
+        self.acc = accel.plan_acceleration(self.device, opt.speedups, opt.compile, opt.deterministic,
+                                           self.dist.distributed)  # speed-ups
+        accel.apply_backend_settings(self.acc)  # speed-ups
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
         task.setup_data(self)
-        self.model = self._build_model().to(self.device)
+        self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
         self._setup_save_dir()
         task.setup_model(self)
         self.gs = task.grid_size(self.model)
@@ -125,11 +129,14 @@ class Trainer:
         self._setup_optimizer()
         self.ema = ModelEMA(self.model) if self.is_rank0 else None
         self.stopper = EarlyStopping(opt.patience)
-        self.amp = self.cuda
+        self.amp = self.acc.amp  # speed-ups (AMP on CUDA, as before)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_ckpt:
             self._restore_training_state()
         self.model_ddp = wrap_ddp(self.model, self.dist, self.device, opt.sync_bn, probe=max(2 * self.gs, 64))
+        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
+        if self.is_rank0:
+            LOGGER.info(self.acc.describe())
         task.setup_loss(self)
         self.logger = RunLogger(self.save_dir, task.result_keys, enabled=self.is_rank0, tensorboard=True)
         if self.resume_ckpt:
@@ -184,6 +191,7 @@ class Trainer:
         self.accumulate, decay_scale = accumulation(opt.batch_size, self.task.nominal_batch)
         self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
                                          hyp.weight_decay * decay_scale)
+        accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
         LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
@@ -241,6 +249,7 @@ class Trainer:
         mloss = torch.zeros(len(task.loss_names), device=self.device)
         pbar = self._progress_bar()
         self.optimizer.zero_grad()
+        bar_due = accel.ProgressThrottle(self.nb)  # speed-ups: the loss readout syncs, so not every step
         for i, batch in pbar:
             ni = i + self.nb * epoch
             if ni <= self.nw:
@@ -255,7 +264,7 @@ class Trainer:
                 self._optimizer_step()
                 self.last_opt_step = ni
             mloss = (mloss * i + items) / (i + 1)
-            if self.is_rank0:
+            if self.is_rank0 and bar_due.due(i):  # speed-ups
                 mem = (f"{torch.cuda.memory_reserved(self.device) / 1e9:.3g}G",) if self.cuda else ()
                 pbar.set_description(("%11s" * (1 + len(mem)) + "%11.4g" * (len(mloss) + 2))
                                      % (f"{epoch}/{self.opt.epochs - 1}", *mem, *mloss.tolist(), instances,

@@ -20,7 +20,7 @@ class DetectOptions(RunOptions):
     hyp: Union[str, dict] = DEFAULT_HYP  # hyperparameter YAML (or a dict)
     rect: bool = False  # rectangular training batches
     noautoanchor: bool = False
-    cache: Optional[str] = None  # 'ram' or 'disk'
+    cache: Optional[str] = None  # 'ram', 'disk' or 'auto' (RAM when it fits; the default with speed-ups on)
     image_weights: bool = False  # sample images by their classes' current mAP
     multi_scale: bool = False  # vary the image size +/- 50% per batch
     single_cls: bool = False  # train every class as one
@@ -34,8 +34,8 @@ class DetectOptions(RunOptions):
         super().check()
         if self.task != "detect":
             raise TrainConfigError(f"--task {self.task!r}: these are detection options (--task detect)")
-        if self.cache not in (None, "ram", "disk"):
-            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram' or 'disk'")
+        if self.cache not in (None, "ram", "disk", "auto"):
+            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram', 'disk' or 'auto'")
         if not isinstance(self.freeze, (list, tuple)):
             self.freeze = [self.freeze]
         self.freeze = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in self.freeze]

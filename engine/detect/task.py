@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.core import acceleration as accel
 from engine.core.ddp import zero_first
 from engine.core.options import TrainConfigError
 from engine.core.task import Batch, TrainTask
@@ -125,14 +126,16 @@ class DetectTask(TrainTask):
                       seed=opt.seed)
         with zero_first(t.dist):
             t.train_loader, t.train_set = create_dataloader(
-                t.data["train"], t.imgsz, per_rank, t.gs, augment=True, cache=opt.cache, rect=opt.rect, shuffle=True,
+                t.data["train"], t.imgsz, per_rank, t.gs, augment=True, cache=accel.loader_cache(opt.cache, t.acc),
+                persistent_workers=t.acc.loader_speedups, rect=opt.rect, shuffle=True,
                 prefix="train: ", rank=t.dist.rank, image_weights=opt.image_weights, **common)
         t.problems = list(t.train_set.problems)
         t.val_loader = None
         if t.is_rank0:
             t.val_loader, val_set = create_dataloader(
-                t.data["val"], t.imgsz, per_rank * 2, t.gs, augment=False, cache=None if opt.noval else opt.cache,
-                rect=True, pad=0.5, prefix="val: ", **{**common, "workers": opt.workers * 2})
+                t.data["val"], t.imgsz, per_rank * 2, t.gs, augment=False,
+                cache=None if opt.noval else accel.loader_cache(opt.cache, t.acc), rect=True, pad=0.5,
+                persistent_workers=t.acc.loader_speedups, prefix="val: ", **{**common, "workers": opt.workers * 2})
             t.problems += list(val_set.problems)
         t.model.class_weights = labels_to_class_weights(t.train_set.labels, t.nc) * t.nc
 
@@ -165,7 +168,7 @@ class DetectTask(TrainTask):
 
     def prepare_batch(self, t: "Trainer", batch: Sequence[Any], ni: int) -> Batch:
         imgs, targets, paths, _ = batch
-        imgs = imgs.to(t.device, non_blocking=True).float() / 255
+        imgs = accel.prepare_images(imgs.to(t.device, non_blocking=True), t.acc)  # speed-ups
         if t.opt.multi_scale:
             imgs = self._rescale(imgs, t.imgsz, t.gs)
         if t.is_rank0 and ni < PLOT_TRAIN_BATCHES and not t.opt.noplots:
