@@ -26,6 +26,10 @@ from utils.torch_utils import time_sync
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
 
 
+class InputReadError(ValueError):
+    """An input given to a predictor's predict() could not be read (path + reason)."""
+
+
 class PredictStep:
     """One task's part of prediction; `opts` is the task's own options object (thresholds, image size, top-k)."""
 
@@ -156,6 +160,19 @@ class Predictor:
             else:
                 yield from item[1]
 
+    def collect(self, source: Union[SourceSpec, Source], opts: Any, batch_size: int = 1, vid_stride: int = 1,
+                skip_failed: bool = False, error: type = InputReadError) -> List[Any]:
+        """Every result in a list; an unreadable input raises `error` unless skip_failed, which logs it and goes on."""
+        results = []
+        for item in self.stream(source, opts, batch_size, vid_stride):
+            if isinstance(item, Failure):
+                if not skip_failed:
+                    raise error(f"{item.path}: {item.reason}")
+                LOGGER.warning(f"WARNING: {item.path}: skipped, {item.reason}")
+                continue
+            results.append(item)
+        return results
+
     def run(self, source: Union[SourceSpec, Source], opts: Any, out: OutputOptions, batch_size: int = 1,
             vid_stride: int = 1) -> PredictReport:
         """Predict on every input, writing and logging what `out` asks; unreadable inputs are logged and skipped."""
@@ -164,7 +181,10 @@ class Predictor:
         report = PredictReport(save_dir=out.save_dir, inputs=len(src),
                                shape=(batch_size, 3, *self.step.input_shape(opts)))
         totals = dict.fromkeys(STAGES, 0.0)
-        writer = OutputWriter(out.save_dir) if out.save_dir is not None else None
+        writer = None
+        if out.save_dir is not None:
+            out.save_dir.mkdir(parents=True, exist_ok=True)
+            writer = OutputWriter(out.save_dir)
         t_start = time.perf_counter()
         try:
             for item in self.batches(src, opts, batch_size, vid_stride):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from engine.core import predictor
 from engine.core.predictor import PredictStep, Predictor
 from engine.core.sources import Failure, Frame, Source, SourceSpec
 from engine.detect.results import Result
@@ -38,7 +39,7 @@ class DetectorError(ValueError):
     """Weights that cannot be used for detection, or prediction options out of range."""
 
 
-class InputReadError(DetectorError):
+class InputReadError(DetectorError, predictor.InputReadError):
     """An input given to Detector.predict could not be read (path + reason)."""
 
 
@@ -205,16 +206,8 @@ class Detector(Predictor):
         An unreadable input raises InputReadError unless skip_failed, which logs it and goes on. For long videos
         and streams iterate ``stream`` instead: every Result keeps its original image.
         """
-        opts = self.options(conf, iou, imgsz, classes, agnostic, max_det)
-        results = []
-        for item in self.stream(images, opts, batch_size, vid_stride):
-            if isinstance(item, Failure):
-                if not skip_failed:
-                    raise InputReadError(f"{item.path}: {item.reason}")
-                LOGGER.warning(f"WARNING: {item.path}: skipped, {item.reason}")
-                continue
-            results.append(item)
-        return results
+        return self.collect(images, self.options(conf, iou, imgsz, classes, agnostic, max_det), batch_size,
+                            vid_stride, skip_failed, error=InputReadError)
 
     __call__ = predict
 
