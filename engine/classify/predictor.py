@@ -55,7 +55,7 @@ class ClassPrediction:
 
 
 @dataclass(frozen=True)
-class ClassifyOptions:
+class ClassifyPredictOptions:
     """Options of one prediction call: the square input size and how many classes to report."""
 
     imgsz: int = 224
@@ -87,7 +87,7 @@ class ClassifyPredictStep(PredictStep):
         self.names = list(getattr(model, "names", []))
         self._transform: Optional[EvalTransform] = None
 
-    def preprocess(self, images: Sequence[np.ndarray], opts: ClassifyOptions) -> Tuple[torch.Tensor, None]:
+    def preprocess(self, images: Sequence[np.ndarray], opts: ClassifyPredictOptions) -> Tuple[torch.Tensor, None]:
         if self._transform is None or self._transform.size != opts.imgsz:
             self._transform = eval_transform(opts.imgsz)
         tf = self._transform
@@ -100,7 +100,7 @@ class ClassifyPredictStep(PredictStep):
             return self.model(x)
 
     def postprocess(self, raw: torch.Tensor, x: torch.Tensor, context: Any, frames: Sequence[Frame],
-                    opts: ClassifyOptions) -> List[ClassPrediction]:
+                    opts: ClassifyPredictOptions) -> List[ClassPrediction]:
         probs = raw.float().softmax(1)
         p, idx = probs.topk(min(opts.topk, probs.shape[1]), dim=1)
         names = self.names
@@ -108,7 +108,7 @@ class ClassifyPredictStep(PredictStep):
                                 top=[(c, names[c] if c < len(names) else str(c), prob) for c, prob in zip(ii, pi)])
                 for f, pi, ii in zip(frames, p.tolist(), idx.tolist())]
 
-    def input_shape(self, opts: ClassifyOptions) -> Tuple[int, int]:
+    def input_shape(self, opts: ClassifyPredictOptions) -> Tuple[int, int]:
         return opts.imgsz, opts.imgsz
 
     def describe(self, result: ClassPrediction, frame: Frame) -> str:
@@ -133,11 +133,11 @@ class Classifier(Predictor):
         super().__init__(ClassifyPredictStep(model, device, half))
         self.model, self.device, self.names = model, device, self.step.names
 
-    def options(self, imgsz: int = 224, topk: int = 5) -> ClassifyOptions:
+    def options(self, imgsz: int = 224, topk: int = 5) -> ClassifyPredictOptions:
         """Checked options: topk >= 1, imgsz a static-shape export's own size."""
         if topk < 1:
             raise ValueError(f"--topk must be >= 1, got {topk}")
-        return ClassifyOptions(backend_imgsz(self.model, int(imgsz)), int(topk))
+        return ClassifyPredictOptions(backend_imgsz(self.model, int(imgsz)), int(topk))
 
     def predict(self, images: SourceSpec, imgsz: int = 224, topk: int = 5, batch_size: int = 1,
                 vid_stride: int = 1, skip_failed: bool = False) -> List[ClassPrediction]:
