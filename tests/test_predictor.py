@@ -2,7 +2,6 @@
 its own step, and write their own outputs (YOLO label rows; top-k 'prob name' rows)."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,6 @@ from engine.detect.predict_run import DetectConfig, run_detect
 from engine.detect.predictor import DetectPredictStep, Detector
 from models import DetectionModel
 from models.classification import ClassificationModel
-from utils.logging import LOGGER
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["red", "green", "blue"]
@@ -51,16 +49,7 @@ def models():
     return Detector(det, device="cpu"), Classifier(model=cls, device="cpu")
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages: list = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def test_both_tasks_run_through_one_predictor_loop(models, images, tmp_path, monkeypatch):
+def test_both_tasks_run_through_one_predictor_loop(models, images, tmp_path, monkeypatch, log_lines):
     detector, classifier = models
     assert isinstance(detector, Predictor) and isinstance(classifier, Predictor)
     for name in ("run", "predict_frames", "batches", "collect"):  # the loop itself is not re-implemented per task
@@ -73,22 +62,16 @@ def test_both_tasks_run_through_one_predictor_loop(models, images, tmp_path, mon
         return real(self, frames, opts)
 
     monkeypatch.setattr(Predictor, "predict_frames", spy)
-    handler = _Collect()
-    LOGGER.addHandler(handler)
-    try:
-        det_report = run_detect(DetectConfig(weights="", source=str(images), imgsz=IMGSZ, conf_thres=0.0, max_det=4,
-                                             save_txt=True, save_conf=True, project=tmp_path / "det"),
-                                detector=detector)
-        cls_report = predict_classifier(model=classifier.model, source=str(images), imgsz=IMGSZ, topk=2,
-                                        device="cpu", save_dir=tmp_path / "cls", save_txt=True)
-    finally:
-        LOGGER.removeHandler(handler)
+    det_report = run_detect(DetectConfig(weights="", source=str(images), imgsz=IMGSZ, conf_thres=0.0, max_det=4,
+                                         save_txt=True, save_conf=True, project=tmp_path / "det"), detector=detector)
+    cls_report = predict_classifier(model=classifier.model, source=str(images), imgsz=IMGSZ, topk=2, device="cpu",
+                                    save_dir=tmp_path / "cls", save_txt=True)
     assert steps == [DetectPredictStep] * 3 + [ClassifyPredictStep] * 3
     assert type(det_report) is type(cls_report) is core.PredictReport
     assert det_report.frames == cls_report.frames == 3 and det_report.exit_code == cls_report.exit_code == 0
-    per_image = [m for m in handler.messages if m.startswith("image ")]
+    per_image = [m for m in log_lines if m.startswith("image ")]
     assert len(per_image) == 6 and all(m.endswith("ms") for m in per_image)
-    speed = [m for m in handler.messages if m.startswith("Speed: ")]
+    speed = [m for m in log_lines if m.startswith("Speed: ")]
     assert len(speed) == 2 and "ms NMS per image at shape (1, 3, 64, 64)" in speed[0]
     assert "ms post-process per image at shape (1, 3, 64, 64)" in speed[1]
 
