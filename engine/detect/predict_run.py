@@ -45,9 +45,6 @@ class DetectConfig:
     batch_size: int = 1
 
 
-DetectReport = PredictReport  # what run_detect returns (the shared loop's report)
-
-
 def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> PredictReport:
     """Run detection as detect.py does; bad weights/source/options raise ValueError subclasses before any output."""
     if cfg.vid_stride < 1:
