@@ -66,7 +66,7 @@ def main() -> None:
           f"{n_det / max(report.frames, 1):.1f} detections/image")
     print(f"{'stage':<14}{'ms/image':>10}{'share':>8}")
     for key, label in (("read", "read"), ("preprocess", "pre-process"), ("inference", "inference"),
-                       ("nms", "NMS"), ("write", "draw+write")):
+                       ("postprocess", "NMS"), ("write", "draw+write")):
         print(f"{label:<14}{s[key]:>10.1f}{s[key] / total:>8.0%}")
     print(f"{'sum':<14}{total:>10.1f}")
     print(f"end-to-end: {report.frames / report.wall_s:.2f} images/s ({report.wall_s * 1e3 / report.frames:.1f} "

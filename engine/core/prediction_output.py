@@ -15,7 +15,7 @@ FOURCC = "mp4v"
 class OutputWriter:
     """Output files of a prediction run: names per input (unique within the run), images, and the open video writer.
 
-    Inputs are anything with `index`, `path`, `kind` and `fps` (a sources.Frame, a detection Result)."""
+    Inputs are anything with `index`, `path`, `kind` and `fps` (the loop passes each result's sources.Frame)."""
 
     def __init__(self, save_dir: Path):
         self.save_dir = save_dir

@@ -5,28 +5,32 @@
     >>> results[0].boxes, results[0].scores, results[0].class_ids  # xyxy in original pixels
     >>> cv2.imwrite("a_pred.jpg", results[0].plot())
 
-detect.py runs the same ``Detector.stream`` code path, so its label files equal these predictions.
+A Detector is the shared engine.core.predictor.Predictor with detection's step (DetectPredictStep); detect.py runs
+the same loop (``Predictor.run``), so its label files equal these predictions.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 
+from engine.core import predictor
+from engine.core.predictor import PredictStep, Predictor
+from engine.core.sources import Failure, Frame, Source, SourceSpec
 from engine.detect.results import Result
-from engine.core.sources import Failure, Frame, Source, SourceSpec, batched, iter_frames, resolve_source
 from engine.backends import Backend, TorchBackend, load_backend
 from utils.augment import letterbox
 from utils.boxes import scale_boxes
 from utils.image_size import stride_multiple
 from utils.logging import LOGGER
 from utils.nms import non_max_suppression
-from utils.torch_utils import select_device, time_sync
+from utils.torch_utils import select_device
 
 ImgSize = Union[int, Sequence[int]]
 
@@ -35,7 +39,7 @@ class DetectorError(ValueError):
     """Weights that cannot be used for detection, or prediction options out of range."""
 
 
-class InputReadError(DetectorError):
+class InputReadError(DetectorError, predictor.InputReadError):
     """An input given to Detector.predict could not be read (path + reason)."""
 
 
@@ -75,43 +79,30 @@ def check_imgsz(imgsz: ImgSize, stride: int) -> Tuple[int, int]:
     return h, w
 
 
-class Detector:
-    """Load weights once (any backend: .pt, .onnx, *_openvino_model/, .torchscript), then predict on any source."""
+class DetectPredictStep(PredictStep):
+    """Detection's part of prediction: letterbox, decoded boxes, NMS, boxes scaled back to each original image."""
 
-    def __init__(self, weights: Union[str, os.PathLike, nn.Module, Backend], device: Union[str, torch.device] = "",
-                 half: bool = False, fuse: bool = True):
-        self.device = select_device(device)
-        if half and self.device.type != "cuda":
-            LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {self.device.type}")
-            half = False
-        self.backend = weights if isinstance(weights, Backend) else load_backend(weights, self.device, half, fuse)
-        self.weights = self.backend.source
-        if self.backend.task != "detect":
-            raise DetectorError(f"{self.weights}: a {self.backend.task!r} model; detection needs a detection "
-                                f"checkpoint (task 'detect', a Detect head)")
-        self.half = self.backend.fp16
-        self.names: List[str] = list(self.backend.names)
-        self.nc = self.backend.nc
-        self.stride = self.backend.stride
-        self._warm = self.device.type != "cuda"  # only CUDA needs a warm-up before timing means anything
+    postprocess_name = "NMS"
 
-    @property
-    def model(self) -> nn.Module:
-        """The PyTorch model (PyTorch backend only)."""
-        if not isinstance(self.backend, TorchBackend):
-            raise DetectorError(f"{self.weights}: a {self.backend.kind} backend has no PyTorch model")
-        return self.backend.model
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.device = backend.device
+        self.half = backend.fp16
+        self.names: List[str] = list(backend.names)
 
-    # ---- stages -------------------------------------------------------------------------------------------------
-    def preprocess(self, images: Sequence[np.ndarray], imgsz: Tuple[int, int]
+    def preprocess(self, images: Sequence[np.ndarray], opts: PredictOptions
                    ) -> Tuple[torch.Tensor, List[Tuple[Tuple[float, float], Tuple[float, float]]]]:
+        return self.letterbox_batch(images, opts.imgsz)
+
+    def letterbox_batch(self, images: Sequence[np.ndarray], imgsz: Tuple[int, int]
+                        ) -> Tuple[torch.Tensor, List[Tuple[Tuple[float, float], Tuple[float, float]]]]:
         """Letterbox BGR images to one (B, 3, H, W) RGB input in [0, 1]; returns it and each image's ratio_pad.
 
         Each image is letterboxed with minimal stride padding; images of a batch whose shapes differ are padded
         further (centred) to the largest shape, which keeps their scale, so only the padding changes.
         """
         # a static-shape export takes exactly its size: pad to it instead of to the next stride multiple
-        boxed = [letterbox(im, imgsz, auto=self.backend.dynamic, stride=self.stride) for im in images]
+        boxed = [letterbox(im, imgsz, auto=self.backend.dynamic, stride=self.backend.stride) for im in images]
         H, W = max(b[0].shape[0] for b in boxed), max(b[0].shape[1] for b in boxed)
         arrays, ratio_pads = [], []
         for im, (rw, rh), (dw, dh) in boxed:
@@ -128,39 +119,72 @@ class Detector:
         x = (x.half() if self.half else x.float()) / 255
         return x, ratio_pads
 
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded predictions (B, N, 5 + nc) in input pixels."""
-        if not self._warm:
-            self.backend(torch.zeros_like(x))
-            self._warm = True
         return self.backend(x)
 
-    def postprocess(self, pred: torch.Tensor, opts: PredictOptions) -> List[torch.Tensor]:
-        return non_max_suppression(pred, opts.conf, opts.iou, classes=opts.classes, agnostic=opts.agnostic,
+    def postprocess(self, raw: torch.Tensor, x: torch.Tensor, context: Any, frames: Sequence[Frame],
+                    opts: PredictOptions) -> List[Result]:
+        """NMS, then each image's boxes in its original pixels."""
+        dets = non_max_suppression(raw, opts.conf, opts.iou, classes=opts.classes, agnostic=opts.agnostic,
                                    max_det=opts.max_det)
-
-    def predict_frames(self, frames: Sequence[Frame], opts: PredictOptions) -> List[Result]:
-        """Run one batch of frames through pre-process, model and NMS; boxes come back in original pixels."""
-        t0 = time_sync()
-        x, ratio_pads = self.preprocess([f.image for f in frames], opts.imgsz)
-        t1 = time_sync()
-        pred = self.infer(x)
-        t2 = time_sync()
-        dets = self.postprocess(pred, opts)
-        t3 = time_sync()
-        n = len(frames)
-        speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n, "nms": (t3 - t2) * 1e3 / n}
         results = []
-        for f, det, rp in zip(frames, dets, ratio_pads):
+        for f, det, rp in zip(frames, dets, context):
             det = det.float()
             boxes = scale_boxes(x.shape[2:], det[:, :4].clone(), f.image.shape[:2], ratio_pad=rp)
             results.append(Result(path=f.path, orig_img=f.image, boxes=boxes.cpu().numpy(),
                                   scores=det[:, 4].cpu().numpy(), class_ids=det[:, 5].cpu().numpy().astype(np.int64),
                                   names=self.names, input_shape=tuple(x.shape[2:]), kind=f.kind, frame=f.frame,
-                                  index=f.index, frames=f.frames, fps=f.fps, speed={"read": f.read_ms, **speed}))
+                                  index=f.index, frames=f.frames, fps=f.fps))
         return results
 
-    # ---- sources ------------------------------------------------------------------------------------------------
+    def input_shape(self, opts: PredictOptions) -> Tuple[int, int]:
+        return opts.imgsz
+
+    def describe(self, result: Result, frame: Frame) -> str:
+        h, w = result.input_shape
+        return f"{h}x{w} {result.summary()}"
+
+    def label_lines(self, result: Result, save_conf: bool) -> List[str]:
+        return result.yolo_lines(save_conf)
+
+    def draw(self, result: Result, frame: Frame, style: Dict[str, Any]) -> np.ndarray:
+        return result.plot(**style)
+
+    def save_crops(self, result: Result, folder: Path, stem: str) -> None:
+        if len(result):
+            result.save_crops(folder, stem=stem)
+
+
+class Detector(Predictor):
+    """Load weights once (any backend: .pt, .onnx, *_openvino_model/, .torchscript), then predict on any source."""
+
+    def __init__(self, weights: Union[str, os.PathLike, nn.Module, Backend], device: Union[str, torch.device] = "",
+                 half: bool = False, fuse: bool = True):
+        device = select_device(device)
+        if half and device.type != "cuda":
+            LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {device.type}")
+            half = False
+        backend = weights if isinstance(weights, Backend) else load_backend(weights, device, half, fuse)
+        if backend.task != "detect":
+            raise DetectorError(f"{backend.source}: a {backend.task!r} model; detection needs a detection "
+                                f"checkpoint (task 'detect', a Detect head)")
+        super().__init__(DetectPredictStep(backend))
+        self.device, self.backend, self.weights = device, backend, backend.source
+        self.half, self.names, self.nc, self.stride = backend.fp16, list(backend.names), backend.nc, backend.stride
+
+    @property
+    def model(self) -> nn.Module:
+        """The PyTorch model (PyTorch backend only)."""
+        if not isinstance(self.backend, TorchBackend):
+            raise DetectorError(f"{self.weights}: a {self.backend.kind} backend has no PyTorch model")
+        return self.backend.model
+
+    def preprocess(self, images: Sequence[np.ndarray], imgsz: Tuple[int, int]
+                   ) -> Tuple[torch.Tensor, List[Tuple[Tuple[float, float], Tuple[float, float]]]]:
+        """The letterboxed (B, 3, H, W) input for these BGR images and each image's ratio_pad."""
+        return self.step.letterbox_batch(images, imgsz)
+
     def options(self, conf: float = 0.25, iou: float = 0.45, imgsz: ImgSize = 640,
                 classes: Optional[Sequence[int]] = None, agnostic: bool = False, max_det: int = 1000
                 ) -> PredictOptions:
@@ -172,13 +196,7 @@ class Detector:
     def stream(self, source: Union[SourceSpec, Source], opts: Optional[PredictOptions] = None,
                batch_size: int = 1, vid_stride: int = 1) -> Iterator[Union[Result, Failure]]:
         """Yield a Result per image or video frame, and a Failure (path + reason) for each unreadable input."""
-        opts = opts or self.options()
-        src = source if isinstance(source, Source) else resolve_source(source)
-        for item in batched(iter_frames(src, vid_stride), batch_size):
-            if isinstance(item, Failure):
-                yield item
-            else:
-                yield from self.predict_frames(item, opts)
+        return super().stream(source, opts or self.options(), batch_size, vid_stride)
 
     def predict(self, images: SourceSpec, conf: float = 0.25, iou: float = 0.45, imgsz: ImgSize = 640,
                 classes: Optional[Sequence[int]] = None, agnostic: bool = False, max_det: int = 1000,
@@ -188,16 +206,8 @@ class Detector:
         An unreadable input raises InputReadError unless skip_failed, which logs it and goes on. For long videos
         and streams iterate ``stream`` instead: every Result keeps its original image.
         """
-        opts = self.options(conf, iou, imgsz, classes, agnostic, max_det)
-        results = []
-        for item in self.stream(images, opts, batch_size, vid_stride):
-            if isinstance(item, Failure):
-                if not skip_failed:
-                    raise InputReadError(f"{item.path}: {item.reason}")
-                LOGGER.warning(f"WARNING: {item.path}: skipped, {item.reason}")
-                continue
-            results.append(item)
-        return results
+        return self.collect(images, self.options(conf, iou, imgsz, classes, agnostic, max_det), batch_size,
+                            vid_stride, skip_failed, error=InputReadError)
 
     __call__ = predict
 

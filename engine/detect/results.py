@@ -39,7 +39,7 @@ class Result:
     index: int = 0  # position of the input (file or array) in its source
     frames: int = 0  # frame count the video declares (0 for images and streams)
     fps: float = 0.0  # rate of the video frames yielded (source fps / vid_stride)
-    speed: Dict[str, float] = field(default_factory=dict)  # ms per image: preprocess, inference, nms
+    speed: Dict[str, float] = field(default_factory=dict)  # ms per image: read, preprocess, inference, postprocess (NMS)
 
     def __len__(self) -> int:
         return len(self.boxes)
