@@ -330,6 +330,12 @@ class _Comparison:
         self.bar: Optional[tqdm] = None
         self.protocol: Optional[Dict[str, Any]] = None  # protocol.yaml's content (None: profile only)
 
+    def order(self) -> List[int]:
+        """Rows in the order they run: every config with the first seed, then with the next, ... (a comparison
+        stopped early has whole seeds, the tests across configs already usable)."""
+        seeds = self.o.run_seeds
+        return sorted(range(len(self.rows)), key=lambda i: (seeds.index(self.rows[i].seed), i))
+
     def run_dir(self, row: ConfigResult) -> Path:
         """runs/<config>, or runs/<config>/seed<k> when the comparison has several seeds."""
         one_seed = len(self.o.run_seeds) == 1
@@ -338,7 +344,7 @@ class _Comparison:
     # ---- progress -------------------------------------------------------------------------------------------
     def _account(self, i: int, n: int) -> None:
         self.accounted[i] = n
-        if self.bar is not None:
+        if self.bar is not None and sum(self.accounted) != self.bar.n:
             self.bar.update(sum(self.accounted) - self.bar.n)
 
     def _epoch_done(self, i: int, epoch: int) -> None:
@@ -418,7 +424,8 @@ class _Comparison:
         from engine.compare_jobs import Job, device_slots, run_pool, run_ray
         o, profiled = self.o, {}
         jobs = []
-        for i, row in enumerate(self.rows):
+        for i in self.order():
+            row = self.rows[i]
             try:
                 if row.name not in profiled:
                     self.profile(row, nc)
@@ -437,7 +444,7 @@ class _Comparison:
                     "name": row.name, "cfg": row.cfg, "seed": row.seed}
             jobs.append(Job(i, _job_key(row), self.run_dir(row), spec))
         self.write(plots=False)
-        finished = set()
+        finished, shown = set(), [""]
 
         def on_done(job: Job, result: Dict[str, Any]) -> None:
             row = self.rows[job.index]
@@ -463,7 +470,10 @@ class _Comparison:
                 if job.index not in finished:
                     done = int(_read_clock(job.run_dir).get("epochs_done", 0))
                     self._account(job.index, min(done, o.epochs))
-            self.bar.set_description(f"compare: {len(finished)}/{len(jobs)} jobs done")
+            text = f"compare: {len(finished)}/{len(jobs)} jobs done"
+            if shown[0] != text:  # a redraw per change, not per poll (logs stay short)
+                shown[0] = text
+                self.bar.set_description(text)
 
         LOGGER.info(f"compare: {len(jobs)} jobs to run, {len(self.rows) - len(jobs)} read back or failed; "
                     f"logs in <run>/job.log")
@@ -516,9 +526,10 @@ class _Comparison:
             if o.parallel and not o.profile_only:
                 self._run_parallel(nc)
                 return self.write(plots=True)
-            for i, row in enumerate(self.rows):
-                self.bar.set_description(f"compare [{i + 1}/{n}] {_job_key(row)}")
-                LOGGER.info(f"\ncompare: run {i + 1}/{n} {row.cfg} seed {row.seed} -> {self.run_dir(row)}")
+            for k, i in enumerate(self.order()):
+                row = self.rows[i]
+                self.bar.set_description(f"compare [{k + 1}/{n}] {_job_key(row)}")
+                LOGGER.info(f"\ncompare: run {k + 1}/{n} {row.cfg} seed {row.seed} -> {self.run_dir(row)}")
                 try:
                     self.profile(row, nc)
                     if o.profile_only:

@@ -1,11 +1,12 @@
 """Run a comparison's (config, seed) training jobs in parallel: a local pool of worker processes (--jobs N on CPU,
 --device 0,1,2,3 one job per GPU) or Ray tasks (--ray auto|ADDRESS|local), one code path for both.
 
-Every job is one worker process, `python -m engine.compare_jobs <run_dir>/job_spec.json`, started in the
-repository root and logging to <run_dir>/job.log; it trains (or resumes, or reads back) through engine.compare's
-train_job and writes <run_dir>/job_result.json. Under Ray the task only places that process (its resource request:
-CPUs, GPUs) on some machine of the cluster; results land in the comparison folder, which must be shared between
-the machines. The driver follows progress by reading each run's epoch clock from that folder.
+Every job runs `run_job(<run_dir>/job_spec.json)`: it trains (or resumes, or reads back) through engine.compare's
+train_job, logs to <run_dir>/job.log and writes <run_dir>/job_result.json. The local pool runs it in a fresh
+process per job (`python -m engine.compare_jobs SPEC`, started in the repository root); Ray runs it inside a Ray
+worker, placed by the task's resource request (CPUs, GPUs) on some machine of the cluster. Results land in the
+comparison folder, which must be shared between the machines (and the code importable on each). The driver follows
+progress by reading each run's epoch clock from that folder.
 """
 from __future__ import annotations
 
@@ -113,9 +114,25 @@ def run_pool(jobs: Sequence[Job], slots: Sequence[str], threads: int, on_done: C
 
 # ---------------------------------------------------------------------------------------------------- Ray
 def _ray_task(spec_path: str, threads: int) -> Dict[str, Any]:
-    """Inside a Ray worker: run the job's worker process on this node (GPUs as Ray assigned them)."""
-    p = start_worker(Path(spec_path), threads)
-    return read_result(Path(spec_path).parent, p.wait())
+    """Inside a Ray worker process (GPUs as Ray assigned them): the worker's job function, its output (file
+    descriptors 1 and 2, so the logger's and tqdm's too) appended to the job's log. Ray runs one task at a time
+    in a worker and keeps the worker (and its imports) for the next task."""
+    import torch
+    spec = Path(spec_path)
+    torch.set_num_threads(threads)
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(spec.parent / JOB_LOG, "ab") as log:
+        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        try:
+            code = run_job(spec)
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return read_result(spec.parent, code)
 
 
 def ray_connect(address: str, num_cpus: Optional[int] = None) -> None:
@@ -158,7 +175,8 @@ def run_ray(jobs: Sequence[Job], address: str, device: str, cpus: int, on_done: 
 
 
 # ---------------------------------------------------------------------------------------------------- worker
-def _worker(spec_path: Path) -> int:
+def run_job(spec_path: Path) -> int:
+    """Train (or resume, or read back) the job a spec describes; write job_result.json. 0: done."""
     from engine.compare import train_job
     from engine.compare_protocol import environment
     from utils.torch_utils import select_device
@@ -181,4 +199,4 @@ def _worker(spec_path: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(Path(sys.argv[1])))
+    sys.exit(run_job(Path(sys.argv[1])))
