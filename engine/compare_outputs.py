@@ -109,6 +109,15 @@ def test_note(task: str) -> str:
             f"(p ≥ {ALPHA}), n<2 one that cannot be tested (fewer than two finished seeds).")
 
 
+def environment_note(env: Mapping[str, Any]) -> str:
+    """'Software: ...; training devices: ...' from protocol.yaml's environment."""
+    cuda = f"CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}" if env.get("cuda") else "CPU build"
+    devices = ", ".join(f"{k}: {v}" for k, v in (env.get("devices") or {}).items())
+    return (f"Software: torch {env.get('torch')} ({cuda}), torchvision {env.get('torchvision')}, timm "
+            f"{env.get('timm')}, python {env.get('python')}, yolobone {str(env.get('git_commit') or '?')[:10]}; "
+            f"training devices (as the driver sees them): {devices}; each run's own device is in results.json.")
+
+
 # ---------------------------------------------------------------------------------------------------- tables
 def seeds_markdown_table(groups: Sequence[ConfigGroup], task: str, imgsz: int, base: Path) -> str:
     """mean ± std (n) per config, with the test against the baseline."""
@@ -270,11 +279,14 @@ def write_outputs(save_dir: Path, rows: Sequence[ConfigResult], task: str, imgsz
                              else None)
     md = save_dir / "results.md"
     table, notes = None, []
+    if protocol and protocol.get("environment"):
+        notes.append(f"- {environment_note(protocol['environment'])}")
     if several and trained:
         table = seeds_markdown_table(groups, task, imgsz, save_dir)
         per_run = [dataclasses.replace(r, name=f"{r.name} seed {r.seed}") for r in rows]
-        notes = [f"- {test_note(task)}", "- mean ± sample std (n finished seeds) over seeds; every run:", "",
-                 markdown_table(per_run, task, imgsz, save_dir), ""]
+        notes += [f"- {test_note(task)}", "- mean ± sample std (n finished seeds) over seeds; every run:", "",
+                  markdown_table(per_run, task, imgsz, save_dir)]
+    notes += [""] if notes else []
     write_results_md(md, rows if not several else [g.runs[0] for g in groups], task, imgsz, settings, command,
                      [p for p in (pareto, curves) if p is not None], trained=trained, table=table, notes=notes)
     return Outputs(md=md, csv=write_seeds_csv(save_dir / "results.csv", groups, task),
