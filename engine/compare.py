@@ -201,7 +201,8 @@ def _resume_options(o: CompareOptions) -> CompareOptions:
         raise CompareError(f"--resume {folder}: not a comparison folder (no compare.yaml)")
     saved = load_yaml(saved_file, CompareError) or {}
     d = CompareOptions()
-    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs")
+    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs", "jobs", "ray",
+                                       "cpus_per_job")
             if getattr(o, k) != getattr(d, k)}
     known = {f.name for f in dataclasses.fields(CompareOptions)}
     values = {k: v for k, v in saved.get("options", {}).items() if k in known}

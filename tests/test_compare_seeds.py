@@ -117,6 +117,9 @@ def test_mean_and_std_come_from_the_per_run_results(killed_then_finished):
     md = (save_dir / "results.md").read_text()
     assert "Welch's t-test" in md and re.search(r"\| tiny-a \|.* ± .*\(2\) \| baseline \|", md)
     assert "| tiny-b seed 1 |" in md  # every run listed under the table
+    assert "Software: torch " in md and "training devices" in md
+    res = killed_then_finished["result"]
+    assert res.pareto.is_file() and res.curves.is_file()  # mean ± std error bars, mean curves with ±std bands
 
 
 def test_table_follows_the_per_run_files(killed_then_finished, work):
