@@ -150,10 +150,12 @@ def ray_connect(address: str, num_cpus: Optional[int] = None) -> None:
 
 def run_ray(jobs: Sequence[Job], address: str, device: str, cpus: int, on_done: Callable[[Job, Dict[str, Any]], None],
             on_poll: Callable[[], None], local_cpus: Optional[int] = None) -> None:
-    """Submit every job as a Ray task asking for `cpus` CPUs and one GPU unless the device is the CPU."""
+    """Submit every job as a Ray task asking for `cpus` CPUs and one GPU, unless the device is the CPU (or, with no
+    --device, the cluster has no GPU)."""
     import ray
     ray_connect(address, local_cpus)
-    gpus = 0 if str(device).strip().lower() == "cpu" else 1
+    spec = str(device).strip().lower()
+    gpus = 0 if spec == "cpu" or (not spec and not ray.cluster_resources().get("GPU")) else 1
     task = ray.remote(_ray_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     # Ray sets CUDA_VISIBLE_DEVICES for a GPU task, so its worker's device is the first visible one
     refs = {task.remote(str(_write_spec(job, "0" if gpus else "cpu")), cpus): job for job in jobs}
