@@ -7,7 +7,7 @@
     python compare.py --cfgs ... --name exp --exist-ok       # re-run: finished configs read back, interrupted resumed
     python compare.py --resume runs/compare/exp              # the same, with the options saved in that folder
     python compare.py --task classify --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --imgsz 96
-    python compare.py --cfgs ... --seeds 0 1 2 --jobs 2       # 3 seeds per config, 2 jobs at a time: mean ± std, t-test
+    python compare.py --cfgs ... --seeds 0 1 2 --jobs 2       # 3 seeds each, 2 jobs at a time: mean ± std, t-test
     python compare.py --cfgs ... --seeds 0 1 2 --device 0,1,2,3   # one job per GPU
     python compare.py --cfgs ... --seeds 0 1 2 --ray auto     # Ray tasks on a cluster (shared output folder)
     python compare.py --protocol runs/compare/exp/protocol.yaml --name rerun   # rerun a recorded comparison

@@ -460,8 +460,9 @@ class _Comparison:
                     LOGGER.warning(f"compare: {job.key} {row.status}: {row.error}")
             except Exception as e:  # e.g. a results.csv that cannot be read
                 row.status, row.error = "failed", _one_line(e)
-            row.device = ((result.get("worker") or {}).get("devices") or {}) and \
-                ", ".join(result["worker"]["devices"].values())
+            worker_devices = (result.get("worker") or {}).get("devices") or {}
+            if worker_devices:  # the device as the worker saw it (another machine under Ray)
+                row.device = ", ".join(worker_devices.values())
             self._account(job.index, self.per_config)
             self.write(plots=False)
             fault_point(f"compare_job:{job.key}")
@@ -603,7 +604,8 @@ def _protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[str]) -> D
     nc = _dataset_nc(o)
     models = {n: describe_model(c, o.task, nc, o.freeze) for n, c in zip(names, cfgs)}
     devices = sorted({str(select_device(d)) for d in (str(o.device).split(",") if o.device else [""])})
-    return build_protocol({**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}, data, data_file, hyp, models, devices)
+    values = {**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}
+    return build_protocol(values, data, data_file, hyp, models, devices)
 
 
 def _settings(o: CompareOptions) -> Dict[str, Any]:
@@ -632,8 +634,12 @@ def _clear_run_dir(run_dir: Path) -> None:
     """Empty a run folder for a fresh start, keeping the job's spec and log (a worker writes that log)."""
     from engine.compare_jobs import JOB_FILES
     for p in run_dir.iterdir():
-        if p.name not in JOB_FILES:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.name in JOB_FILES:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def train_job(options: Mapping[str, Any], save_dir: str, name: str, cfg: str, seed: int, device: str

@@ -44,12 +44,6 @@ def device_slots(device: str, jobs: int) -> List[str]:
     return [str(device)] * max(jobs, 1)
 
 
-def threads_per_job(n_cpu_slots: int) -> int:
-    """CPU threads for each of n concurrent CPU jobs: this process's torch threads shared out."""
-    import torch
-    return max(1, torch.get_num_threads() // max(n_cpu_slots, 1))
-
-
 def _write_spec(job: Job, device: str) -> Path:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     path = job.run_dir / JOB_SPEC
@@ -167,8 +161,8 @@ def run_ray(jobs: Sequence[Job], address: str, device: str, cpus: int, on_done: 
                 try:
                     result = ray.get(ref)
                 except Exception as e:  # a lost node or worker: that job fails, the others go on
-                    result = {"status": "failed", "error": f"Ray task failed: {type(e).__name__}: "
-                                                           f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
+                    last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+                    result = {"status": "failed", "error": f"Ray task failed: {type(e).__name__}: {last}"[:300]}
                 on_done(job, result)
             on_poll()
     finally:

@@ -157,8 +157,9 @@ def write_seeds_csv(path: Path, groups: Sequence[ConfigGroup], task: str) -> Pat
             bad = next((r for r in g.runs if r.status != "done"), None)
             folder = g.folder()
             rec: Dict[str, Any] = {
-                "config": g.name, "cfg": g.cfg, "status": bad.status if bad else "done", "error": bad.error if bad else "",
-                "params": p.params if p else "", "gflops": f"{p.gflops:.4f}" if p else "", "imgsz": p.imgsz if p else "",
+                "config": g.name, "cfg": g.cfg, "status": bad.status if bad else "done",
+                "error": bad.error if bad else "", "params": p.params if p else "",
+                "gflops": f"{p.gflops:.4f}" if p else "", "imgsz": p.imgsz if p else "",
                 "train_time_s": f"{s.train_time_s.mean:.1f}" if s.train_time_s.n else "",
                 "epochs": len(done[0].history.epochs) if done else "", "best_epoch": _num(s.best_epoch.mean),
                 "run_dir": _rel(folder, path.parent) if folder is not None else "",

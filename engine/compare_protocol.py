@@ -77,7 +77,8 @@ def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any]) -> Dict[
             from models.classification import ClassificationModel
             model = ClassificationModel(cfg, nc=nc)
     except Exception as e:  # the comparison reports the failure in its table; the protocol says so too
-        entry.update(pretrained=None, freeze=None, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        entry.update(pretrained=None, freeze=None, error=f"{type(e).__name__}: {text}")
         return entry
     from models.weights_report import tensor_origins
     origins = sorted(set(tensor_origins(model).values()))
@@ -164,5 +165,6 @@ def check_same_protocol(old: Mapping[str, Any], new: Mapping[str, Any], where: s
     if diff:
         a, b = _flatten(old), _flatten(new)
         first = diff[0]
-        raise ProtocolError(f"{where}: the protocol differs in {', '.join(diff)} ({first}: {a.get(first, '<missing>')!r}"
-                            f" there, {b.get(first, '<missing>')!r} now); {hint}")
+        was, now = a.get(first, "<missing>"), b.get(first, "<missing>")
+        raise ProtocolError(f"{where}: the protocol differs in {', '.join(diff)} ({first}: {was!r} there, "
+                            f"{now!r} now); {hint}")
