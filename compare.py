@@ -7,8 +7,13 @@
     python compare.py --cfgs ... --name exp --exist-ok       # re-run: finished configs read back, interrupted resumed
     python compare.py --resume runs/compare/exp              # the same, with the options saved in that folder
     python compare.py --task classify --cfgs configs/yolov5s.yaml configs/yolov5s-resnet18.yaml --imgsz 96
+    python compare.py --cfgs ... --seeds 0 1 2 --jobs 2       # 3 seeds each, 2 jobs at a time: mean ± std, t-test
+    python compare.py --cfgs ... --seeds 0 1 2 --device 0,1,2,3   # one job per GPU
+    python compare.py --cfgs ... --seeds 0 1 2 --ray auto     # Ray tasks on a cluster (shared output folder)
+    python compare.py --protocol runs/compare/exp/protocol.yaml --name rerun   # rerun a recorded comparison
 
-Writes runs/compare/exp*/results.md, results.csv, pareto.png, curves.png and runs/<cfg stem>/ (each training run).
+Writes runs/compare/exp*/results.md, .csv, .tex, .json, protocol.yaml, pareto.png, curves.png and runs/<cfg stem>/
+(each training run; runs/<cfg stem>/seed<k>/ with --seeds).
 A bad input (missing data, settings that differ from the reused folder's) exits with code 2 and a one-line message;
 a config that fails to build or train is reported in the table and the others go on.
 """
@@ -39,8 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=d.task, choices=("detect", "classify"), help="train detectors or classifiers")
     p.add_argument("--profile-only", action="store_true", help="only measure parameters, GFLOPs and latency")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--device", default=d.device, help="training device: cuda index (0) or cpu")
+    p.add_argument("--device", default=d.device,
+                   help="training device: cuda index (0) or cpu; a list (0,1,2,3) runs one job per GPU at a time")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed shared by every config")
+    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds,
+                   help="train every config once per seed; the table reports mean ± std (n) and tests each config "
+                        "against the first")
+    p.add_argument("--freeze", nargs="+", default=d.freeze, help="train.py --freeze for every config (detect)")
+    p.add_argument("--jobs", type=int, default=d.jobs,
+                   help="(config, seed) jobs at the same time on this machine, each in its own process and log")
+    p.add_argument("--ray", default=d.ray, metavar="auto|ADDRESS|local",
+                   help="run the jobs as Ray tasks on a cluster (auto, host:port) or a Ray instance here (local)")
+    p.add_argument("--cpus-per-job", type=int, default=d.cpus_per_job,
+                   help="CPU threads of each parallel job (the CPUs a Ray task asks for)")
+    p.add_argument("--protocol", default=d.protocol, help="rerun the comparison a protocol.yaml describes")
     p.add_argument("--hyp", type=str, default=None, help="detection hyperparameter YAML (default: scratch-low)")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
                    help="optimizer for every config (default: SGD for detect, Adam for classify)")

@@ -32,15 +32,18 @@ import yaml
 from tqdm import tqdm
 
 from engine.backends.latency import RUNTIMES, export_latency_ms
-from engine.compare_report import (ConfigResult, plot_curves, plot_pareto, read_run_history, write_results_csv,
-                                   write_results_md)
+from engine.compare_protocol import (PROTOCOL_FILE, build_protocol, check_same_protocol, describe_model,
+                                     protocol_options, read_protocol, write_protocol)
+from engine.compare_report import ConfigResult, read_run_history
 from engine.core.optim import OPTIMIZERS
 from engine.train import TASKS, train
 from utils.option_values import option_values
 from utils.checkpoint import load_checkpoint
+from utils.faults import fault_point
 from utils.logging import LOGGER
 from utils.paths import increment_path
 from utils.profiling import ModelProfile, device_name, latency_devices, profile_model
+from utils.torch_utils import select_device
 from utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
@@ -79,6 +82,12 @@ class CompareOptions:
     latency_runs: int = 20  # timed forward passes per device (median reported)
     backends: List[str] = field(default_factory=lambda: ["torch"])  # latency columns: torch, onnx, openvino
     pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
+    seeds: List[int] = field(default_factory=list)  # train every config once per seed (empty: just `seed`)
+    freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # train.py --freeze for every config (detect)
+    jobs: int = 1  # concurrent (config, seed) jobs on this machine (--device 0,1,2,3: one per GPU)
+    ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
+    cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
+    protocol: str = ""  # rerun this protocol.yaml (engine/compare_protocol.py)
 
     @classmethod
     def from_any(cls, opt: Union["CompareOptions", argparse.Namespace, Mapping[str, Any], None] = None,
@@ -119,6 +128,20 @@ class CompareOptions:
                                f"({', '.join(self.backends)})")
         if self.optimizer and self.optimizer not in OPTIMIZERS:
             raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
+        if self.jobs < 1 or self.cpus_per_job < 1:
+            raise CompareError(f"--jobs and --cpus-per-job must be >= 1, got {self.jobs} and {self.cpus_per_job}")
+
+    @property
+    def run_seeds(self) -> List[int]:
+        """The seeds every config trains with: --seeds, else --seed."""
+        return [int(s) for s in self.seeds] or [self.seed]
+
+    @property
+    def parallel(self) -> bool:
+        """Jobs go to worker processes (a pool or Ray) rather than train in this process one after another."""
+        return bool(self.ray) or self.jobs > 1 or "," in str(self.device)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,6 +162,10 @@ class CompareOptions:
             if v != getattr(d, k) and v not in (None, ""):
                 parts += [f"--{k.replace('_', '-')}", str(v)]
         parts += ["--backends", *self.backends] if self.backends != d.backends else []
+        parts += ["--seeds", *map(str, self.seeds)] if self.seeds else []
+        parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
+        for k in ("jobs", "ray", "cpus_per_job"):
+            parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []
         return " ".join(shlex.quote(p) for p in parts)
@@ -154,6 +181,8 @@ class CompareResult:
     results_csv: Path
     pareto: Optional[Path] = None
     curves: Optional[Path] = None
+    results_tex: Optional[Path] = None
+    results_json: Optional[Path] = None
 
 
 # --------------------------------------------------------------------------------------------- folder state
@@ -171,7 +200,8 @@ def _resume_options(o: CompareOptions) -> CompareOptions:
         raise CompareError(f"--resume {folder}: not a comparison folder (no compare.yaml)")
     saved = load_yaml(saved_file, CompareError) or {}
     d = CompareOptions()
-    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs")
+    keep = {k: getattr(o, k) for k in ("device", "workers", "cfgs", "cfg", "backbones", "latency_runs", "jobs", "ray",
+                                       "cpus_per_job")
             if getattr(o, k) != getattr(d, k)}
     known = {f.name for f in dataclasses.fields(CompareOptions)}
     values = {k: v for k, v in saved.get("options", {}).items() if k in known}
@@ -273,31 +303,43 @@ class _Comparison:
     """One compare() call: the folder, the rows, the progress bar."""
 
     def __init__(self, o: CompareOptions, save_dir: Path, train_callbacks: Optional[Mapping[str, Any]],
-                 cfgs: Sequence[str]):
+                 cfgs: Sequence[str], names: Optional[Sequence[str]] = None):
         self.opt, self.save_dir = o, save_dir
         self.train_callbacks = dict(train_callbacks or {})
-        self.names = _unique_names(cfgs)
-        self.rows = [ConfigResult(name=n, cfg=c) for n, c in zip(self.names, cfgs)]
+        self.names = list(names or _unique_names(cfgs))
+        # one row per (config, seed) training run, configs in order, seeds inside
+        self.rows = [ConfigResult(name=n, cfg=c, seed=s) for n, c in zip(self.names, cfgs) for s in o.run_seeds]
         self.profiles_file = save_dir / "profiles.json"
         try:
             self.profiles: Dict[str, Any] = json.loads(self.profiles_file.read_text())
         except (OSError, ValueError):
             self.profiles = {}
         self.per_config = 1 if o.profile_only else o.epochs
-        self.accounted = [0 if o.profile_only else min(int(_read_clock(self.run_dir(n)).get("epochs_done", 0)),
-                                                       o.epochs) for n in self.names]
+        self.accounted = [0 if o.profile_only else min(int(_read_clock(self.run_dir(r)).get("epochs_done", 0)),
+                                                       o.epochs) for r in self.rows]
         self.bar: Optional[tqdm] = None
+        self.protocol: Optional[Dict[str, Any]] = None  # protocol.yaml's content (None: profile only)
 
-    def run_dir(self, name: str) -> Path:
-        return self.save_dir / "runs" / name
+    def order(self) -> List[int]:
+        """Rows in the order they run: every config with the first seed, then with the next, ... (a comparison
+        stopped early has whole seeds, the tests across configs already usable)."""
+        seeds = self.opt.run_seeds
+        return sorted(range(len(self.rows)), key=lambda i: (seeds.index(self.rows[i].seed), i))
+
+    def run_dir(self, row: ConfigResult) -> Path:
+        """runs/<config>, or runs/<config>/seed<k> when the comparison has several seeds."""
+        one_seed = len(self.opt.run_seeds) == 1
+        return self.save_dir / "runs" / row.name / ("" if one_seed else f"seed{row.seed}")
 
     # ---- progress -------------------------------------------------------------------------------------------
     def _account(self, i: int, n: int) -> None:
         self.accounted[i] = n
-        if self.bar is not None:
+        if self.bar is not None and sum(self.accounted) != self.bar.n:
             self.bar.update(sum(self.accounted) - self.bar.n)
 
     def _epoch_done(self, i: int, epoch: int) -> None:
+        if self.bar is None:  # a worker's job: the driver reads the epoch clock instead
+            return
         self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.opt.epochs}")
         self._account(i, epoch + 1)
 
@@ -325,7 +367,7 @@ class _Comparison:
 
     def train(self, i: int, row: ConfigResult) -> None:
         """Read back a finished run, resume an interrupted one, or train from scratch."""
-        o, run_dir = self.opt, self.run_dir(row.name)
+        run_dir = self.run_dir(row)
         last = run_dir / "weights" / "last.pt"
         clock = _read_clock(run_dir)
         state = "finished" if clock.get("finished") and last.is_file() else _checkpoint_state(last)
@@ -336,24 +378,96 @@ class _Comparison:
             self._train_run(i, run_dir, {"resume": str(last)}, base_seconds=float(clock.get("train_seconds", 0.0)))
         else:
             if run_dir.exists():  # a start that never wrote a checkpoint: begin again in a clean folder
-                shutil.rmtree(run_dir)
+                _clear_run_dir(run_dir)
             row.how = "trained"
             self._train_run(i, run_dir, self._fresh_options(row), base_seconds=0.0)
+        self._finish(row, run_dir)
+
+    def _finish(self, row: ConfigResult, run_dir: Path) -> None:
+        """A finished run's figures into its row."""
         row.run_dir = run_dir
-        row.history = read_run_history(run_dir / "results.csv", o.task)
+        row.history = read_run_history(run_dir / "results.csv", self.opt.task)
         row.train_time_s = _read_clock(run_dir).get("train_seconds")
         row.status = "done"
+        row.device = device_name(select_device(self.opt.device))
 
     def _fresh_options(self, row: ConfigResult) -> Dict[str, Any]:
         o = self.opt
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
-                                "device": o.device, "seed": o.seed, "workers": o.workers, "noplots": o.noplots,
-                                "project": str(self.save_dir / "runs"), "name": row.name, "exist_ok": True,
-                                "optimizer": o.training_optimizer, "task": o.task,
+                                "device": o.device, "seed": row.seed, "workers": o.workers, "noplots": o.noplots,
+                                "project": str(self.run_dir(row).parent), "name": self.run_dir(row).name,
+                                "exist_ok": True, "optimizer": o.training_optimizer, "task": o.task,
                                 "data": o.data or TASKS[o.task].default_data}
         if o.hyp:
             opts["hyp"] = o.hyp
+        if list(o.freeze) != [0]:
+            opts["freeze"] = list(o.freeze)
         return opts
+
+    def _run_parallel(self, nc: int) -> None:
+        """Profile every config here (no training runs beside the timing), read finished runs back, and hand the
+        rest to worker processes: a local pool (--jobs, --device 0,1,...) or Ray tasks (--ray)."""
+        from engine.compare_jobs import Job, device_slots, run_pool, run_ray
+        o, profiled = self.opt, {}
+        jobs = []
+        for i in self.order():
+            row = self.rows[i]
+            try:
+                if row.name not in profiled:
+                    self.profile(row, nc)
+                    profiled[row.name] = row.profile
+                row.profile = profiled[row.name]
+                run_dir = self.run_dir(row)
+                if _read_clock(run_dir).get("finished") and (run_dir / "weights" / "last.pt").is_file():
+                    self.train(i, row)  # reads it back
+                    self._account(i, self.per_config)
+                    continue
+            except Exception as e:  # a config that cannot be built fails in the table; the others go on
+                profiled.setdefault(row.name, None)
+                row.status, row.error = "failed", _one_line(e)
+                continue
+            spec = {"options": {**o.to_dict(), "resume": False, "protocol": ""}, "save_dir": str(self.save_dir),
+                    "name": row.name, "cfg": row.cfg, "seed": row.seed}
+            jobs.append(Job(i, _job_key(row), self.run_dir(row), spec))
+        self.write(plots=False)
+        finished, shown = set(), [""]
+
+        def on_done(job: Job, result: Dict[str, Any]) -> None:
+            row = self.rows[job.index]
+            finished.add(job.index)
+            try:
+                if result.get("status") == "done":
+                    self._finish(row, job.run_dir)
+                    row.how = result.get("how", "")
+                else:
+                    row.status, row.error = result.get("status", "failed"), result.get("error", "")
+                    row.run_dir = job.run_dir if job.run_dir.exists() else None
+                    LOGGER.warning(f"compare: {job.key} {row.status}: {row.error}")
+            except Exception as e:  # e.g. a results.csv that cannot be read
+                row.status, row.error = "failed", _one_line(e)
+            worker_devices = (result.get("worker") or {}).get("devices") or {}
+            if worker_devices:  # the device as the worker saw it (another machine under Ray)
+                row.device = ", ".join(worker_devices.values())
+            self._account(job.index, self.per_config)
+            self.write(plots=False)
+            fault_point(f"compare_job:{job.key}")
+
+        def on_poll() -> None:
+            for job in jobs:
+                if job.index not in finished:
+                    done = int(_read_clock(job.run_dir).get("epochs_done", 0))
+                    self._account(job.index, min(done, o.epochs))
+            text = f"compare: {len(finished)}/{len(jobs)} jobs done"
+            if shown[0] != text:  # a redraw per change, not per poll (logs stay short)
+                shown[0] = text
+                self.bar.set_description(text)
+
+        LOGGER.info(f"compare: {len(jobs)} jobs to run, {len(self.rows) - len(jobs)} read back or failed; "
+                    f"logs in <run>/job.log")
+        if o.ray:
+            run_ray(jobs, o.ray, o.device, o.cpus_per_job, on_done, on_poll, local_cpus=o.jobs * o.cpus_per_job)
+        else:
+            run_pool(jobs, device_slots(o.device, o.jobs), o.cpus_per_job, on_done, on_poll)
 
     def _train_run(self, i: int, run_dir: Path, opts: Dict[str, Any], base_seconds: float) -> None:
         o = self.opt
@@ -382,9 +496,13 @@ class _Comparison:
         self.bar = tqdm(total=n * self.per_config, initial=sum(self.accounted), position=0, leave=True,
                         unit="config" if o.profile_only else "epoch", bar_format="{l_bar}{bar:20}{r_bar}")
         try:
-            for i, row in enumerate(self.rows):
-                self.bar.set_description(f"compare [{i + 1}/{n}] {row.name}")
-                LOGGER.info(f"\ncompare: config {i + 1}/{n} {row.cfg} -> {self.run_dir(row.name)}")
+            if o.parallel and not o.profile_only:
+                self._run_parallel(nc)
+                return self.write(plots=True)
+            for k, i in enumerate(self.order()):
+                row = self.rows[i]
+                self.bar.set_description(f"compare [{k + 1}/{n}] {_job_key(row)}")
+                LOGGER.info(f"\ncompare: run {k + 1}/{n} {row.cfg} seed {row.seed} -> {self.run_dir(row)}")
                 try:
                     self.profile(row, nc)
                     if o.profile_only:
@@ -393,15 +511,16 @@ class _Comparison:
                         self.train(i, row)
                 except KeyboardInterrupt:
                     row.status, row.error = "interrupted", "stopped by the user; re-run the command to resume"
-                    row.run_dir = self.run_dir(row.name) if self.run_dir(row.name).exists() else None
+                    row.run_dir = self.run_dir(row) if self.run_dir(row).exists() else None
                     self.write(plots=True)
                     raise
                 except Exception as e:  # one failing config is reported in the table; the others go on
                     row.status, row.error = "failed", _one_line(e)
-                    row.run_dir = self.run_dir(row.name) if self.run_dir(row.name).exists() else None
+                    row.run_dir = self.run_dir(row) if self.run_dir(row).exists() else None
                     LOGGER.warning(f"compare: {row.name} failed: {row.error}")
                 self._account(i, self.per_config)
                 self.write(plots=False)
+                fault_point(f"compare_job:{_job_key(row)}")
                 gc.collect()  # the next config starts without the previous model's tensors
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -410,19 +529,14 @@ class _Comparison:
         return self.write(plots=True)
 
     def write(self, plots: bool) -> CompareResult:
+        from engine.compare_outputs import write_outputs
         o = self.opt
-        md, csv_path = self.save_dir / "results.md", self.save_dir / "results.csv"
-        pareto = curves = None
-        if plots and not o.profile_only:
-            pareto = plot_pareto(self.rows, o.task, self.save_dir / "pareto.png",
-                                 backend=None if o.pareto_backend == "torch" else o.pareto_backend)
-            curves = plot_curves(self.rows, o.task, self.save_dir / "curves.png")
-        write_results_csv(csv_path, self.rows, o.task)
         imgsz = next((r.profile.imgsz for r in self.rows if r.profile), o.imgsz)  # a stride multiple when rounded
-        write_results_md(md, self.rows, o.task, imgsz, _settings(o), o.command(),
-                         [p for p in (pareto, curves) if p is not None], trained=not o.profile_only)
-        return CompareResult(save_dir=self.save_dir, rows=self.rows, results_md=md, results_csv=csv_path,
-                             pareto=pareto, curves=curves)
+        out = write_outputs(self.save_dir, self.rows, o.task, imgsz, _settings(o), o.command(), self.protocol,
+                            plots=plots and not o.profile_only, trained=not o.profile_only,
+                            pareto_backend=None if o.pareto_backend == "torch" else o.pareto_backend)
+        return CompareResult(save_dir=self.save_dir, rows=self.rows, results_md=out.md, results_csv=out.csv,
+                             pareto=out.pareto, curves=out.curves, results_tex=out.tex, results_json=out.json)
 
 
 def _checkpoint_state(last: Path) -> str:
@@ -447,17 +561,64 @@ def _checkpoint_state(last: Path) -> str:
     return "partial"
 
 
+def _protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[str]) -> Dict[str, Any]:
+    """protocol.yaml's content for these options (engine/compare_protocol.py)."""
+    root = Path(__file__).resolve().parents[1]
+    task = TASKS[o.task]
+    if task.default_hyp:  # a task with a data YAML and a hyperparameter YAML (detection)
+        data, hyp = o.data or task.default_data, o.hyp or task.default_hyp
+        hyp = hyp if Path(hyp).is_file() or not (root / hyp).is_file() else str(root / hyp)
+        data_file = next((str(p) for p in (Path(data), root / data) if p.suffix in (".yaml", ".yml") and p.is_file()),
+                         None)
+    else:
+        data, hyp, data_file = o.data or task.default_data or task.builtin_data_name, None, None
+    nc = _dataset_nc(o)
+    models = {n: describe_model(c, o.task, nc, o.freeze) for n, c in zip(names, cfgs)}
+    devices = sorted({str(select_device(d)) for d in (str(o.device).split(",") if o.device else [""])})
+    values = {**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}
+    return build_protocol(values, data, data_file, hyp, models, devices)
+
+
 def _settings(o: CompareOptions) -> Dict[str, Any]:
-    from utils.torch_utils import select_device
     task = TASKS[o.task]
     s: Dict[str, Any] = {"task": o.task, "data": o.data or task.default_data or task.builtin_data_name}
     if task.default_hyp:
         s["hyp"] = o.hyp or task.default_hyp
     if not o.profile_only:
-        s.update(optimizer=o.training_optimizer, epochs=o.epochs, batch_size=o.batch_size, seed=o.seed,
-                 training_device=str(select_device(o.device)))
+        s.update(optimizer=o.training_optimizer, epochs=o.epochs, batch_size=o.batch_size)
+        if o.seeds:
+            s.update(seeds=o.run_seeds)
+        else:
+            s.update(seed=o.seed)
+        s.update(training_device=o.device if o.parallel else str(select_device(o.device)))
     s.update(imgsz=o.imgsz)
     return s
+
+
+def _job_key(row: ConfigResult) -> str:
+    return f"{row.name}/seed{row.seed}"
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Empty a run folder for a fresh start, keeping the job's spec and log (a worker writes that log)."""
+    from engine.compare_jobs import JOB_FILES
+    for p in run_dir.iterdir():
+        if p.name in JOB_FILES:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def train_job(options: Mapping[str, Any], save_dir: str, name: str, cfg: str, seed: int, device: str
+              ) -> Dict[str, Any]:
+    """One (config, seed) job as a worker process runs it: read back, resume or train into the comparison folder."""
+    o = CompareOptions.from_any(options, device=device, jobs=1, ray="")
+    comparison = _Comparison(o, Path(save_dir), None, [cfg], names=[name])
+    i, row = next((i, r) for i, r in enumerate(comparison.rows) if r.seed == int(seed))
+    comparison.train(i, row)
+    return {"how": row.how, "train_time_s": row.train_time_s}
 
 
 def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], None] = None,
@@ -467,17 +628,30 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
     train_callbacks are passed to each run's train() (events of engine.core.trainer.EVENTS), whatever the task. Input errors raise ValueError subclasses with one line.
     """
     o = CompareOptions.from_any(opt, **overrides)
+    given = read_protocol(Path(o.protocol)) if o.protocol else None
+    if given is not None:  # the protocol's settings; where and how to run come from this command
+        o = CompareOptions.from_any({**o.to_dict(), **protocol_options(given, Path(o.protocol).parent)})
     if o.resume:
         o = _resume_options(o)
     o.check()
     save_dir = increment_path(Path(o.project) / o.name, exist_ok=o.exist_ok)
     _check_settings(save_dir, o)
     cfgs = _model_cfgs(o, save_dir)
+    names = _unique_names(cfgs)
+    protocol = None if o.profile_only else _protocol(o, cfgs, names)
+    if given is not None:
+        check_same_protocol(given, protocol, o.protocol, "the files it names changed since it was written")
+    if protocol is not None and (save_dir / PROTOCOL_FILE).is_file():
+        check_same_protocol(read_protocol(save_dir / PROTOCOL_FILE), protocol, str(save_dir / PROTOCOL_FILE),
+                            "use another --name, or --protocol with that file to rerun it")
     save_dir.mkdir(parents=True, exist_ok=True)
     (save_dir / "compare.yaml").write_text(yaml.safe_dump({"command": o.command(), "options": o.to_dict()},
                                                           sort_keys=False))
-    LOGGER.info(f"compare: {len(cfgs)} configs, results in {save_dir}")
-    comparison = _Comparison(o, save_dir, train_callbacks, cfgs)
+    if protocol is not None:
+        write_protocol(save_dir / PROTOCOL_FILE, protocol)
+    LOGGER.info(f"compare: {len(cfgs)} configs x {len(o.run_seeds)} seeds, results in {save_dir}")
+    comparison = _Comparison(o, save_dir, train_callbacks, cfgs, names=names)
+    comparison.protocol = protocol
     result = comparison.run()
     LOGGER.info(f"compare: results in {result.results_md}")
     return result

@@ -92,6 +92,8 @@ class ConfigResult:
     run_dir: Optional[Path] = None
     history: Optional[RunHistory] = None
     notes: List[str] = field(default_factory=list)
+    seed: Optional[int] = None  # the training seed of this run
+    device: str = ""  # the device it trained on, named
 
     def metric(self, name: str) -> Optional[float]:
         return self.history.best(name) if self.history is not None else None
@@ -199,8 +201,11 @@ def markdown_table(rows: Sequence[ConfigResult], task: str, imgsz: int, base: Pa
 
 
 def write_results_md(path: Path, rows: Sequence[ConfigResult], task: str, imgsz: int, settings: Dict[str, object],
-                     command: str, plots: Sequence[Path], trained: bool = True) -> Path:
-    """results.md: the command, the shared settings, the devices timed, the table and the plots."""
+                     command: str, plots: Sequence[Path], trained: bool = True, table: Optional[str] = None,
+                     notes: Sequence[str] = ()) -> Path:
+    """results.md: the command, the shared settings, the devices timed, the table and the plots.
+
+    table replaces the per-run table (the across-seed one); notes are extra lines after it."""
     keys, names = _latency_keys(rows)
     lines = ["# Backbone comparison", "", "```", command, "```", "",
              "Settings shared by every config: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".", ""]
@@ -216,7 +221,7 @@ def write_results_md(path: Path, rows: Sequence[ConfigResult], task: str, imgsz:
                        "from each run's results.csv.")
         lines += [f"- {metric_note}", "- Epochs are numbered from 0; train time is the wall time of the training "
                   "run (set-up, epochs, final validation)."]
-    lines += ["", markdown_table(rows, task, imgsz, path.parent, trained=trained), ""]
+    lines += ["", table or markdown_table(rows, task, imgsz, path.parent, trained=trained), "", *notes]
     for p in plots:
         lines += [f"![{p.stem}]({_rel(p, path.parent)})", ""]
     path.write_text("\n".join(lines))
@@ -272,9 +277,11 @@ def _label_points(ax, names: Sequence[str], pts: Sequence[Tuple[float, float]], 
                     arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5") if k else None)
 
 
-def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Optional[str] = None
-                ) -> Optional[Path]:
-    """Accuracy vs latency per trained config (PyTorch, or the `backend` runtime), Pareto front marked."""
+def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Optional[str] = None,
+                spread: Optional[Dict[str, Tuple[float, Optional[float]]]] = None) -> Optional[Path]:
+    """Accuracy vs latency per trained config (PyTorch, or the `backend` runtime), Pareto front marked.
+
+    spread: config name -> (mean, std) over seeds; the point sits at the mean with a ±std error bar."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -285,16 +292,19 @@ def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Op
     if not done or dev is None:
         return None
     _, names = _latency_keys(done)
-    pts = [(r.profile.latency_ms[dev], r.metric(metric)) for r in done]
+    pts = [(r.profile.latency_ms[dev], spread[r.name][0] if spread else r.metric(metric)) for r in done]
     front = pareto_front(pts)
     fig, ax = plt.subplots(figsize=(8, 5.5), tight_layout=True)
+    if spread:
+        ax.errorbar([x for x, _ in pts], [y for _, y in pts], yerr=[spread[r.name][1] or 0.0 for r in done],
+                    fmt="none", ecolor="tab:blue", elinewidth=1, capsize=3, zorder=2, label="± std over seeds")
     ax.scatter([x for x, _ in pts], [y for _, y in pts], s=30, color="tab:blue", zorder=2, label="trained config")
     fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
     ax.step(fx, fy, where="post", color="tab:red", lw=1.5, zorder=1)
     ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="tab:red", lw=1.5, zorder=3, label="Pareto front")
     _label_points(ax, [r.name for r in done], pts)
     ax.set_xlabel(f"median latency, batch 1 (ms) on {names.get(dev, dev)}")
-    ax.set_ylabel(f"{metric} (best epoch)")
+    ax.set_ylabel(f"{metric} (best epoch{', mean over seeds' if spread else ''})")
     ax.set_title(f"{metric} vs latency")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
@@ -303,8 +313,12 @@ def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Op
     return path
 
 
-def plot_curves(rows: Sequence[ConfigResult], task: str, path: Path) -> Optional[Path]:
-    """Validation metrics per epoch, every trained config overlaid (one panel per metric)."""
+def plot_curves(rows: Sequence[ConfigResult], task: str, path: Path,
+                groups: Optional[Dict[str, List[RunHistory]]] = None) -> Optional[Path]:
+    """Validation metrics per epoch, every trained config overlaid (one panel per metric).
+
+    groups: config name -> its seeds' histories; each config is drawn as the mean over seeds with a ±std band
+    (over the epochs every seed has)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -316,8 +330,17 @@ def plot_curves(rows: Sequence[ConfigResult], task: str, path: Path) -> Optional
     metrics = list(METRIC_COLUMNS[task])
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), tight_layout=True)
     for ax, m in zip(axes, metrics):
-        for r in done:
-            ax.plot(r.history.epochs, r.history.metrics[m], marker="o", ms=3, label=r.name)
+        for name, runs in (groups or {r.name: [r.history] for r in done}).items():
+            if not runs:
+                continue
+            epochs = sorted(set.intersection(*(set(h.epochs) for h in runs)))
+            series = [[h.metrics[m][h.epochs.index(e)] for e in epochs] for h in runs]
+            mean = [sum(v) / len(v) for v in zip(*series)]
+            line, = ax.plot(epochs, mean, marker="o", ms=3, label=f"{name} (n={len(runs)})" if groups else name)
+            if len(runs) > 1:
+                std = [(sum((x - mu) ** 2 for x in v) / (len(v) - 1)) ** 0.5 for v, mu in zip(zip(*series), mean)]
+                ax.fill_between(epochs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                                color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"val {m}")

@@ -3,7 +3,8 @@
 Points are named `<step>:<file name>` by the checkpoint writer (utils/checkpoint.py), which calls fault_point
 after the temp file is written and before it replaces the target: exactly where a real kill leaves a `.tmp` file
 and the old target behind. Steps: `save` (a checkpoint during training), `final` (best.pt after the last epoch),
-`stage` (last.pt recording the end sequence's progress), `strip` (a final strip). Unset: no effect.
+`stage` (last.pt recording the end sequence's progress), `strip` (a final strip). compare.py's driver calls
+`compare_job:<config>/seed<k>` after recording a finished job. Unset: no effect.
 """
 from __future__ import annotations
 
