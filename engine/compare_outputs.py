@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from engine.compare_report import (METRIC_COLUMNS, PARETO_METRIC, ConfigResult, _device_label, _duration, _fmt_gflops,
+from engine.compare_report import (metric_columns, pareto_metric, ConfigResult, _device_label, _duration, _fmt_gflops,
                                    _latency_keys, _rel, _status_text, csv_fieldnames, markdown_table, plot_curves,
                                    plot_pareto, write_results_md)
 from engine.compare_stats import ALPHA, TEST_NAME, ConfigStats, config_stats
@@ -65,7 +65,7 @@ def group_runs(rows: Sequence[ConfigResult], task: str) -> List[ConfigGroup]:
     baseline: Optional[Dict[str, List[float]]] = None
     for name, runs in by_name.items():
         done = [r for r in runs if r.status == "done" and r.history is not None]
-        values = {m: [r.metric(m) for r in done] for m in METRIC_COLUMNS[task]}
+        values = {m: [r.metric(m) for r in done] for m in metric_columns(task)}
         stats = config_stats(values, [float(r.history.best_epoch) for r in done],
                              [float(r.train_time_s) for r in done if r.train_time_s is not None],
                              baseline=baseline if groups else None)
@@ -103,7 +103,7 @@ def _p_text(g: ConfigGroup, metric: str, baseline: bool) -> str:
 
 
 def test_note(task: str) -> str:
-    m = PARETO_METRIC[task]
+    m = pareto_metric(task)
     return (f"vs baseline: {TEST_NAME} (two-sided, unequal variances) of each config's per-seed best-epoch {m} "
             f"against the first config's; ≈ marks a pair that cannot be told apart at α={ALPHA} "
             f"(p ≥ {ALPHA}), n<2 one that cannot be tested (fewer than two finished seeds).")
@@ -122,9 +122,9 @@ def environment_note(env: Mapping[str, Any]) -> str:
 def seeds_markdown_table(groups: Sequence[ConfigGroup], task: str, imgsz: int, base: Path) -> str:
     """mean ± std (n) per config, with the test against the baseline."""
     keys, _ = _latency_keys([r for g in groups for r in g.runs])
-    metrics = list(METRIC_COLUMNS[task])
+    metrics = list(metric_columns(task))
     head = (["config", "params", f"GFLOPs@{imgsz}"] + [f"{_device_label(k).upper()} ms" for k in keys]
-            + ["train time", "best epoch", *metrics, f"vs baseline ({PARETO_METRIC[task]})", "status", "runs"])
+            + ["train time", "best epoch", *metrics, f"vs baseline ({pareto_metric(task)})", "status", "runs"])
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(head) - 4) + ["---"] * 3) + "|"]
     for i, g in enumerate(groups):
@@ -135,7 +135,7 @@ def seeds_markdown_table(groups: Sequence[ConfigGroup], task: str, imgsz: int, b
         cells.append(_duration(t.mean) + (f" ± {_duration(t.std)}" if t.std is not None else ""))
         cells.append(_pm(s.best_epoch.mean, s.best_epoch.std, ".1f") if s.best_epoch.n else "")
         cells += [_pm(s.metrics[m].mean, s.metrics[m].std, ".3f", s.metrics[m].n) for m in metrics]
-        cells += [_p_text(g, PARETO_METRIC[task], i == 0), g.status.replace("|", "\\|")]
+        cells += [_p_text(g, pareto_metric(task), i == 0), g.status.replace("|", "\\|")]
         folder = g.folder()
         link = _rel(folder, base) if folder is not None and folder.exists() else ""
         cells.append(f"[{link}]({link})" if link else "")
@@ -146,7 +146,7 @@ def seeds_markdown_table(groups: Sequence[ConfigGroup], task: str, imgsz: int, b
 def write_seeds_csv(path: Path, groups: Sequence[ConfigGroup], task: str) -> Path:
     """results.csv: the per-config columns of a one-seed comparison (metrics = means), then std, n and the test."""
     keys, _ = _latency_keys([r for g in groups for r in g.runs])
-    metrics = list(METRIC_COLUMNS[task])
+    metrics = list(metric_columns(task))
     extra = (["n", "seeds"] + [f"{m}_std" for m in metrics] + ["best_epoch_std", "train_time_s_std"]
              + [f"{m}_p_vs_baseline" for m in metrics] + ["test", "distinguishable_from_baseline", "devices"])
     with open(path, "w", newline="") as f:
@@ -176,7 +176,7 @@ def write_seeds_csv(path: Path, groups: Sequence[ConfigGroup], task: str) -> Pat
                 rec[f"{m}_std"] = repr(s.metrics[m].std) if s.metrics[m].std is not None else ""
                 t = s.tests.get(m)
                 rec[f"{m}_p_vs_baseline"] = repr(t.p_value) if t is not None and t.testable else ""
-            t = s.tests.get(PARETO_METRIC[task])
+            t = s.tests.get(pareto_metric(task))
             rec["distinguishable_from_baseline"] = "" if t is None or not t.testable else str(t.distinguishable)
             w.writerow(rec)
     return path
@@ -193,7 +193,7 @@ def tex_escape(text: str) -> str:
 def write_seeds_tex(path: Path, groups: Sequence[ConfigGroup], task: str, imgsz: int, settings: Mapping[str, Any]
                     ) -> Path:
     """results.tex: a booktabs table (\\usepackage{booktabs}) ready for a paper."""
-    metrics = list(METRIC_COLUMNS[task])
+    metrics = list(metric_columns(task))
     keys, names = _latency_keys([r for g in groups for r in g.runs])
     heads = (["Config", "Params (M)", f"GFLOPs@{imgsz}"] + [f"{_device_label(k).upper()} ms" for k in keys]
              + [tex_escape(m) for m in metrics] + ["$p$ vs.\\ baseline"])
@@ -207,7 +207,7 @@ def write_seeds_tex(path: Path, groups: Sequence[ConfigGroup], task: str, imgsz:
         for m in metrics:
             v = s.metrics[m]
             cells.append("--" if not v.n else f"{v.mean:.3f}" + (f" $\\pm$ {v.std:.3f}" if v.std is not None else ""))
-        t = s.tests.get(PARETO_METRIC[task])
+        t = s.tests.get(pareto_metric(task))
         if i == 0:
             cells.append("baseline")
         elif t is None or not t.testable:
@@ -216,9 +216,9 @@ def write_seeds_tex(path: Path, groups: Sequence[ConfigGroup], task: str, imgsz:
             cells.append(f"{t.p_value:.3g}" + ("" if t.distinguishable else "$^{\\approx}$"))
         lines.append(" & ".join(cells) + " \\\\")
     n = sorted({g.stats.best_epoch.n for g in groups})
-    caption = (f"{tex_escape(PARETO_METRIC[task])} and {tex_escape(metrics[0])}: mean $\\pm$ std over "
+    caption = (f"{tex_escape(pareto_metric(task))} and {tex_escape(metrics[0])}: mean $\\pm$ std over "
                f"{'/'.join(map(str, n))} seeds (best epoch); $p$: {TEST_NAME} against the baseline on "
-               f"{tex_escape(PARETO_METRIC[task])}, $^{{\\approx}}$: not distinguishable at $\\alpha={ALPHA}$. "
+               f"{tex_escape(pareto_metric(task))}, $^{{\\approx}}$: not distinguishable at $\\alpha={ALPHA}$. "
                + tex_escape(", ".join(f"{k}={v}" for k, v in settings.items()))
                + "".join(f"; {_device_label(k).upper()} latency on {tex_escape(names[k])}" for k in keys) + ".")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\label{tab:backbones}", "\\end{table}",
@@ -240,7 +240,7 @@ def write_seeds_json(path: Path, groups: Sequence[ConfigGroup], task: str, setti
                      protocol: Optional[Mapping[str, Any]]) -> Path:
     """results.json: everything (protocol, settings, per config: profile, statistics, tests, every run)."""
     doc = {"command": command, "task": task, "settings": dict(settings), "protocol": protocol,
-           "test": {"name": TEST_NAME, "alpha": ALPHA, "metric": PARETO_METRIC[task], "baseline": groups[0].name
+           "test": {"name": TEST_NAME, "alpha": ALPHA, "metric": pareto_metric(task), "baseline": groups[0].name
                     if groups else None},
            "configs": [{"name": g.name, "cfg": g.cfg, "status": g.status,
                         "profile": g.profile.to_dict() if g.profile else None, **g.stats.to_dict(),
@@ -271,7 +271,7 @@ def write_outputs(save_dir: Path, rows: Sequence[ConfigResult], task: str, imgsz
     pareto = curves = None
     if plots:
         reps = [g.done[0] for g in groups if g.done]
-        spread = {g.name: (g.stats.metrics[PARETO_METRIC[task]].mean, g.stats.metrics[PARETO_METRIC[task]].std)
+        spread = {g.name: (g.stats.metrics[pareto_metric(task)].mean, g.stats.metrics[pareto_metric(task)].std)
                   for g in groups if g.done}
         pareto = plot_pareto(reps, task, save_dir / "pareto.png", backend=pareto_backend,
                              spread=spread if several else None)

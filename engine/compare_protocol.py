@@ -9,6 +9,7 @@ Every other key must match for a folder to be reused (`protocol_differences` nam
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -69,13 +70,10 @@ def environment(devices: Sequence[str]) -> Dict[str, Any]:
 def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any]) -> Dict[str, Any]:
     """A config's identity: YAML file and sha1, where its pretrained tensors come from, and the layers frozen."""
     entry: Dict[str, Any] = {"cfg": cfg, "sha1": file_sha1(cfg)}
+    from engine.train import get_task
+    plugin = get_task(task)
     try:
-        if task == "detect":
-            from models.yolo import DetectionModel
-            model = DetectionModel(cfg, nc=nc)
-        else:
-            from models.classification import ClassificationModel
-            model = ClassificationModel(cfg, nc=nc)
+        model = plugin.new_model(cfg, nc)
     except Exception as e:  # the comparison reports the failure in its table; the protocol says so too
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         entry.update(pretrained=None, freeze=None, error=f"{type(e).__name__}: {text}")
@@ -83,7 +81,7 @@ def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any]) -> Dict[
     from models.weights_report import tensor_origins
     origins = sorted(set(tensor_origins(model).values()))
     entry["pretrained"] = origins or "none (random init)"
-    if task == "detect" and list(freeze) not in ([], [0]):
+    if "freeze" in {f.name for f in dataclasses.fields(plugin.options)} and list(freeze) not in ([], [0]):
         from models.freeze import freeze_indices
         entry["freeze"] = freeze_indices(model, list(freeze) if len(freeze) > 1 else freeze[0])
     else:

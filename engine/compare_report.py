@@ -7,14 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from engine.train import get_task
 from utils.profiling import ModelProfile
 
-# results.csv column of each per-epoch metric, per task; the first one is also the Pareto / curves y-axis.
-METRIC_COLUMNS: Dict[str, Dict[str, str]] = {
-    "detect": {"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"},
-    "classify": {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"},
-}
-PARETO_METRIC = {"detect": "mAP50-95", "classify": "top1"}
+
+def metric_columns(task: str) -> Dict[str, str]:
+    """The task's per-epoch metrics: our name -> results.csv column (the first is the curves' y-axis)."""
+    return get_task(task).metric_columns
+
+
+def pareto_metric(task: str) -> str:
+    """The metric of the Pareto plot and of the significance test."""
+    return get_task(task).pareto_metric
 
 
 class RunResultsError(ValueError):
@@ -26,7 +30,7 @@ class RunHistory:
     """Per-epoch metrics of one training run, as its results.csv holds them (one entry per epoch)."""
 
     epochs: List[int]
-    metrics: Dict[str, List[float]]  # our metric name (METRIC_COLUMNS) -> one value per epoch
+    metrics: Dict[str, List[float]]  # our metric name (metric_columns) -> one value per epoch
     best_index: int  # position in `epochs` of the epoch whose weights are best.pt
 
     @property
@@ -51,7 +55,7 @@ def read_run_history(csv_path: Path, task: str = "detect") -> RunHistory:
     The best epoch follows the trainers' choice of best.pt: detection keeps the last epoch with the highest
     fitness 0.1 mAP50 + 0.9 mAP50-95, classification the first epoch with the highest top-1.
     """
-    columns = METRIC_COLUMNS[task]
+    columns = metric_columns(task)
     try:
         with open(csv_path, newline="") as f:
             rows = [{k.strip(): v.strip() for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
@@ -69,13 +73,7 @@ def read_run_history(csv_path: Path, task: str = "detect") -> RunHistory:
         raise RunResultsError(f"{csv_path}: no epoch rows")
     epochs = sorted(by_epoch)
     metrics = {name: [by_epoch[e][name] for e in epochs] for name in columns}
-    if task == "detect":
-        fit = [0.1 * a + 0.9 * b for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])]
-        best = max(range(len(fit)), key=lambda i: (fit[i], i))
-    else:
-        top1 = metrics["top1"]
-        best = max(range(len(top1)), key=lambda i: (top1[i], -i))
-    return RunHistory(epochs=epochs, metrics=metrics, best_index=best)
+    return RunHistory(epochs=epochs, metrics=metrics, best_index=get_task(task).best_epoch_index(metrics))
 
 
 @dataclass
@@ -139,7 +137,7 @@ def _device_label(key: str) -> str:
 def csv_fieldnames(task: str, latency_keys: Sequence[str]) -> List[str]:
     return (["config", "cfg", "status", "error", "params", "gflops", "imgsz"]
             + [f"latency_{_device_label(k)}_{part}" for k in latency_keys for part in ("ms", "device")]
-            + ["train_time_s", "epochs", "best_epoch", *METRIC_COLUMNS[task], "run_dir"])
+            + ["train_time_s", "epochs", "best_epoch", *metric_columns(task), "run_dir"])
 
 
 def write_results_csv(path: Path, rows: Sequence[ConfigResult], task: str) -> Path:
@@ -161,7 +159,7 @@ def write_results_csv(path: Path, rows: Sequence[ConfigResult], task: str) -> Pa
                 v = p.latency_ms.get(k) if p else None
                 rec[f"latency_{_device_label(k)}_ms"] = f"{v:.3f}" if v is not None else ""
                 rec[f"latency_{_device_label(k)}_device"] = p.device_names.get(k, "") if p else ""
-            for name in METRIC_COLUMNS[task]:
+            for name in metric_columns(task):
                 v = r.metric(name)
                 rec[name] = repr(v) if v is not None else ""
             w.writerow(rec)
@@ -178,7 +176,7 @@ def markdown_table(rows: Sequence[ConfigResult], task: str, imgsz: int, base: Pa
     trained=False (profile-only) leaves out the training columns.
     """
     keys, _ = _latency_keys(rows)
-    metrics = list(METRIC_COLUMNS[task]) if trained else []
+    metrics = list(metric_columns(task)) if trained else []
     train_head = ["train time", "best epoch", *metrics] if trained else []
     head = (["config", "params", f"GFLOPs@{imgsz}"] + [f"{_device_label(k).upper()} ms" for k in keys]
             + train_head + ["status"] + (["run"] if trained else []))
@@ -215,10 +213,9 @@ def write_results_md(path: Path, rows: Sequence[ConfigResult], task: str, imgsz:
     lines.append(f"- Parameters and GFLOPs (one forward pass at {imgsz}x{imgsz}) of the model as trained "
                  f"(the data's class count).")
     if trained:
-        metric_note = ("mAP50 and mAP50-95 of the best epoch (highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as "
-                       "best.pt), read from each run's results.csv." if task == "detect" else
-                       "top-1 and top-5 accuracy of the best epoch (highest top-1, the epoch saved as best.pt), read "
-                       "from each run's results.csv.")
+        t = get_task(task)
+        metric_note = (f"{' and '.join(t.metric_columns)} of the best epoch ({t.best_epoch_note}), read from each "
+                       f"run's results.csv.")
         lines += [f"- {metric_note}", "- Epochs are numbered from 0; train time is the wall time of the training "
                   "run (set-up, epochs, final validation)."]
     lines += ["", table or markdown_table(rows, task, imgsz, path.parent, trained=trained), "", *notes]
@@ -286,7 +283,7 @@ def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Op
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = PARETO_METRIC[task]
+    metric = pareto_metric(task)
     done = [r for r in rows if r.history is not None and r.profile is not None]
     dev = latency_axis(done, backend)
     if not done or dev is None:
@@ -327,7 +324,7 @@ def plot_curves(rows: Sequence[ConfigResult], task: str, path: Path,
     done = [r for r in rows if r.history is not None]
     if not done:
         return None
-    metrics = list(METRIC_COLUMNS[task])
+    metrics = list(metric_columns(task))
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), tight_layout=True)
     for ax, m in zip(axes, metrics):
         for name, runs in (groups or {r.name: [r.history] for r in done}).items():
