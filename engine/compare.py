@@ -404,12 +404,10 @@ class _Comparison:
             opts["freeze"] = list(o.freeze)
         return opts
 
-    def _run_parallel(self, nc: int) -> None:
-        """Profile every config here (no training runs beside the timing), read finished runs back, and hand the
-        rest to worker processes: a local pool (--jobs, --device 0,1,...) or Ray tasks (--ray)."""
-        from engine.compare_jobs import Job, device_slots, run_pool, run_ray
-        o, profiled = self.opt, {}
-        jobs = []
+    def _pending_jobs(self, nc: int) -> List[Any]:
+        """Profile each config once and read finished runs back; the (config, seed) runs left, as worker jobs."""
+        from engine.compare_jobs import Job
+        o, profiled, jobs = self.opt, {}, []
         for i in self.order():
             row = self.rows[i]
             try:
@@ -429,6 +427,14 @@ class _Comparison:
             spec = {"options": {**o.to_dict(), "resume": False, "protocol": ""}, "save_dir": str(self.save_dir),
                     "name": row.name, "cfg": row.cfg, "seed": row.seed}
             jobs.append(Job(i, _job_key(row), self.run_dir(row), spec))
+        return jobs
+
+    def _run_parallel(self, nc: int) -> None:
+        """Profile every config here (no training runs beside the timing), read finished runs back, and hand the
+        rest to worker processes: a local pool (--jobs, --device 0,1,...) or Ray tasks (--ray)."""
+        from engine.compare_jobs import Job, device_slots, run_pool, run_ray
+        o = self.opt
+        jobs = self._pending_jobs(nc)
         self.write(plots=False)
         finished, shown = set(), [""]
 
