@@ -279,6 +279,9 @@ class Trainer:
         LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        # YOLOv5 v7.0 rewinds the scheduler after building it, so after warmup epoch e trains at lf(e - 1): one more
+        # epoch at full rate and the last epoch at lf(epochs - 2). Same here (a resume restores the count anyway).
+        self.scheduler.last_epoch = -1
 
     def _restore_training_state(self) -> None:
         ckpt = self.resume_ckpt
