@@ -1,6 +1,6 @@
 """Learning parity with YOLOv5 v7.0: both trainers, same data, model, schedule and seeds; both scored by COCOeval.
 
-    python benchmarks/learning_parity.py                                  # digits-det, yolov5n, 160 px, 30 ep, seeds 0 1
+    python benchmarks/learning_parity.py                        # digits-det, yolov5n, 160 px, 30 epochs, seeds 0 1
     python benchmarks/learning_parity.py --data shapes --epochs 30        # the built-in shapes set
     python benchmarks/learning_parity.py --sides ours --ours-args "--hyp my_hyp.yaml" --tag trial
 
@@ -199,7 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "learning_parity")
     a = p.parse_args(argv)
     data_yaml = resolve_data(a.data)
-    out = (a.out / f"{Path(a.data).stem if a.data.endswith('.yaml') else a.data}-e{a.epochs}{a.tag}").resolve()
+    name = data_yaml.parent.name if a.data.endswith(".yaml") else a.data
+    out = (a.out / f"{name}-e{a.epochs}{a.tag}").resolve()
     data = {s: side_copy(data_yaml, out / f"data-{s}") for s in a.sides}
     runs: Dict[str, Dict[int, dict]] = {s: {} for s in a.sides}
     for seed in a.seeds:
