@@ -70,6 +70,13 @@ def test_two_epochs_loss_decreases_and_outputs(first_run, work):
     assert r.final is not None and r.final.seen == 4 and set(r.final.speed) == {"pre", "inf", "nms"}
 
 
+def test_lr_schedule_lags_one_epoch_as_yolov5(first_run):
+    """Without warmup, epochs 0 and 1 both train at lr0 x lf(0): YOLOv5 v7.0 rewinds its scheduler once."""
+    with (first_run.save_dir / "results.csv").open() as f:
+        rows = [{k.strip(): float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    assert [r["x/lr1"] for r in rows] == pytest.approx([0.001, 0.001])
+
+
 def test_checkpoint_weights_only_and_contract(first_run):
     ckpt = torch.load(first_run.last, map_location="cpu", weights_only=True)
     for key in ("model", "model_yaml", "task", "nc", "names", "epoch", "best_fitness", "ema", "updates",

@@ -225,6 +225,7 @@ class DetectionDataset(Dataset):
 
     def _load_mosaic(self, i: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         picks = [i] + [int(self.indices[j]) for j in rng.integers(0, self.n, 3)]
+        rng.shuffle(picks)  # as YOLOv5: the indexed image lands in any quadrant, not always top-left
         images = [self.load_image(k)[0] for k in picks]
         labels = [self.labels[k] for k in picks]
         canvas, rows = mosaic4(images, labels, self.img_size, rng)

@@ -195,6 +195,8 @@ class Trainer:
         LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        if self.task.lr_lags_one_epoch:  # one more epoch at the full rate; a resume restores the count anyway
+            self.scheduler.last_epoch = -1
 
     def _restore_training_state(self) -> None:
         ckpt = self.resume_ckpt

@@ -79,6 +79,7 @@ class DetectTask(TrainTask):
     default_data = DetectOptions.data
     builtin_data_name = DetectOptions.data
     default_hyp = DetectOptions.hyp
+    lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
     metric_columns = {"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"}
     pareto_metric = "mAP50-95"
     best_epoch_note = "highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as best.pt"
