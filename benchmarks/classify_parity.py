@@ -10,7 +10,7 @@ reference venv (../shared/yolov5-ref/setup.sh) from an init.pt built there from 
 YOLOv5 (which has no such flag; its classify_albumentations keeps 0.08) by running its unchanged classify/train.py
 with that one default replaced. Without it each side keeps its own default. Runs go A B A B (ours first in odd repeats, YOLOv5 first in even ones), each repeat with seed = repeat index, every
 process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
-training seconds per epoch (from each trainer's own "Training complete" line), process CPU seconds, then medians and
+training seconds per epoch (from each trainer's own closing time line), process CPU seconds, then medians and
 ratios ours / YOLOv5. Writes the table as JSON to <out>/parity.json.
 """
 from __future__ import annotations
@@ -75,7 +75,8 @@ def read_results(run_dir: Path, log: Path, epochs: int) -> Dict[str, float]:
     with open(run_dir / "results.csv") as f:
         rows = [{k.strip(): float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     top1 = [r["metrics/accuracy_top1"] for r in rows]
-    hours = re.findall(r"Training complete \(([\d.]+) hours\)", log.read_text(errors="replace"))
+    # YOLOv5: "Training complete (0.013 hours)"; ours: "10 epochs completed in 0.013 hours."
+    hours = re.findall(r"(?:Training complete \(|epochs completed in )([\d.]+) hours", log.read_text(errors="replace"))
     return {"top1": top1[-1], "best_top1": max(top1), "loss_first": rows[0]["train/loss"],
             "loss_last": rows[-1]["train/loss"], "epoch_s": float(hours[-1]) * 3600 / epochs if hours else float("nan")}
 
