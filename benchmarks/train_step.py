@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py                                   # yolov5s, 320 px, batch 8, CPU
     python benchmarks/train_step.py --cfg configs/yolov5n.yaml --steps 20
-    python benchmarks/train_step.py --ab --threads 1    # plain loop vs speed-ups (engine/acceleration), interleaved
+    python benchmarks/train_step.py --ab --threads 1    # plain loop vs speed-ups (engine/core/acceleration), interleaved
 Prints the median, mean and min wall seconds per step, images per second, and the median process CPU time per step
 (which, unlike wall time, does not grow when other processes share the cores).
 """

@@ -127,6 +127,8 @@ class ClassifyTask(TrainTask):
     min_imgsz = ClassifyOptions.MIN_IMGSZ
     default_data = ClassifyOptions.data
     builtin_data_name = "built-in shapes-cls"
+    # measured: yolov5s-cls, 32 px, batch 64, 1 thread: 0.314 s contiguous vs 0.346 s channels_last (CPU s/step)
+    channels_last_on_cpu = False
     metric_columns = {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"}
     pareto_metric = "top1"
     best_epoch_note = "highest top-1, the epoch saved as best.pt"

@@ -66,18 +66,21 @@ def parse_compile(value: Union[str, bool, None]) -> str:
 
 
 def plan_acceleration(device: torch.device, speedups: bool = True, compile_mode: str = "auto",
-                      deterministic: bool = False, distributed: bool = False) -> Acceleration:
+                      deterministic: bool = False, distributed: bool = False,
+                      channels_last_on_cpu: bool = True) -> Acceleration:
     """Choose the speed-ups for this device.
 
     compile 'auto' compiles on CUDA only: on CPU the first-epoch compile cost was not recovered over short runs
-    (see benchmarks/train_speed.py --compile). channels_last is faster for these conv nets on both CPU and CUDA.
+    (see benchmarks/train_speed.py --compile). channels_last is faster for the detectors on CPU and CUDA; a task
+    where it was measured slower on CPU (small classifier images) passes channels_last_on_cpu=False.
     """
     cuda = device.type == "cuda"
     mode = parse_compile(compile_mode)
     if not speedups:
         return Acceleration(False, mode == "on" and compile_available(), False, False, cuda)
     compile_on = (mode == "on" or (mode == "auto" and cuda and not distributed)) and compile_available()
-    return Acceleration(channels_last=True, compile=compile_on, fused_optimizer=device.type in ("cpu", "cuda"),
+    return Acceleration(channels_last=cuda or channels_last_on_cpu, compile=compile_on,
+                        fused_optimizer=device.type in ("cpu", "cuda"),
                         cudnn_benchmark=cuda and not deterministic, amp=cuda, loader_speedups=True)
 
 

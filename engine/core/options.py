@@ -44,7 +44,7 @@ class RunOptions:
     local_rank: int = -1  # set by torchrun through the LOCAL_RANK environment variable
     deterministic: bool = False  # deterministic torch kernels (bitwise-repeatable CPU runs)
     task: str = "detect"
-    speedups: bool = True  # channels_last, fused optimizer, persistent workers, auto RAM cache (engine/acceleration)
+    speedups: bool = True  # channels_last, fused optimizer, persistent workers, auto RAM cache (engine/core/acceleration)
     compile: str = "auto"  # torch.compile: 'auto' (CUDA only), 'on' or 'off'
 
     MIN_IMGSZ: ClassVar[int] = 32

@@ -34,6 +34,7 @@ class TrainTask:
     default_data: str = ""  # --data when none is given
     builtin_data_name: str = ""  # how reports name the built-in dataset that an empty --data means
     default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
+    channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
     lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
     # compare.py's tables: our metric name -> results.csv column (the first is also the curves' y-axis)
     metric_columns: Dict[str, str] = {}

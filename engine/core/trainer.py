@@ -112,7 +112,7 @@ class Trainer:
         self.device = init_process_group(self.dist, device)
         self.cuda = self.device.type == "cuda"
         self.acc = accel.plan_acceleration(self.device, opt.speedups, opt.compile, opt.deterministic,
-                                           self.dist.distributed)  # speed-ups
+                                           self.dist.distributed, task.channels_last_on_cpu)  # speed-ups
         accel.apply_backend_settings(self.acc)  # speed-ups
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
