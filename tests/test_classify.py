@@ -95,10 +95,7 @@ def yolo_run(colour_data, tmp_path_factory):
             logits[trainer.epoch] = trainer.ema.ema.eval()(probe).clone()
 
     project = tmp_path_factory.mktemp("runs")
-    # The plain eager loop: channels_last weights give last-bit different logits from the contiguous reload (the
-    # bitwise check below), and the speed-ups' own trajectory is covered by tests/test_speedups.py.
-    result = train(_opts(colour_data, project, _tiny_cls_yaml(), speedups=False),
-                   callbacks={"on_fit_epoch_end": record})
+    result = train(_opts(colour_data, project, _tiny_cls_yaml()), callbacks={"on_fit_epoch_end": record})
     return result, logits, probe
 
 
