@@ -11,7 +11,7 @@ YOLOv5 (which has no such flag; its classify_albumentations keeps 0.08) by runni
 with that one default replaced. Without it each side keeps its own default. Runs go A B A B (ours first in odd repeats, YOLOv5 first in even ones), each repeat with seed = repeat index, every
 process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
 training seconds per epoch (from each trainer's own closing time line), process CPU seconds, then medians and
-ratios ours / YOLOv5. Writes the table as JSON to <out>/parity.json.
+ratios ours / YOLOv5. Writes the table as JSON to <out>/parity-seeds<first>-<last>.json.
 """
 from __future__ import annotations
 
@@ -88,13 +88,14 @@ def median(runs: List[Dict[str, float]], key: str) -> float:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_OUT, help="ImageFolder root (built if missing)")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "classify-parity", help="run folders and parity.json")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "classify-parity", help="run folders and JSON tables")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--imgsz", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of both sides")
-    p.add_argument("--repeats", type=int, default=2, help="A B pairs (seed = repeat index)")
+    p.add_argument("--repeats", type=int, default=2, help="A B pairs (seed = --first-seed + repeat index)")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first pair (to add seeds to a finished run)")
     p.add_argument("--crop-scale", type=float, default=None,
                    help="smallest crop area on both sides (default: each side's own: ours scales with imgsz, YOLOv5 0.08)")
     p.add_argument("--ours-args", default="", help="extra flags for our train.py, e.g. '--crop-scale 0.08'")
@@ -115,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"data {a.data}: {counts['train']} train / {counts['val']} val images, {nc} classes; "
           f"{a.epochs} epochs, {a.imgsz} px, batch {a.batch_size}, workers {a.workers}, threads {a.threads}")
     runs: Dict[str, List[Dict[str, float]]] = {"ours": [], "yolov5": []}
-    for r in range(a.repeats):
+    for r in range(a.first_seed, a.first_seed + a.repeats):
         order = ("ours", "yolov5") if r % 2 == 0 else ("yolov5", "ours")
         for side in order:
             name = f"{side}-r{r}"
@@ -142,8 +143,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"CPU {o['cpu_s']:.0f} s\nmedian YOLOv5: top-1 {y['top1']:.3f}, last train loss {y['loss_last']:.2f}, "
           f"{y['epoch_s']:.1f} s/epoch, CPU {y['cpu_s']:.0f} s\nratio ours/YOLOv5: top-1 {o['top1'] / y['top1']:.3f}, "
           f"epoch time {o['epoch_s'] / y['epoch_s']:.3f}, CPU {o['cpu_s'] / y['cpu_s']:.3f}")
-    (out / "parity.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "runs": runs,
-                                                 "median": summary}, indent=1))
+    means = {k: sum(r["top1"] for r in v) / len(v) for k, v in runs.items()}
+    print(f"mean top-1 over seeds {a.first_seed}..{a.first_seed + a.repeats - 1}: ours {means['ours']:.4f}, "
+          f"YOLOv5 {means['yolov5']:.4f}")
+    table = out / f"parity-seeds{a.first_seed}-{a.first_seed + a.repeats - 1}.json"
+    table.write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "runs": runs,
+                                 "median": summary, "mean_top1": means}, indent=1))
     return 0
 
 

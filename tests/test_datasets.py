@@ -367,3 +367,30 @@ def test_distributed_sampler_when_rank_is_set(shapes, tmp_path):
         assert sum(len(p) for _, _, p, _ in loader) == len(ds)
     finally:
         dist.destroy_process_group()
+
+
+def test_close_mosaic_stops_mosaics_from_its_epoch_in_persistent_workers(shapes):
+    """--close-mosaic: epochs >= mosaic_until build single letterboxed images, also in persistent loader workers
+    started before that epoch (they see the epoch through shared memory)."""
+    train = check_dataset(shapes)["train"]
+    loader, ds = create_dataloader(train, 96, 4, 32, augment=True, nc=NC, workers=1, persistent_workers=True,
+                                   hyp={"mosaic": 1.0, "mixup": 0.0})
+    ds.mosaic_until = 1
+    assert ds.mosaic_on(0) and not ds.mosaic_on(1) and DetectionDataset(train, 96, nc=NC).mosaic_on(0) is False
+    real, built = ds._load_mosaic, []
+
+    def guarded(i, rng):
+        if ds.epoch >= ds.mosaic_until:
+            raise AssertionError(f"a mosaic in epoch {ds.epoch}")
+        built.append(i)
+        return real(i, rng)
+
+    ds._load_mosaic = guarded  # set before the workers start, so they run it too
+    ds.set_epoch(0)
+    ds[0]
+    assert built  # epoch 0 still builds mosaics
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        assert sum(len(imgs) for imgs, *_ in loader) == 12  # epoch 1 in the worker: no mosaic, no error
+    ds.set_epoch(1)
+    assert ds[0][0].shape == (3, 96, 96)

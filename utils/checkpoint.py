@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, BinaryIO, Dict, Iterator, List
 
 import torch
 
@@ -27,16 +29,15 @@ class CheckpointError(ValueError):
 TEMP_GLOB = ".*.tmp"  # save_checkpoint's temp files (.<name>.<random>.tmp) that a kill leaves behind
 
 
-def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike, step: str = "save") -> Path:
-    """Write obj to path atomically: a temp file in the same folder, fsync, then rename over the target.
+@contextmanager
+def _atomic_file(path: Path, step: str) -> Iterator[BinaryIO]:
+    """A temp file beside path to write into; on success it is fsynced and renamed over path, on failure removed.
     step names the write for fault injection (utils/faults.py: point `<step>:<file name>`)."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"format_version": CHECKPOINT_VERSION, **obj}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            yield f
             f.flush()
             fault_point(f"{step}:{path.name}")
             os.fsync(f.fileno())
@@ -45,7 +46,24 @@ def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike, step: str = "s
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_checkpoint(obj: Dict[str, Any], path: str | os.PathLike, step: str = "save") -> Path:
+    """Write obj to path atomically: a temp file in the same folder, fsync, then rename over the target.
+    step names the write for fault injection (utils/faults.py: point `<step>:<file name>`)."""
+    path = Path(path)
+    with _atomic_file(path, step) as f:
+        torch.save({"format_version": CHECKPOINT_VERSION, **obj}, f)
     return path
+
+
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, step: str = "save") -> Path:
+    """Copy a written checkpoint file to dst atomically (temp file, fsync, rename): cheaper than serializing the
+    same dict twice. step names the write for fault injection, as in save_checkpoint."""
+    dst = Path(dst)
+    with _atomic_file(dst, step) as f, open(src, "rb") as source:
+        shutil.copyfileobj(source, f, 1 << 22)
+    return dst
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> List[Path]:

@@ -57,6 +57,7 @@ class DetectionDataset(Dataset):
         self.img_size, self.stride, self.pad = int(img_size), int(stride), float(pad)
         self.augment, self.rect, self.image_weights = augment, rect, image_weights
         self.mosaic = augment and not rect  # mosaic would undo the rectangular batch shapes
+        self.mosaic_until: Optional[int] = None  # first epoch without mosaic (--close-mosaic); None: every epoch
         self.hyp = load_hyp(hyp)
         self.seed, self.epoch, self.prefix = int(seed), 0, prefix
         if augment and self.hyp.copy_paste > 0:
@@ -168,6 +169,10 @@ class DetectionDataset(Dataset):
         """Epoch that seeds this epoch's augmentations (and image-weight resampling)."""
         self.epoch = int(epoch)
 
+    def mosaic_on(self, epoch: int) -> bool:
+        """Whether items of `epoch` may be mosaics (then with probability hyp.mosaic)."""
+        return self.mosaic and (self.mosaic_until is None or epoch < self.mosaic_until)
+
     def update_image_weights(self, class_weights: np.ndarray) -> None:
         """Redraw ``indices`` (with replacement) so images holding high-weight classes come more often."""
         cw = np.asarray(class_weights, np.float64)
@@ -196,7 +201,7 @@ class DetectionDataset(Dataset):
         i = int(self.indices[index])
         hyp = self.hyp
         shapes = None
-        if self.mosaic and rng.random() < hyp.mosaic:
+        if self.mosaic_on(self.epoch) and rng.random() < hyp.mosaic:
             img, labels = self._load_mosaic(i, rng)
             if rng.random() < hyp.mixup:
                 img2, labels2 = self._load_mosaic(int(rng.integers(self.n)), rng)

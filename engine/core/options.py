@@ -24,6 +24,7 @@ class RunOptions:
     data: str = ""  # the task's data argument ('' = its built-in dataset)
     epochs: int = 100
     batch_size: int = 16  # total over all DDP processes
+    nbs: int = 0  # nominal batch: images per optimizer step (0 = the task default: 64 detect, none classify)
     imgsz: int = 640  # train and val image size (pixels)
     optimizer: str = "SGD"  # SGD, Adam or AdamW
     cos_lr: bool = False  # cosine instead of linear LR decay
@@ -65,8 +66,8 @@ class RunOptions:
         rules = (("--epochs must be >= 1", self.epochs >= 1), ("--batch-size must be >= 1", self.batch_size >= 1),
                  (f"--imgsz must be >= {self.MIN_IMGSZ}", self.imgsz >= self.MIN_IMGSZ),
                  ("--label-smoothing must be in [0, 1)", 0.0 <= self.label_smoothing < 1.0),
-                 ("--workers must be >= 0", self.workers >= 0))
-        values = (self.epochs, self.batch_size, self.imgsz, self.label_smoothing, self.workers)
+                 ("--workers must be >= 0", self.workers >= 0), ("--nbs must be >= 0", self.nbs >= 0))
+        values = (self.epochs, self.batch_size, self.imgsz, self.label_smoothing, self.workers, self.nbs)
         for (rule, ok), value in zip(rules, values):
             if not ok:
                 raise TrainConfigError(f"{rule}, got {value}")

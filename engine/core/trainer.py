@@ -22,6 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from engine.core import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
+from engine.core.checkpoint_writer import CheckpointWriter
 from engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
 from engine.core.loggers import RunLogger
 from engine.core.optim import accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda, \
@@ -33,7 +34,7 @@ from engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, che
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
 from models.freeze import set_frozen_bn_eval
 from models.loading import model_from_checkpoint
-from utils.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from utils.checkpoint import load_checkpoint, remove_stale_temp_files
 from utils.ema import ModelEMA
 from utils.image_size import stride_multiple
 from utils.logging import LOGGER
@@ -80,6 +81,7 @@ class Trainer:
         self.resume_ckpt: Optional[Dict[str, Any]] = None
         self.stage = TRAIN  # training_checkpoint.STAGES: where the run stands (an end stage once epochs are done)
         self.end_ckpt: Optional[Dict[str, Any]] = None  # last.pt's content during the end sequence
+        self.checkpoint_writer = CheckpointWriter()  # last.pt/best.pt are written while the next epoch trains
         self.epoch, self.start_epoch = -1, 0
         self.best_fitness, self.best_epoch = 0.0, -1
         self.last_opt_step = -1
@@ -186,9 +188,14 @@ class Trainer:
             (self.save_dir / "model.yaml").write_text(dump_model_yaml(self.model.yaml))  # as built, composed
         LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in self.hyp.to_dict().items()))
 
+    @property
+    def nominal_batch(self) -> Optional[int]:
+        """Images per optimizer step that gradients accumulate to: --nbs, else the task's (None: no accumulation)."""
+        return self.opt.nbs or self.task.nominal_batch
+
     def _setup_optimizer(self) -> None:
         opt, hyp = self.opt, self.hyp
-        self.accumulate, decay_scale = accumulation(opt.batch_size, self.task.nominal_batch)
+        self.accumulate, decay_scale = accumulation(opt.batch_size, self.nominal_batch)
         self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
                                          hyp.weight_decay * decay_scale)
         accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
@@ -230,16 +237,19 @@ class Trainer:
                         + (f"Resuming training at epoch {self.start_epoch} of {opt.epochs}..." if self.start_epoch
                            else f"Starting training for {opt.epochs} epochs..."))
         self._run("on_train_start")
-        for epoch in range(self.start_epoch, opt.epochs if self.stage == TRAIN else 0):
-            self.epoch = epoch
-            mloss, lr = self.train_one_epoch(epoch)
-            self.loss_history.append(tuple(mloss))
-            self._run("on_train_epoch_end")
-            stop = self.end_epoch(epoch, mloss, lr) if self.is_rank0 else False
-            self._run("on_fit_epoch_end")
-            if broadcast_bool(stop, self.dist):
-                self.stopped_early = True
-                break
+        try:
+            for epoch in range(self.start_epoch, opt.epochs if self.stage == TRAIN else 0):
+                self.epoch = epoch
+                mloss, lr = self.train_one_epoch(epoch)
+                self.loss_history.append(tuple(mloss))
+                self._run("on_train_epoch_end")
+                stop = self.end_epoch(epoch, mloss, lr) if self.is_rank0 else False
+                self._run("on_fit_epoch_end")
+                if broadcast_bool(stop, self.dist):
+                    self.stopped_early = True
+                    break
+        finally:  # an interrupted run (exception, Ctrl-C) still leaves its last checkpoint complete on disk
+            self.checkpoint_writer.close()
 
     def train_one_epoch(self, epoch: int) -> Tuple[Tuple[float, ...], List[float]]:
         model, task = self.model_ddp, self.task
@@ -257,7 +267,7 @@ class Trainer:
             if ni <= self.nw:
                 self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.hyp.warmup_bias_lr,
                                                self.hyp.warmup_momentum, self.hyp.momentum, self.opt.batch_size,
-                                               task.nominal_batch)
+                                               self.nominal_batch)
             imgs, targets, instances = task.prepare_batch(self, batch, ni)
             with torch.autocast(self.device.type, enabled=self.amp):
                 loss, items = self.criterion(model(imgs), targets)
@@ -321,12 +331,12 @@ class Trainer:
 
     def _save(self, epoch: int, last_epoch: bool) -> None:
         ckpt = self.checkpoint(epoch, stage=END_STAGES[0] if last_epoch else TRAIN)
-        save_checkpoint(ckpt, self.last)
-        if self.best_epoch == epoch and not last_epoch:
-            save_checkpoint(ckpt, self.best)
+        copies = [self.best] if self.best_epoch == epoch and not last_epoch else []
         if self.opt.save_period > 0 and (epoch + 1) % self.opt.save_period == 0:
-            save_checkpoint(ckpt, self.wdir / f"epoch{epoch}.pt")
+            copies.append(self.wdir / f"epoch{epoch}.pt")
+        self.checkpoint_writer.write(ckpt, self.last, copies)
         if last_epoch:
+            self.checkpoint_writer.wait()  # the end sequence starts from last.pt on disk
             self.stage, self.end_ckpt = ckpt["stage"], ckpt
 
     def checkpoint(self, epoch: int, stage: str = TRAIN) -> Dict[str, Any]:
@@ -335,9 +345,9 @@ class Trainer:
         return {"model": ema_state, "model_yaml": copy.deepcopy(self.task.checkpoint_yaml(self)),
                 "task": self.task.name, "nc": self.nc, "names": list(self.names), "epoch": epoch,
                 "best_fitness": float(self.best_fitness), "ema": ema_state, "updates": int(self.ema.updates),
-                "optimizer": self.optimizer.state_dict(), "hyp": self.hyp.to_dict(), "opt": self.opt.to_dict(),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "hyp": self.hyp.to_dict(), "opt": self.opt.to_dict(),
                 "stage": stage,
-                "resume_state": {"train_model": float_state(self.model), "scheduler": self.scheduler.state_dict(),
+                "resume_state": {"train_model": float_state(self.model), "scheduler": copy.deepcopy(self.scheduler.state_dict()),
                                  "scaler": self.scaler.state_dict() if self.amp else None,
                                  "last_opt_step": int(self.last_opt_step), "stopper": self.stopper.state_dict(),
                                  "results": [float(v) for v in self.results], "best_epoch": int(self.best_epoch),

@@ -23,6 +23,7 @@ class DetectOptions(RunOptions):
     cache: Optional[str] = None  # 'ram', 'disk' or 'auto' (RAM when it fits; the default with speed-ups on)
     image_weights: bool = False  # sample images by their classes' current mAP
     multi_scale: bool = False  # vary the image size +/- 50% per batch
+    close_mosaic: int = 0  # train the last N epochs without mosaic (single letterboxed images, as val sees them)
     single_cls: bool = False  # train every class as one
     freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # N, layer indices, or 'backbone'
     task: str = "detect"
@@ -34,6 +35,8 @@ class DetectOptions(RunOptions):
         super().check()
         if self.task != "detect":
             raise TrainConfigError(f"--task {self.task!r}: these are detection options (--task detect)")
+        if self.close_mosaic < 0:
+            raise TrainConfigError(f"--close-mosaic must be >= 0, got {self.close_mosaic}")
         if self.cache not in (None, "ram", "disk", "auto"):
             raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram', 'disk' or 'auto'")
         if not isinstance(self.freeze, (list, tuple)):

@@ -137,6 +137,8 @@ class DetectTask(TrainTask):
                 t.data["train"], t.imgsz, per_rank, t.gs, augment=True, cache=accel.loader_cache(opt.cache, t.acc),
                 persistent_workers=t.acc.loader_speedups, rect=opt.rect, shuffle=True,
                 prefix="train: ", rank=t.dist.rank, image_weights=opt.image_weights, **common)
+        if opt.close_mosaic:  # set before the loader's workers start: they keep their own copy of the dataset
+            t.train_set.mosaic_until = max(opt.epochs - opt.close_mosaic, 0)
         t.problems = list(t.train_set.problems)
         t.val_loader = None
         if t.is_rank0:
@@ -170,6 +172,8 @@ class DetectTask(TrainTask):
         t.compute_loss, t.criterion = loss, criterion
 
     def before_epoch(self, t: "Trainer", epoch: int) -> None:
+        if t.is_rank0 and t.train_set.mosaic and epoch == t.train_set.mosaic_until:
+            LOGGER.info(f"Closing mosaic: the last {t.opt.epochs - epoch} epochs train on single images")
         if t.opt.image_weights and t.val is not None:
             cw = t.model.class_weights * (1 - t.val.maps) ** 2 / t.nc
             t.train_set.update_image_weights(cw)
