@@ -8,8 +8,9 @@ reference venv (../shared/yolov5-ref/setup.sh) from an init.pt built there from 
 (the same 4,185,290-parameter model as configs/cls/yolov5s-cls.yaml with 10 classes) and --pretrained False.
 --crop-scale S sets the smallest random-resized-crop area on both sides: ours through its --crop-scale flag,
 YOLOv5 (which has no such flag; its classify_albumentations keeps 0.08) by running its unchanged classify/train.py
-with that one default replaced. Without it each side keeps its own default. Runs go A B A B (ours first in odd repeats, YOLOv5 first in even ones), each repeat with seed = repeat index, every
-process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
+with that one default replaced; --jitter J does the same for the colour-jitter strength. Without them each side
+keeps its own default. Runs go A B B A (ours first in even seeds, YOLOv5 first in odd ones), each pair with seed
+--first-seed + repeat index, every process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
 training seconds per epoch (from each trainer's own closing time line), process CPU seconds, then medians and
 ratios ours / YOLOv5. Writes the table as JSON to <out>/parity-seeds<first>-<last>.json.
 """
@@ -35,10 +36,10 @@ from benchmarks.data.make_digits_cls import DEFAULT_OUT, build  # noqa: E402
 
 REF_SETUP = ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"
 REF_DIR = "import os, yolov5; print(os.path.dirname(yolov5.__file__))"
-RUN_REF_WITH_CROP = """
+RUN_REF_WITH_AUG = """
 import functools, runpy, sys
 import yolov5.utils.augmentations as A, yolov5.utils.dataloaders as D
-D.classify_albumentations = functools.partial(A.classify_albumentations, scale=({s}, 1.0))
+D.classify_albumentations = functools.partial(A.classify_albumentations, **{kwargs})
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -98,6 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first pair (to add seeds to a finished run)")
     p.add_argument("--crop-scale", type=float, default=None,
                    help="smallest crop area on both sides (default: each side's own: ours scales with imgsz, YOLOv5 0.08)")
+    p.add_argument("--jitter", type=float, default=None,
+                   help="colour-jitter strength on both sides (0 disables it; default: each side's own, 0.4)")
     p.add_argument("--ours-args", default="", help="extra flags for our train.py, e.g. '--crop-scale 0.08'")
     p.add_argument("--ref-setup", type=Path, default=REF_SETUP, help="YOLOv5 reference venv setup script")
     a = p.parse_args(argv)
@@ -116,6 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"data {a.data}: {counts['train']} train / {counts['val']} val images, {nc} classes; "
           f"{a.epochs} epochs, {a.imgsz} px, batch {a.batch_size}, workers {a.workers}, threads {a.threads}")
     runs: Dict[str, List[Dict[str, float]]] = {"ours": [], "yolov5": []}
+    ref_aug = {**({"scale": (a.crop_scale, 1.0)} if a.crop_scale is not None else {}),
+               **({"jitter": a.jitter} if a.jitter is not None else {})}
     for r in range(a.first_seed, a.first_seed + a.repeats):
         order = ("ours", "yolov5") if r % 2 == 0 else ("yolov5", "ours")
         for side in order:
@@ -125,8 +130,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        *shlex.split(common), "--name", name, "--seed", str(r), "--noplots", *shlex.split(a.ours_args)]
                 if a.crop_scale is not None:
                     cmd += ["--crop-scale", str(a.crop_scale)]
+                if a.jitter is not None:
+                    cmd += ["--jitter", str(a.jitter)]
             else:
-                runner = "" if a.crop_scale is None else f"-c {shlex.quote(RUN_REF_WITH_CROP.format(s=a.crop_scale))} "
+                runner = f"-c {shlex.quote(RUN_REF_WITH_AUG.format(kwargs=ref_aug))} " if ref_aug else ""
                 cmd = ref_shell(a.ref_setup, f"python {runner}\"$(python -c '{REF_DIR}' 2>/dev/null)/classify/train.py\" "
                                              f"--model {shlex.quote(str(init))} --pretrained False {common} "
                                              f"--name {name} --seed {r}")
