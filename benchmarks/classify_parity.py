@@ -10,9 +10,9 @@ reference venv (../shared/yolov5-ref/setup.sh) from an init.pt built there from 
 YOLOv5 (which has no such flag; its classify_albumentations keeps 0.08) by running its unchanged classify/train.py
 with that one default replaced; --jitter J does the same for the colour-jitter strength. Without them each side
 keeps its own default. Runs go A B B A (ours first in even seeds, YOLOv5 first in odd ones), each pair with seed
---first-seed + repeat index, every process with OMP_NUM_THREADS = --threads. Prints per run: final and best val top-1, train loss first -> last epoch,
-training seconds per epoch (from each trainer's own closing time line), process CPU seconds, then medians and
-ratios ours / YOLOv5. Writes the table as JSON to <out>/parity-seeds<first>-<last>.json.
+--first-seed + repeat index, every process with OMP_NUM_THREADS = --threads. Prints per run: final and best val
+top-1, train loss first -> last epoch, training seconds per epoch (from each trainer's own closing time line),
+process CPU seconds, then medians, ratios ours / YOLOv5 and the mean top-1. Writes the table as JSON to <out>/parity-seeds<first>-<last>.json.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 import numpy as np
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, copy_checkpoint, load_checkpoint, save_checkpoint
 
 # Entries only a run in progress needs; final checkpoints drop them.
 TRAINING_ONLY = ("ema", "updates", "optimizer", "resume_state")
@@ -104,8 +104,8 @@ def run_end_steps(ckpt: Dict[str, Any], last: Path, best: Path, last_is_best: bo
     interrupted. Returns validate's result (None when that step was already done)."""
     result = None
     if ckpt["stage"] == "best":
-        if last_is_best:
-            save_checkpoint(ckpt, best, step="final")
+        if last_is_best:  # last.pt on disk holds exactly ckpt at this stage: copy its bytes, not serialize again
+            copy_checkpoint(last, best, step="final")
         if best.exists():
             strip_checkpoint(best)
         _advance(ckpt, last, "validate")
