@@ -1,5 +1,6 @@
 """Training speed-ups that keep YOLOv5's arithmetic: channels_last, torch.compile with an eager fallback, fused
-optimizer steps, cudnn autotuning, AMP on CUDA, an automatic RAM cache and progress updates without per-step syncs.
+optimizer steps, cudnn autotuning, AMP on CUDA, an automatic RAM cache, progress updates without per-step syncs and,
+on CPU, a malloc that reuses freed tensor memory (utils/allocator.py).
 
 The trainer asks `plan_acceleration()` once, then calls the small helpers below at marked hook lines, so the loop
 itself stays YOLOv5's. `--no-speedups` gives the plain eager loop (for A/B checks and the trajectory test).
@@ -15,6 +16,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn as nn
 
+from utils.allocator import keep_freed_memory
 from utils.logging import LOGGER
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -35,12 +37,14 @@ class Acceleration:
     cudnn_benchmark: bool
     amp: bool
     loader_speedups: bool = False  # persistent workers and the automatic RAM cache
+    heap_reuse: bool = False  # glibc keeps freed tensor memory instead of mapping it again each step (CPU)
 
     def describe(self) -> str:
         on = [name for name, used in (("channels_last", self.channels_last), ("torch.compile", self.compile),
                                       ("fused optimizer", self.fused_optimizer),
                                       ("cudnn.benchmark", self.cudnn_benchmark), ("AMP", self.amp),
-                                      ("persistent workers + auto RAM cache", self.loader_speedups)) if used]
+                                      ("persistent workers + auto RAM cache", self.loader_speedups),
+                                      ("heap reuse", self.heap_reuse)) if used]
         return "speed-ups: " + (", ".join(on) if on else "none (plain eager loop)")
 
 
@@ -81,7 +85,8 @@ def plan_acceleration(device: torch.device, speedups: bool = True, compile_mode:
     compile_on = (mode == "on" or (mode == "auto" and cuda and not distributed)) and compile_available()
     return Acceleration(channels_last=cuda or channels_last_on_cpu, compile=compile_on,
                         fused_optimizer=device.type in ("cpu", "cuda"),
-                        cudnn_benchmark=cuda and not deterministic, amp=cuda, loader_speedups=True)
+                        cudnn_benchmark=cuda and not deterministic, amp=cuda, loader_speedups=True,
+                        heap_reuse=device.type == "cpu")
 
 
 def compile_available() -> bool:
@@ -96,9 +101,11 @@ def compile_available() -> bool:
 
 
 def apply_backend_settings(acc: Acceleration) -> None:
-    """Process-wide switches (cudnn autotuning for fixed input shapes)."""
+    """Process-wide switches (cudnn autotuning for fixed input shapes, malloc keeping freed tensor memory)."""
     if acc.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
+    if acc.heap_reuse:
+        keep_freed_memory()
 
 
 def to_memory_format(model: nn.Module, acc: Acceleration) -> nn.Module:
