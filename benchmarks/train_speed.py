@@ -1,17 +1,19 @@
 """Training throughput, ours vs YOLOv5 v7.0: images/s over full epochs (data + step), interleaved in one run.
 
-    python benchmarks/train_speed.py                     # yolov5n + yolov5s at 256 and 320 px, 128 images, 3 epochs
+    python benchmarks/train_speed.py                     # yolov5n + yolov5s at 256 and 320 px, 128 images, 4 epochs
     python benchmarks/train_speed.py --cfgs yolov5n --imgsz 256 --rounds 2
     python benchmarks/train_speed.py --no-yolov5 --compile on   # ours only, with torch.compile
 
 Each trial is a fresh process training from scratch on the same subset of the built-in shapes set (same model YAML,
 imgsz, batch, epochs, workers, thread count, hyp.scratch-low, SGD). The first epoch is reported on its own
-(warm-up: worker start, allocator, torch.compile when on); the figure compared is the median images/s of the later
-epochs, timed from the start of an epoch's data loading to the end of its last optimizer step (validation and
-checkpoints excluded; ours validates only the final epoch, YOLOv5 every epoch because its --noval
-breaks in 7.0.14). Memory: peak RSS of the training process, and the growth of
-its RSS from the end of the second epoch to the end of the last. YOLOv5 runs from ../shared/yolov5-ref (its own
-venv); pass --no-yolov5 where it is not set up.
+(warm-up: worker start, allocator, torch.compile when on). Two figures per trial, medians over the later epochs:
+- full cycle (the figure compared): from one epoch's start to the next epoch's start, so the epoch's data, steps and
+  checkpoint writes all count, whether inline (YOLOv5) or overlapping the next epoch (ours, a background thread);
+  validation is subtracted (ours validates only the final epoch, YOLOv5 every epoch because its --noval breaks in
+  7.0.14, timed by its on_val_start/on_val_end callbacks). The last epoch has no next start, hence >= 3 epochs.
+- train phase: from the start of an epoch's data loading to the end of its last optimizer step.
+Memory: peak RSS of the training process, and the growth of its RSS from the end of the second epoch to the end of
+the last. YOLOv5 runs from ../shared/yolov5-ref (its own venv); pass --no-yolov5 where it is not set up.
 """
 from __future__ import annotations
 
@@ -41,15 +43,33 @@ def _rss_mb() -> float:
 
 
 class EpochClock:
-    """Train-phase seconds of each epoch and the RSS at each epoch end, from the trainers' callbacks."""
+    """From the trainers' callbacks: train-phase seconds of each epoch, full-cycle seconds of each epoch (from one
+    epoch's start to the next's, checkpoint writes included, validation subtracted) and the RSS at each epoch end."""
 
     def __init__(self) -> None:
         self.start: Optional[float] = None
         self.seconds: List[float] = []
         self.rss: List[float] = []
+        self.cycle_starts: List[float] = []
+        self.val_seconds: List[float] = []  # validation time inside each cycle
+        self._val_start = 0.0
 
     def epoch_start(self, *args: Any, **kwargs: Any) -> None:
         self.start = time.perf_counter()
+
+    def cycle_start(self, *args: Any, **kwargs: Any) -> None:
+        self.cycle_starts.append(time.perf_counter())
+        self.val_seconds.append(0.0)
+
+    def val_start(self, *args: Any, **kwargs: Any) -> None:
+        self._val_start = time.perf_counter()
+
+    def val_end(self, *args: Any, **kwargs: Any) -> None:
+        self.val_seconds[-1] += time.perf_counter() - self._val_start
+
+    def cycles(self) -> List[float]:
+        s = self.cycle_starts
+        return [b - a - v for a, b, v in zip(s, s[1:], self.val_seconds)]
 
     def epoch_end(self, *args: Any, **kwargs: Any) -> None:
         self.seconds.append(time.perf_counter() - self.start)
@@ -57,8 +77,8 @@ class EpochClock:
 
     def report(self, impl: str, n_images: int) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(MARK + json.dumps({"impl": impl, "seconds": self.seconds, "rss_mb": self.rss, "peak_rss_mb": peak,
-                                 "images": n_images}), flush=True)
+        print(MARK + json.dumps({"impl": impl, "seconds": self.seconds, "cycles": self.cycles(), "rss_mb": self.rss,
+                                 "peak_rss_mb": peak, "images": n_images}), flush=True)
 
 
 def run_ours(a: argparse.Namespace) -> None:
@@ -66,11 +86,13 @@ def run_ours(a: argparse.Namespace) -> None:
     from engine.train import train
 
     clock = EpochClock()
+    # ours validates only the final epoch (noval), so its cycles hold no validation to subtract
     r = train(dict(cfg=str(ROOT / "configs" / f"{a.cfg}.yaml"), data=a.data, epochs=a.epochs, imgsz=a.imgsz,
                    batch_size=a.batch_size, workers=a.workers, device="cpu", noval=True, noplots=True,
                    project=a.project, name="ours", compile=a.compile, speedups=not a.plain),
-              callbacks={"on_train_start": clock.epoch_start, "on_train_epoch_end": clock.epoch_end,
-                         "on_fit_epoch_end": clock.epoch_start})
+              callbacks={"on_train_start": [clock.epoch_start, clock.cycle_start],
+                         "on_train_epoch_end": clock.epoch_end,
+                         "on_fit_epoch_end": [clock.epoch_start, clock.cycle_start]})
     clock.report("ours", a.images)
     del r
 
@@ -82,7 +104,10 @@ def run_yolov5(a: argparse.Namespace) -> None:
     clock = EpochClock()
     cb = Callbacks()
     cb.register_action("on_train_epoch_start", callback=clock.epoch_start)
+    cb.register_action("on_train_epoch_start", callback=clock.cycle_start)
     cb.register_action("on_train_epoch_end", callback=clock.epoch_end)
+    cb.register_action("on_val_start", callback=clock.val_start)
+    cb.register_action("on_val_end", callback=clock.val_end)
     sys.argv = sys.argv[:1]  # its parser reads sys.argv (and would take our --worker for its --workers)
     opt = y5.parse_opt(True)
     for k, v in dict(weights="", cfg=str(ROOT / "configs" / f"{a.cfg}.yaml"), data=a.data, epochs=a.epochs,
@@ -140,9 +165,10 @@ def trial(impl: str, cfg: str, imgsz: int, a: argparse.Namespace, data: Path, pr
 
 
 def summarize(r: Dict[str, Any]) -> Dict[str, float]:
-    n, secs, rss = r["images"], r["seconds"], r["rss_mb"]
-    later = secs[1:] or secs
-    return {"warm": n / secs[0], "ips": statistics.median(n / s for s in later), "peak": r["peak_rss_mb"],
+    n, secs, rss, cycles = r["images"], r["seconds"], r["rss_mb"], r["cycles"]
+    later, later_cycles = secs[1:] or secs, cycles[1:] or cycles
+    return {"warm": n / secs[0], "ips": statistics.median(n / s for s in later),
+            "cycle_ips": statistics.median(n / s for s in later_cycles), "peak": r["peak_rss_mb"],
             "growth": (rss[-1] - rss[1]) if len(rss) > 2 else 0.0, "wall": r["wall_s"]}
 
 
@@ -155,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--cfgs", nargs="+", default=["yolov5n", "yolov5s"], help="model YAML stems in configs/")
     p.add_argument("--imgsz", nargs="+", type=int, default=[256, 320])
     p.add_argument("--images", type=int, default=128, help="training images per epoch (a subset of shapes)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per trial (the first is the warm-up)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per trial (the first is the warm-up)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours/YOLOv5 order alternates)")
@@ -170,8 +196,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         a.cfg, a.imgsz = a.cfgs[0], a.imgsz[0]
         (run_ours if a.worker == "ours" else run_yolov5)(a)
         return 0
-    if a.epochs < 2:
-        raise SystemExit("train_speed: --epochs must be >= 2 (the first epoch is the warm-up)")
+    if a.epochs < 3:
+        raise SystemExit("train_speed: --epochs must be >= 3 (the first epoch is the warm-up, the last has no "
+                         "next epoch to end its cycle)")
     impls = ["ours"] + ([] if a.no_yolov5 else ["yolov5"])
     if "yolov5" in impls and not REF_SETUP.is_file():
         raise SystemExit(f"train_speed: {REF_SETUP} not found; pass --no-yolov5 or set up the reference")
@@ -188,21 +215,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for impl in order:
                     s = summarize(trial(impl, cfg, imgsz, a, data, project / f"r{rnd}_{cfg}_{imgsz}"))
                     results.setdefault((cfg, imgsz, impl), []).append(s)
-                    print(f"  round {rnd + 1} {cfg} {imgsz} {impl:6s}: {s['ips']:.2f} images/s "
-                          f"(warm-up epoch {s['warm']:.2f}), peak RSS {s['peak']:.0f} MB, "
+                    print(f"  round {rnd + 1} {cfg} {imgsz} {impl:6s}: {s['cycle_ips']:.2f} images/s full cycle, "
+                          f"{s['ips']:.2f} train phase (warm-up epoch {s['warm']:.2f}), peak RSS {s['peak']:.0f} MB, "
                           f"RSS growth {s['growth']:+.0f} MB, {s['wall']:.0f} s, {load()}", flush=True)
-    print(f"\n{'model':10s}{'imgsz':>6s}{'impl':>8s}{'img/s':>9s}{'warm-up':>9s}{'peak MB':>9s}"
-          f"{'growth MB':>11s}{'ratio':>8s}")
+    print(f"\n{'model':10s}{'imgsz':>6s}{'impl':>8s}{'cycle img/s':>12s}{'ratio':>7s}{'train img/s':>12s}"
+          f"{'ratio':>7s}{'warm-up':>9s}{'peak MB':>9s}{'growth MB':>11s}")
     for cfg in a.cfgs:
         for imgsz in a.imgsz:
-            med = {impl: statistics.median(x["ips"] for x in results[(cfg, imgsz, impl)]) for impl in impls}
+            med = {(impl, k): statistics.median(x[k] for x in results[(cfg, imgsz, impl)])
+                   for impl in impls for k in ("cycle_ips", "ips")}
             for impl in impls:
                 rs = results[(cfg, imgsz, impl)]
-                ratio = f"{med['ours'] / med['yolov5']:.2f}x" if impl == "ours" and "yolov5" in med else ""
-                print(f"{cfg:10s}{imgsz:6d}{impl:>8s}{med[impl]:9.2f}"
+                ratios = [f"{med[('ours', k)] / med[('yolov5', k)]:.2f}x" if impl == "ours" and "yolov5" in impls
+                          else "" for k in ("cycle_ips", "ips")]
+                print(f"{cfg:10s}{imgsz:6d}{impl:>8s}{med[(impl, 'cycle_ips')]:12.2f}{ratios[0]:>7s}"
+                      f"{med[(impl, 'ips')]:12.2f}{ratios[1]:>7s}"
                       f"{statistics.median(x['warm'] for x in rs):9.2f}{max(x['peak'] for x in rs):9.0f}"
-                      f"{max(x['growth'] for x in rs):+11.0f}{ratio:>8s}")
-    print(f"({load()} at the end; ratio = our images/s / YOLOv5's, medians over rounds of the post-warm-up epochs)")
+                      f"{max(x['growth'] for x in rs):+11.0f}")
+    print(f"({load()} at the end; ratio = our images/s / YOLOv5's, medians over rounds of the post-warm-up epochs; "
+          "full cycle = one epoch's start to the next's, checkpoint writes included, validation subtracted)")
     return 0
 
 

@@ -23,6 +23,15 @@ def test_med_and_high_differ_from_low_only_where_published(name, expected):
     assert {k: v for k, v in hyp.items() if v != low[k]} == {k: v for k, v in expected.items() if v != low[k]}
 
 
+@pytest.mark.parametrize("name,expected", [
+    ("hyp.adam-short.yaml", dict(lr0=0.001, warmup_epochs=1.0)),
+    ("hyp.quickstart.yaml", dict(lr0=0.001, warmup_epochs=1.0, cls=2.0)),
+])
+def test_short_schedule_files_differ_from_low_only_where_documented(name, expected):
+    hyp = load_hyp(HYP_DIR / name).to_dict()
+    assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == expected
+
+
 def test_every_file_sets_every_key_once():
     for path in HYP_DIR.glob("hyp.*.yaml"):
         keys = [line.split(":")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")]
