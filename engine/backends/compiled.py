@@ -22,10 +22,11 @@ from engine.core.acceleration import COMPILE_CHOICES, parse_compile
 from utils.logging import LOGGER
 
 Shape = Tuple[int, ...]
-# auto compiles when images x height x width at the pinned shape reach this: break-even measured for yolov5n (the
-# smallest saving per pixel) at 640 on 2 threads was ~25 s of compiling against ~8 ms saved per image, i.e. ~1300
-# Mpx; the margin of 2x keeps auto from compiling where it barely pays (benchmarks/export.py prints both figures)
-COMPILE_MIN_MEGAPIXELS = 1100.0
+# auto compiles when images x height x width at the pinned shape reach this. yolov5n (the smallest saving per
+# pixel) at 640, 1 thread, loaded machine: a cold compile took 56 s and saved 21 ms per image (164 -> 143 ms), so it
+# is repaid after ~2700 images = ~1100 Mpx; inductor's on-disk cache makes later compiles of the same model ~10 s,
+# and larger models save more per image, so 1000 Mpx (~2400 images at 640, ~15000 at 256) errs on compiling late
+COMPILE_MIN_MEGAPIXELS = 1000.0
 INDUCTOR_OPTIONS = {"freezing": True}  # constant weights: prepacked oneDNN convs, conv + activation fusion
 
 __all__ = ["COMPILE_CHOICES", "COMPILE_MIN_MEGAPIXELS", "PinnedCompile", "add_compile_arg", "compile_disabled",
