@@ -57,6 +57,10 @@ class TorchBackend(Backend):
         if self.compile_mode == "on" and wants_compile("on", device):
             self.compiled = PinnedCompile(self.model)  # pinned to the first input shape
 
+    @property
+    def can_compile(self) -> bool:
+        return self.compile_mode != "off"
+
     def plan_compile(self, shape: Optional[Sequence[int]], images: int) -> bool:
         """Compile for input `shape` (B, C, H, W) if --compile says so for `images` inputs of it; True if it will."""
         if shape is None:

@@ -55,8 +55,8 @@ def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> Predic
     source: Source = resolve_source(cfg.source)  # before loading weights: a wrong path fails at once
     det = detector or Detector(cfg.weights, device=cfg.device, half=cfg.half, compile=cfg.compile)
     opts = det.options(cfg.conf_thres, cfg.iou_thres, cfg.imgsz, cfg.classes, cfg.agnostic_nms, cfg.max_det)
-    if not source.is_stream and det.backend.plan_compile(*det.main_input_shape(source, opts, cfg.batch_size,
-                                                                              cfg.vid_stride)):
+    if det.backend.can_compile and not source.is_stream and \
+            det.backend.plan_compile(*det.main_input_shape(source, opts, cfg.batch_size, cfg.vid_stride)):
         det.backend.warmup(opts.imgsz)  # compile now, so the first image's inference time does not include it
     view = cfg.view_img and display_available()
     if cfg.view_img and not view:
