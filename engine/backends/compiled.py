@@ -1,8 +1,8 @@
 """Inductor-compiled PyTorch inference for one pinned input shape, and when compiling pays for itself.
 
 `torch.compile(model, options={"freezing": True})` folds the fused weights into constants, prepacks them for
-oneDNN and fuses conv + SiLU: yolov5n/s at 640 on CPU run about 1.2-1.3x faster than eager channels_last (see
-benchmarks/export.py). Compiling takes tens of seconds, so --compile auto compiles only on the CPU and only when at
+oneDNN and fuses conv + SiLU: yolov5n/s at 640 on CPU ran 5-25 % faster than eager channels_last (see
+benchmarks/export.py and the README's Deployment section). Compiling takes tens of seconds, so --compile auto compiles only on the CPU and only when at
 least COMPILE_MIN_MEGAPIXELS of input will run at one shape. Compiling is pinned to that shape (dynamic=False):
 inputs of any other shape run eagerly, so rect batches and mixed image sizes never trigger recompiles.
 The options are passed per call, so the global inductor config that training's torch.compile uses is untouched.
@@ -22,11 +22,11 @@ from engine.core.acceleration import COMPILE_CHOICES, parse_compile
 from utils.logging import LOGGER
 
 Shape = Tuple[int, ...]
-# auto compiles when images x height x width at the pinned shape reach this. yolov5n (the smallest saving per
-# pixel) at 640, 1 thread, loaded machine: a cold compile took 56 s and saved 21 ms per image (164 -> 143 ms), so it
-# is repaid after ~2700 images = ~1100 Mpx; inductor's on-disk cache makes later compiles of the same model ~10 s,
-# and larger models save more per image, so 1000 Mpx (~2400 images at 640, ~15000 at 256) errs on compiling late
-COMPILE_MIN_MEGAPIXELS = 1000.0
+# auto compiles when images x height x width at the pinned shape reach this. benchmarks/export.py, 640 px, empty
+# inductor cache, loaded 2-core AMD EPYC (AVX2), 1 thread: yolov5n compiled in 59 s and saved 15.5 ms per image
+# (repaid after ~3800 images = ~1570 Mpx); yolov5s in 36 s saving 41.5 ms (~880 images). The smallest model sets
+# the bar; a repeated compile of the same model hits inductor's on-disk cache (6-12 s) and pays off much sooner
+COMPILE_MIN_MEGAPIXELS = 1600.0
 INDUCTOR_OPTIONS = {"freezing": True}  # constant weights: prepacked oneDNN convs, conv + activation fusion
 
 __all__ = ["COMPILE_CHOICES", "COMPILE_MIN_MEGAPIXELS", "PinnedCompile", "add_compile_arg", "compile_disabled",
