@@ -17,6 +17,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from engine.backends.compiled import add_compile_arg
 from engine.detect.predict_run import DetectConfig, run_detect
 from utils.cli import add_run_folder_args, run_cli
 
@@ -48,6 +49,7 @@ def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--half", action="store_true", help="FP16 half-precision inference (CUDA only)")
     p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass for folders and lists")
+    add_compile_arg(p)
     return p.parse_args(argv)
 
 

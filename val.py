@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
+from engine.backends.compiled import add_compile_arg
 from engine.detect.options import DEFAULT_DATA
 from utils.cli import add_run_folder_args, run_cli
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a COCO ground-truth JSON from the labels and score the results JSON with pycocotools")
     add_run_folder_args(p, "runs/val")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    add_compile_arg(p)
     return p
 
 

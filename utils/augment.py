@@ -20,16 +20,9 @@ def _rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
 
 
-def letterbox(im: np.ndarray, new_shape: Shape = 640, color: Tuple[int, int, int] = (114, 114, 114),
-              auto: bool = True, scale_fill: bool = False, scaleup: bool = True, stride: int = 32
-              ) -> Tuple[np.ndarray, Tuple[float, float], Tuple[float, float]]:
-    """Resize keeping the aspect ratio and pad to new_shape (h, w).
-
-    Returns the image, the exact per-axis resize ratio ``(rw, rh)`` and the left/top padding ``(dw, dh)`` in
-    pixels, so ``x_new = x_old * rw + dw``. ``auto`` pads only up to the next multiple of ``stride``;
-    ``scale_fill`` stretches without padding; ``scaleup=False`` never enlarges (better val mAP).
-    """
-    h0, w0 = im.shape[:2]
+def letterbox_geometry(h0: int, w0: int, new_shape: Shape = 640, auto: bool = True, scale_fill: bool = False,
+                       scaleup: bool = True, stride: int = 32) -> Tuple[int, int, int, int]:
+    """(resized w, resized h, total pad w, total pad h) that `letterbox` gives an h0 x w0 image."""
     th, tw = (new_shape, new_shape) if isinstance(new_shape, int) else (int(new_shape[0]), int(new_shape[1]))
     if scale_fill:
         new_w, new_h = tw, th
@@ -41,6 +34,20 @@ def letterbox(im: np.ndarray, new_shape: Shape = 640, color: Tuple[int, int, int
     pad_w, pad_h = tw - new_w, th - new_h
     if auto and not scale_fill:
         pad_w, pad_h = pad_w % stride, pad_h % stride
+    return new_w, new_h, pad_w, pad_h
+
+
+def letterbox(im: np.ndarray, new_shape: Shape = 640, color: Tuple[int, int, int] = (114, 114, 114),
+              auto: bool = True, scale_fill: bool = False, scaleup: bool = True, stride: int = 32
+              ) -> Tuple[np.ndarray, Tuple[float, float], Tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad to new_shape (h, w).
+
+    Returns the image, the exact per-axis resize ratio ``(rw, rh)`` and the left/top padding ``(dw, dh)`` in
+    pixels, so ``x_new = x_old * rw + dw``. ``auto`` pads only up to the next multiple of ``stride``;
+    ``scale_fill`` stretches without padding; ``scaleup=False`` never enlarges (better val mAP).
+    """
+    h0, w0 = im.shape[:2]
+    new_w, new_h, pad_w, pad_h = letterbox_geometry(h0, w0, new_shape, auto, scale_fill, scaleup, stride)
     if (new_w, new_h) != (w0, h0):
         im = cv2.resize(im, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     left, top = pad_w // 2, pad_h // 2

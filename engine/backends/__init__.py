@@ -34,15 +34,19 @@ def backend_kind(weights: Union[str, os.PathLike]) -> str:
 
 
 def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str, torch.device] = "",
-                 half: bool = False, fuse: bool = True, channels_last: Optional[bool] = None) -> Backend:
-    """The backend for `weights` (a path, or an in-memory model for the PyTorch backend) on `device`."""
+                 half: bool = False, fuse: bool = True, channels_last: Optional[bool] = None,
+                 compile: str = "off") -> Backend:
+    """The backend for `weights` (a path, or an in-memory model for the PyTorch backend) on `device`.
+
+    compile ('auto' | 'on' | 'off') is the PyTorch backend's torch.compile choice (engine/backends/compiled.py);
+    the exported formats ignore it."""
     device = select_device(device)
     if isinstance(weights, nn.Module):
-        return TorchBackend(weights, device, fuse=fuse, half=half, channels_last=channels_last)
+        return TorchBackend(weights, device, fuse=fuse, half=half, channels_last=channels_last, compile=compile)
     kind = backend_kind(weights)
     path = Path(str(weights))
     if kind == "torch":
-        return TorchBackend.load(path, device, half=half, fuse=fuse, channels_last=channels_last)
+        return TorchBackend.load(path, device, half=half, fuse=fuse, channels_last=channels_last, compile=compile)
     if not path.exists():
         raise BackendError(f"--weights {weights}: file not found")
     if kind == "onnx":

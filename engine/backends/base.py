@@ -140,6 +140,15 @@ class Backend:
                        f"(static shape); using that instead of {imgsz[0]}x{imgsz[1]}")
         return tuple(self.meta.imgsz)
 
+    @property
+    def can_compile(self) -> bool:
+        """True when plan_compile may compile (a PyTorch backend whose --compile is not off)."""
+        return False
+
+    def plan_compile(self, shape: Tuple[int, ...], images: int) -> bool:
+        """Compile for inputs of `shape` when worth it (the PyTorch backend); exported runtimes compile at load."""
+        return False
+
     def warmup(self, imgsz: Tuple[int, int]) -> None:
         """One forward pass so the first timed batch does not pay for lazy initialisation."""
         h, w = self.input_size(imgsz)

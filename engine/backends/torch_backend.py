@@ -1,14 +1,16 @@
-"""PyTorch backend: a checkpoint (.pt) or an in-memory model, fused, in inference mode, channels_last on CPU."""
+"""PyTorch backend: a checkpoint (.pt) or an in-memory model, fused, in inference mode, channels_last on CPU,
+optionally inductor-compiled for one input shape (--compile, engine/backends/compiled.py)."""
 from __future__ import annotations
 
 import copy
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
 from engine.backends.base import Backend, ModelMeta
+from engine.backends.compiled import PinnedCompile, parse_compile, wants_compile
 
 
 def model_meta(model: nn.Module, imgsz=(640, 640), batch: int = 1, dynamic: bool = True,
@@ -28,12 +30,18 @@ class TorchBackend(Backend):
 
     channels_last is the CPU default: oneDNN's convolutions run NHWC without reordering every layer (yolov5s at
     640 on 2 threads: see benchmarks/export.py), while CUDA keeps NCHW (cuDNN picks its own layout).
+
+    compile: 'on' compiles for the first input shape (or the one `plan_compile` names); 'auto' compiles only when
+    the caller's `plan_compile` finds enough images at one shape (val.py, detect.py); 'off' never.
     """
 
     kind = "torch"
 
     def __init__(self, model: nn.Module, device: torch.device, source: str = "<in-memory model>", fuse: bool = True,
-                 half: bool = False, channels_last: Optional[bool] = None, copy_model: bool = True):
+                 half: bool = False, channels_last: Optional[bool] = None, copy_model: bool = True,
+                 compile: str = "off"):
+        self.compile_mode = parse_compile(compile)
+        self.compiled: Optional[PinnedCompile] = None
         if copy_model:  # fusing, eval() and layout changes must not touch the caller's (maybe still training) model
             model = copy.deepcopy(model)
         model = model.to(device).eval()
@@ -46,21 +54,50 @@ class TorchBackend(Backend):
             model = model.to(memory_format=torch.channels_last)
         self.model = model.half() if half else model.float()
         super().__init__(model_meta(model, precision="fp16" if half else "fp32"), device, source)
+        if self.compile_mode == "on" and wants_compile("on", device):
+            self.compiled = PinnedCompile(self.model)  # pinned to the first input shape
+
+    @property
+    def can_compile(self) -> bool:
+        return self.compile_mode != "off"
+
+    def plan_compile(self, shape: Optional[Sequence[int]], images: int) -> bool:
+        """Compile for input `shape` (B, C, H, W) if --compile says so for `images` inputs of it; True if it will."""
+        if shape is None:
+            return False
+        shape = tuple(int(v) for v in shape)
+        if self.compiled is not None and self.compiled.active and self.compiled.shape in (None, shape):
+            self.compiled.shape = shape
+            return True
+        if self.compile_mode == "off" or not wants_compile(self.compile_mode, self.device, shape, images):
+            self.compiled = None
+            return False
+        self.compiled = PinnedCompile(self.model, shape)
+        return self.compiled.active
+
+    def warmup(self, imgsz) -> None:
+        """One eager pass, or the compiling pass at the pinned shape (so timed batches do not pay for it)."""
+        c = self.compiled
+        if c is not None and c.active and c.shape is not None:
+            self.forward(torch.zeros(c.shape, device=self.device))
+        else:
+            super().warmup(imgsz)
 
     @classmethod
     def load(cls, weights: Union[str, os.PathLike], device: torch.device, half: bool = False, fuse: bool = True,
-             channels_last: Optional[bool] = None) -> "TorchBackend":
+             channels_last: Optional[bool] = None, compile: str = "off") -> "TorchBackend":
         from models import load_model
 
         with torch.no_grad():
             model = load_model(weights, device, fuse=False)
-        return cls(model, device, str(weights), fuse=fuse, half=half, channels_last=channels_last, copy_model=False)
+        return cls(model, device, str(weights), fuse=fuse, half=half, channels_last=channels_last, copy_model=False,
+                   compile=compile)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, dtype=torch.float16 if self.fp16 else torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self.model(x)
+            out = self.compiled(x) if self.compiled is not None else self.model(x)
         out = out[0] if isinstance(out, (tuple, list)) else out  # detection: (decoded, raw maps)
         return out.float()

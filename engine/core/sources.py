@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -227,6 +227,33 @@ def iter_frames(source: Source, vid_stride: int = 1) -> Iterator[Union[Frame, Fa
             yield Failure(path, f"unreadable image: {reason}", i, total)
             continue
         yield Frame(path, im, kind="image", index=i, total=total, read_ms=(time.perf_counter() - t0) * 1e3)
+
+
+def input_sizes(source: Source, vid_stride: int = 1) -> List[Tuple[Tuple[int, int], int]]:
+    """((h, w), inputs of that size) per file or array, read from image headers and video containers without
+    decoding pixels; streams and unreadable files are left out (their size is not known in advance)."""
+    from PIL import Image
+
+    sizes = [((int(a.shape[0]), int(a.shape[1])), 1) for a in source.arrays if getattr(a, "ndim", 0) >= 2]
+    for path in source.files:
+        suffix = _suffix(path)
+        if suffix in VID_FORMATS:
+            cap = cv2.VideoCapture(path)
+            try:
+                n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+                h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            finally:
+                cap.release()
+            if n > 0 and h > 0 and w > 0:
+                sizes.append(((h, w), -(-n // vid_stride)))
+        elif suffix in IMG_FORMATS:
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size  # EXIF rotation is ignored: a rotated photo only changes which shape it joins
+            except (OSError, ValueError):
+                continue
+            sizes.append(((h, w), 1))
+    return sizes
 
 
 def _iter_capture(name: str, target: Union[str, int], kind: str, index: int, total: int,

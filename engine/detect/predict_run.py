@@ -43,6 +43,7 @@ class DetectConfig:
     half: bool = False
     vid_stride: int = 1
     batch_size: int = 1
+    compile: str = "auto"  # torch.compile the .pt model for the most common input shape (engine/backends/compiled.py)
 
 
 def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> PredictReport:
@@ -52,8 +53,11 @@ def run_detect(cfg: DetectConfig, detector: Optional[Detector] = None) -> Predic
     if cfg.batch_size < 1:
         raise SourceError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     source: Source = resolve_source(cfg.source)  # before loading weights: a wrong path fails at once
-    det = detector or Detector(cfg.weights, device=cfg.device, half=cfg.half)
+    det = detector or Detector(cfg.weights, device=cfg.device, half=cfg.half, compile=cfg.compile)
     opts = det.options(cfg.conf_thres, cfg.iou_thres, cfg.imgsz, cfg.classes, cfg.agnostic_nms, cfg.max_det)
+    if det.backend.can_compile and not source.is_stream and \
+            det.backend.plan_compile(*det.main_input_shape(source, opts, cfg.batch_size, cfg.vid_stride)):
+        det.backend.warmup(opts.imgsz)  # compile now, so the first image's inference time does not include it
     view = cfg.view_img and display_available()
     if cfg.view_img and not view:
         LOGGER.warning("WARNING: --view-img needs a display (OpenCV GUI build and $DISPLAY); not showing results")

@@ -22,10 +22,11 @@ import torch.nn as nn
 
 from engine.core import predictor
 from engine.core.predictor import PredictStep, Predictor
-from engine.core.sources import Failure, Frame, Source, SourceSpec
+from engine.core.sources import Failure, Frame, Source, SourceSpec, input_sizes
 from engine.detect.results import Result
 from engine.backends import Backend, TorchBackend, load_backend
-from utils.augment import letterbox
+from engine.backends.compiled import dominant_shape
+from utils.augment import letterbox, letterbox_geometry
 from utils.boxes import scale_boxes
 from utils.image_size import stride_multiple
 from utils.logging import LOGGER
@@ -160,12 +161,13 @@ class Detector(Predictor):
     """Load weights once (any backend: .pt, .onnx, *_openvino_model/, .torchscript), then predict on any source."""
 
     def __init__(self, weights: Union[str, os.PathLike, nn.Module, Backend], device: Union[str, torch.device] = "",
-                 half: bool = False, fuse: bool = True):
+                 half: bool = False, fuse: bool = True, compile: str = "off"):
         device = select_device(device)
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {device.type}")
             half = False
-        backend = weights if isinstance(weights, Backend) else load_backend(weights, device, half, fuse)
+        backend = weights if isinstance(weights, Backend) else load_backend(weights, device, half, fuse,
+                                                                             compile=compile)
         if backend.task != "detect":
             raise DetectorError(f"{backend.source}: a {backend.task!r} model; detection needs a detection "
                                 f"checkpoint (task 'detect', a Detect head)")
@@ -179,6 +181,16 @@ class Detector(Predictor):
         if not isinstance(self.backend, TorchBackend):
             raise DetectorError(f"{self.weights}: a {self.backend.kind} backend has no PyTorch model")
         return self.backend.model
+
+    def main_input_shape(self, source: Source, opts: PredictOptions, batch_size: int = 1, vid_stride: int = 1
+                         ) -> Tuple[Optional[Tuple[int, int, int, int]], int]:
+        """The most common letterboxed input (B, 3, H, W) of a source and how many images will run at it."""
+        auto, stride = self.backend.dynamic, self.backend.stride
+        shapes = []
+        for (h0, w0), n in input_sizes(source, vid_stride):
+            new_w, new_h, pad_w, pad_h = letterbox_geometry(h0, w0, opts.imgsz, auto=auto, stride=stride)
+            shapes += [(batch_size, 3, new_h + pad_h, new_w + pad_w)] * n
+        return dominant_shape(shapes)
 
     def preprocess(self, images: Sequence[np.ndarray], imgsz: Tuple[int, int]
                    ) -> Tuple[torch.Tensor, List[Tuple[Tuple[float, float], Tuple[float, float]]]]:
@@ -213,6 +225,6 @@ class Detector(Predictor):
 
 
 def load_detector(weights: Union[str, os.PathLike], device: Union[str, torch.device] = "", half: bool = False,
-                  fuse: bool = True) -> Detector:
+                  fuse: bool = True, compile: str = "off") -> Detector:
     """Detector for a checkpoint file (see Detector)."""
-    return Detector(weights, device=device, half=half, fuse=fuse)
+    return Detector(weights, device=device, half=half, fuse=fuse, compile=compile)

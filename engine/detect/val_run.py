@@ -8,17 +8,17 @@ Validation itself is engine.detect.validator.validate(), the code train.py runs 
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from engine.backends import Backend, TorchBackend, load_backend
+from engine.backends.compiled import dominant_shape
 from engine.detect.coco_eval import evaluate_json_files, format_stats, labels_ground_truth, write_json
 from engine.detect.options import DEFAULT_DATA
 from engine.detect.validator import TABLE_HEADER, ValResult, validate
@@ -65,6 +65,7 @@ class ValConfig:
     exist_ok: bool = False
     half: bool = False  # float16 inference (CUDA only)
     plots: bool = True
+    compile: str = "auto"  # torch.compile the .pt model for the most common batch shape (engine/backends/compiled.py)
 
 
 @dataclass
@@ -95,9 +96,10 @@ def check_config(cfg: ValConfig) -> None:
         raise ValRunError("--weights: a detection checkpoint path is required")
 
 
-def load_detection_model(weights: PathLike, device: torch.device, half: bool = False) -> Backend:
+def load_detection_model(weights: PathLike, device: torch.device, half: bool = False, compile: str = "off"
+                         ) -> Backend:
     """The backend for a detection checkpoint or export (suffix picks it); other tasks are refused by name."""
-    backend = load_backend(weights, device, half=half)
+    backend = load_backend(weights, device, half=half, compile=compile)
     if backend.task != "detect":
         raise ValRunError(f"{weights}: a {backend.task!r} checkpoint; val.py needs a detection checkpoint "
                           f"(use --task classify for classifiers)")
@@ -147,9 +149,18 @@ def log_speed(res: ValResult, shape: Tuple[int, ...]) -> None:
 
 def last_batch_shape(dataset, batch_size: int, imgsz: int) -> Tuple[int, int, int, int]:
     """(B, 3, H, W) of the loader's last batch: the shape validate() puts in its speed line."""
-    n = len(dataset) - (math.ceil(len(dataset) / batch_size) - 1) * batch_size
-    h, w = dataset.batch_shapes[-1] if dataset.batch_shapes is not None else (imgsz, imgsz)
-    return n, 3, int(h), int(w)
+    return loader_batch_shapes(dataset, batch_size, imgsz)[-1]
+
+
+def loader_batch_shapes(dataset, batch_size: int, imgsz: int) -> List[Tuple[int, int, int, int]]:
+    """The (B, 3, H, W) input each image of the split is validated in (rect batch shapes, a short last batch)."""
+    n = len(dataset)
+    shapes = []
+    for i in range(n):
+        b = i // batch_size
+        h, w = dataset.batch_shapes[b] if dataset.batch_shapes is not None else (imgsz, imgsz)
+        shapes.append((min(batch_size, n - b * batch_size), 3, int(h), int(w)))
+    return shapes
 
 
 def predictions_name(weights: PathLike) -> str:
@@ -168,7 +179,8 @@ def run_val(cfg: ValConfig, model: Union[nn.Module, Backend, None] = None) -> Va
     half = cfg.half and device.type == "cuda"
     if cfg.half and not half:
         LOGGER.warning(f"WARNING: --half is for CUDA only; running in float32 on {device.type}")
-    model = load_detection_model(cfg.weights, device, half) if model is None else as_backend(model, device)
+    model = load_detection_model(cfg.weights, device, half, cfg.compile) if model is None else \
+        as_backend(model, device)
     data = check_dataset(cfg.data)
     split, path = _split(data, cfg.task)
     nc = 1 if cfg.single_cls else int(data["nc"])
@@ -189,6 +201,7 @@ def run_val(cfg: ValConfig, model: Union[nn.Module, Backend, None] = None) -> Va
     save_json = (cfg.save_json or cfg.coco_eval) and not speed
     if not speed:
         save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
+    model.plan_compile(*dominant_shape(loader_batch_shapes(dataset, batch_size, imgsz)))
     model.warmup((imgsz, imgsz))
     table = nc > 1 and (cfg.verbose or nc < PER_CLASS_MAX_NC)
     LOGGER.info(TABLE_HEADER)
