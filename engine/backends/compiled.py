@@ -10,7 +10,6 @@ The options are passed per call, so the global inductor config that training's t
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
@@ -18,7 +17,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from engine.core.acceleration import COMPILE_CHOICES, parse_compile
+from engine.core.acceleration import COMPILE_CHOICES, compile_error_summary, parse_compile
+from engine.core.acceleration import compile_unavailable_reason as compile_disabled
 from utils.logging import LOGGER
 
 Shape = Tuple[int, ...]
@@ -38,15 +38,6 @@ def add_compile_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_CHOICES,
                    help="torch.compile the .pt model for the main input shape: auto (CPU, when enough images at one "
                         f"shape repay the compile time, >= {COMPILE_MIN_MEGAPIXELS:.0f} Mpx), on, off")
-
-
-def compile_disabled() -> Optional[str]:
-    """Why compiling is impossible here (YOLOBONE_NO_COMPILE set, or no torch.compile), or None."""
-    if os.environ.get("YOLOBONE_NO_COMPILE", "") not in ("", "0"):
-        return "YOLOBONE_NO_COMPILE is set"
-    if not hasattr(torch, "compile"):
-        return f"torch {torch.__version__} has no torch.compile"
-    return None
 
 
 def wants_compile(mode: str, device: torch.device, shape: Optional[Sequence[int]] = None, images: int = 0) -> bool:
@@ -121,6 +112,5 @@ class PinnedCompile:
         return out
 
     def _give_up(self, e: BaseException) -> None:
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        LOGGER.warning(f"WARNING: torch.compile cannot be used here ({type(e).__name__}: {first}); running eagerly")
+        LOGGER.warning(f"WARNING: torch.compile cannot be used here ({compile_error_summary(e)}); running eagerly")
         self._fn = None

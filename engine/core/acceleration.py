@@ -89,15 +89,26 @@ def plan_acceleration(device: torch.device, speedups: bool = True, compile_mode:
                         heap_reuse=device.type == "cpu")
 
 
+def compile_unavailable_reason() -> Optional[str]:
+    """Why torch.compile cannot be used here (YOLOBONE_NO_COMPILE set, or a torch without it), or None."""
+    if os.environ.get("YOLOBONE_NO_COMPILE", "") not in ("", "0"):
+        return "YOLOBONE_NO_COMPILE is set"
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    return None
+
+
 def compile_available() -> bool:
     """torch.compile exists and is not switched off by the environment (YOLOBONE_NO_COMPILE=1)."""
-    if os.environ.get("YOLOBONE_NO_COMPILE", "") not in ("", "0"):
-        LOGGER.info("torch.compile: skipped (YOLOBONE_NO_COMPILE is set), training eagerly")
-        return False
-    if not hasattr(torch, "compile"):
-        LOGGER.info(f"torch.compile: not in torch {torch.__version__}, training eagerly")
-        return False
-    return True
+    why_not = compile_unavailable_reason()
+    if why_not:
+        LOGGER.info(f"torch.compile: skipped ({why_not}), training eagerly")
+    return why_not is None
+
+
+def compile_error_summary(e: BaseException) -> str:
+    """'<Type>: <first line of the message>' for the one-line "cannot be used here" warnings."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
 
 
 def apply_backend_settings(acc: Acceleration) -> None:
@@ -142,8 +153,7 @@ class EagerFallback(nn.Module):
         try:
             out = self._compiled(*args, **kwargs)
         except Exception as e:  # any backend failure (no C++ compiler, unsupported op, ...) means eager
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            LOGGER.warning(f"torch.compile: cannot be used here ({type(e).__name__}: {first}); training eagerly")
+            LOGGER.warning(f"torch.compile: cannot be used here ({compile_error_summary(e)}); training eagerly")
             self._compiled = None
             return self.module(*args, **kwargs)
         self._proven = True
