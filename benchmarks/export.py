@@ -3,7 +3,8 @@
     python benchmarks/export.py                                   # yolov5n, yolov5s at 640, 2 threads, 3 rounds
     python benchmarks/export.py --map-weights runs/train/exp/weights/best.pt --map-imgsz 256   # + INT8 mAP drop
 
-Backends: ours PyTorch default (fused, inference_mode, channels_last), ours PyTorch compiled (the same plus
+Backends: ours PyTorch default (fused, inference_mode, channels_last, conv + activation packed as one oneDNN call,
+engine/backends/onednn_pack.py), the same without packing ("torch unpacked"), ours PyTorch compiled (the same plus
 torch.compile with inductor freezing, what --compile on/auto gives val.py and detect.py; its compile seconds
 are printed too), ONNX Runtime FP32, OpenVINO FP32, ONNX
 Runtime INT8 and OpenVINO INT8 (the QDQ model export.py --int8 writes, calibrated on the built-in shapes train
@@ -28,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.backends import load_backend  # noqa: E402
+from engine.backends import TorchBackend, load_backend  # noqa: E402
 from engine.export import ExportConfig, export_model, score  # noqa: E402
 from models import DetectionModel  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
@@ -136,12 +137,15 @@ def main() -> None:
         for name in opt.models:
             files = build_exports(name, opt.imgsz, Path(tmp), opt.calib_data, opt.calib_images)
             backends[name] = {k: load_backend(f, "cpu") for k, f in files.items()}
+            plain = TorchBackend.load(files["torch"], torch.device("cpu"), pack=False)
+            backends[name] = {"torch": backends[name].pop("torch"), "torch unpacked": plain, **backends[name]}
             if not opt.no_compile:
                 compiled = load_backend(files["torch"], "cpu", compile="on")
                 compiled(x)  # compiles for this shape
                 if compiled.compiled is not None and compiled.compiled.compile_s is not None:
                     rest = backends[name]
-                    backends[name] = {"torch": rest.pop("torch"), "torch compiled": compiled, **rest}
+                    backends[name] = {"torch": rest.pop("torch"), "torch unpacked": rest.pop("torch unpacked"),
+                                      "torch compiled": compiled, **rest}
                     compile_s[name] = compiled.compiled.compile_s
         for r in range(opt.rounds):
             for name in opt.models:
@@ -177,6 +181,10 @@ def main() -> None:
               f"call at {opt.imgsz}x{opt.imgsz}), saves {saved:.1f} ms per "
               f"image vs ours PyTorch default: repaid after {s * 1e3 / saved:.0f} images" if saved > 0 else
               f"{name}: torch.compile took {s:.1f} s and saved nothing per image")
+    for name, row in results.items():
+        if "torch unpacked" in row:
+            paired = statistics.median(p / u for p, u in zip(row["torch"], row["torch unpacked"]))
+            print(f"{name}: oneDNN packing (ours PyTorch default / unpacked, paired per round): {paired:.2f}x")
     if maps:
         print(f"\nmAP50-95 on {opt.map_data} val at {opt.map_imgsz} px ({opt.map_weights}): "
               f"ONNX FP32 {maps['onnx']:.4f} -> INT8 {maps['int8_onnx']:.4f} "

@@ -1,5 +1,6 @@
-"""PyTorch backend: a checkpoint (.pt) or an in-memory model, fused, in inference mode, channels_last on CPU,
-optionally inductor-compiled for one input shape (--compile, engine/backends/compiled.py)."""
+"""PyTorch backend: a checkpoint (.pt) or an in-memory model, fused, in inference mode, channels_last on CPU, its
+conv + activation blocks packed as single oneDNN calls on CPU (engine/backends/onednn_pack.py), optionally
+inductor-compiled for one input shape instead (--compile, engine/backends/compiled.py)."""
 from __future__ import annotations
 
 import copy
@@ -11,6 +12,7 @@ import torch.nn as nn
 
 from engine.backends.base import Backend, ModelMeta
 from engine.backends.compiled import PinnedCompile, parse_compile, wants_compile
+from engine.backends.onednn_pack import ConvActPack
 
 
 def model_meta(model: nn.Module, imgsz=(640, 640), batch: int = 1, dynamic: bool = True,
@@ -31,6 +33,9 @@ class TorchBackend(Backend):
     channels_last is the CPU default: oneDNN's convolutions run NHWC without reordering every layer (yolov5s at
     640 on 2 threads: see benchmarks/export.py), while CUDA keeps NCHW (cuDNN picks its own layout).
 
+    pack (CPU float32 default): fused conv + activation blocks run as one oneDNN call each on weights reordered
+    once; `.model` hands out the plain fused model (unpacked; the next eager run packs again).
+
     compile: 'on' compiles for the first input shape (or the one `plan_compile` names); 'auto' compiles only when
     the caller's `plan_compile` finds enough images at one shape (val.py, detect.py); 'off' never.
     """
@@ -39,7 +44,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model: nn.Module, device: torch.device, source: str = "<in-memory model>", fuse: bool = True,
                  half: bool = False, channels_last: Optional[bool] = None, copy_model: bool = True,
-                 compile: str = "off"):
+                 compile: str = "off", pack: Optional[bool] = None):
         self.compile_mode = parse_compile(compile)
         self.compiled: Optional[PinnedCompile] = None
         if copy_model:  # fusing, eval() and layout changes must not touch the caller's (maybe still training) model
@@ -52,10 +57,19 @@ class TorchBackend(Backend):
         self.channels_last = device.type == "cpu" if channels_last is None else channels_last
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model.half() if half else model.float()
+        self._model = model.half() if half else model.float()
         super().__init__(model_meta(model, precision="fp16" if half else "fp32"), device, source)
+        pack = device.type == "cpu" and not half if pack is None else pack
+        self.pack: Optional[ConvActPack] = ConvActPack(self._model) if pack else None
         if self.compile_mode == "on" and wants_compile("on", device):
             self.compiled = PinnedCompile(self.model)  # pinned to the first input shape
+
+    @property
+    def model(self) -> nn.Module:
+        """The fused PyTorch model, unpacked (exportable, compilable, copyable)."""
+        if self.pack is not None and self.pack.packed:
+            self.pack.unpack()
+        return self._model
 
     @property
     def can_compile(self) -> bool:
@@ -85,19 +99,25 @@ class TorchBackend(Backend):
 
     @classmethod
     def load(cls, weights: Union[str, os.PathLike], device: torch.device, half: bool = False, fuse: bool = True,
-             channels_last: Optional[bool] = None, compile: str = "off") -> "TorchBackend":
+             channels_last: Optional[bool] = None, compile: str = "off", pack: Optional[bool] = None
+             ) -> "TorchBackend":
         from models import load_model
 
         with torch.no_grad():
             model = load_model(weights, device, fuse=False)
         return cls(model, device, str(weights), fuse=fuse, half=half, channels_last=channels_last, copy_model=False,
-                   compile=compile)
+                   compile=compile, pack=pack)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, dtype=torch.float16 if self.fp16 else torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self.compiled(x) if self.compiled is not None else self.model(x)
+            if self.compiled is not None:
+                out = self.compiled(x)
+            elif self.pack is not None:
+                out = self.pack.run(x)
+            else:
+                out = self._model(x)
         out = out[0] if isinstance(out, (tuple, list)) else out  # detection: (decoded, raw maps)
         return out.float()

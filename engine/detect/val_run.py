@@ -110,7 +110,7 @@ def as_backend(model: Union[nn.Module, Backend], device: torch.device) -> Backen
     """An in-memory model as a PyTorch backend that runs it as it is (no copy, no fusing, no layout change)."""
     if isinstance(model, Backend):
         return model
-    return TorchBackend(model, device, fuse=False, channels_last=False, copy_model=False)
+    return TorchBackend(model, device, fuse=False, channels_last=False, copy_model=False, pack=False)
 
 
 def _split(data: dict, task: str) -> Tuple[str, Union[str, list]]:

@@ -1,0 +1,102 @@
+"""CPU inference packing (engine/backends/onednn_pack.py): fused conv + activation blocks as one oneDNN call."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from engine.backends import TorchBackend
+from engine.backends.onednn_pack import ConvActPack, PackedConvAct, pack_unavailable_reason, packable
+from engine.detect.val_run import as_backend
+from models import DetectionModel
+from tolerance import assert_close_scaled
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+needs_onednn = pytest.mark.skipif(pack_unavailable_reason() is not None, reason=str(pack_unavailable_reason()))
+
+
+def _model(act: str = "nn.SiLU()", nc: int = 3) -> DetectionModel:
+    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
+    d.update(depth_multiple=0.33, width_multiple=0.125, nc=nc, activation=act)
+    torch.manual_seed(0)
+    m = DetectionModel(d).eval()
+    for p in m.parameters():  # non-trivial BatchNorm statistics, so folding and packing both matter
+        p.data.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def _packed_blocks(backend: TorchBackend) -> int:
+    return sum(isinstance(b.__dict__.get("forward"), PackedConvAct) for b in backend._model.modules())
+
+
+@needs_onednn
+@pytest.mark.parametrize("act", ["nn.SiLU()", "nn.LeakyReLU(0.1)", "nn.ReLU()", "nn.Hardswish()"])
+def test_packed_outputs_match_eager(act):
+    model = _model(act)
+    eager = TorchBackend(model, CPU, pack=False)
+    packed = TorchBackend(model, CPU)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert_close_scaled(packed(x), eager(x), rel=1e-4)  # the first call runs eagerly and packs
+    n = len(packed.pack.blocks)
+    assert n > 10 and _packed_blocks(packed) == n
+    assert_close_scaled(packed(x * 0.5), eager(x * 0.5), rel=1e-4)  # packed calls, not a cached output
+    other = torch.rand(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))  # not the packing shape
+    assert_close_scaled(packed(other), eager(other), rel=1e-4)
+    assert not packed.pack.failed
+
+
+@needs_onednn
+def test_model_property_hands_out_the_plain_fused_model():
+    b = TorchBackend(_model(), CPU)
+    x = torch.rand(1, 3, 64, 64)
+    want = b(x)
+    b(x)
+    assert b.pack.packed
+    m = b.model  # unpacks: a model the caller can copy, trace, export or compile
+    assert not b.pack.packed and _packed_blocks(b) == 0
+    traced = torch.jit.trace(copy.deepcopy(m), x.contiguous(memory_format=torch.channels_last), check_trace=False)
+    assert_close_scaled(traced(x.contiguous(memory_format=torch.channels_last))[0], want, rel=1e-4)
+    assert_close_scaled(b(x), want, rel=1e-4)
+    b(x)
+    assert b.pack.packed  # packed again by the next runs
+
+
+@needs_onednn
+def test_packing_failure_runs_eagerly(monkeypatch, log_lines):
+    def broken(self, x):
+        raise RuntimeError("could not create a primitive\ndetails")
+
+    monkeypatch.setattr(PackedConvAct, "__call__", broken)
+    model = _model()
+    b = TorchBackend(model, CPU)
+    x = torch.rand(1, 3, 64, 64)
+    want = TorchBackend(model, CPU, pack=False)(x)
+    for _ in range(3):
+        assert_close_scaled(b(x), want, rel=1e-4)
+    warnings = [m for m in log_lines if "oneDNN packing: cannot be used here" in m]
+    assert len(warnings) == 1 and "could not create a primitive" in warnings[0] and "\n" not in warnings[0]
+    assert b.pack.failed and _packed_blocks(b) == 0
+
+
+def test_only_fused_blocks_with_a_known_activation_are_packed():
+    unfused = _model()
+    assert not any(packable(m) for m in unfused.modules())  # BatchNorm still separate: training-time model
+    gelu = _model("nn.GELU()").fuse()
+    assert not any(packable(m) for m in gelu.modules())  # no oneDNN post-op in the table: stays eager
+    assert sum(packable(m) for m in _model().fuse().modules()) > 10
+    assert ConvActPack(unfused).failed  # nothing to pack: plain eager runs
+
+
+def test_half_cuda_and_caller_models_are_not_packed():
+    assert TorchBackend(_model(), CPU, half=True).pack is not None  # half is CUDA-only: a CPU run stays float32
+    model = _model().fuse()
+    b = as_backend(model, CPU)  # val.py on a caller's model: runs it as it is, never rewrites its forwards
+    b(torch.rand(1, 3, 64, 64))
+    b(torch.rand(1, 3, 64, 64))
+    assert b.pack is None
+    assert all(not isinstance(m.__dict__.get("forward"), PackedConvAct) for m in model.modules())
