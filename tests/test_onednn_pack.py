@@ -35,11 +35,12 @@ def _packed_blocks(backend: TorchBackend) -> int:
 
 
 @needs_onednn
-@pytest.mark.parametrize("act", ["nn.SiLU()", "nn.LeakyReLU(0.1)", "nn.ReLU()", "nn.Hardswish()"])
-def test_packed_outputs_match_eager(act):
+@pytest.mark.parametrize("act,channels_last", [("nn.SiLU()", True), ("nn.SiLU()", False), ("nn.LeakyReLU(0.1)", True),
+                                                ("nn.ReLU()", True), ("nn.Hardswish()", True)])
+def test_packed_outputs_match_eager(act, channels_last):
     model = _model(act)
-    eager = TorchBackend(model, CPU, pack=False)
-    packed = TorchBackend(model, CPU)
+    eager = TorchBackend(model, CPU, pack=False, channels_last=channels_last)
+    packed = TorchBackend(model, CPU, channels_last=channels_last)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     assert_close_scaled(packed(x), eager(x), rel=1e-4)  # the first call runs eagerly and packs
     n = len(packed.pack.blocks)
