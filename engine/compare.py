@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 import yaml
 from tqdm import tqdm
 
 from engine.backends.latency import RUNTIMES, export_latency_ms
+from engine.backends.torch_backend import TorchBackend
 from engine.compare_protocol import (PROTOCOL_FILE, build_protocol, check_same_protocol, describe_model,
                                      protocol_options, read_protocol, write_protocol)
 from engine.compare_report import ConfigResult, read_run_history
@@ -48,8 +50,15 @@ from utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
 TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
+TORCH_LATENCY = "TorchBackend"  # what the torch columns time (in the profile cache key: older caches re-measure)
 BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 CLOCK_FILE = "compare_time.json"  # per run: wall seconds trained so far, epochs done, finished flag
+
+
+def deployed_torch(model: nn.Module, device: torch.device) -> TorchBackend:
+    """The PyTorch latency columns time what detect.py and val.py run: the inference backend (a fused copy, on the
+    CPU channels_last with packed oneDNN convolutions), not the bare eager model."""
+    return TorchBackend(model, device)
 
 
 class CompareError(ValueError):
@@ -348,13 +357,13 @@ class _Comparison:
         o = self.opt
         devices = [str(d) for d in latency_devices(o.device)]
         key = {"sha1": _file_hash(row.cfg), "nc": nc, "imgsz": o.imgsz, "task": o.task, "devices": devices,
-               "runs": o.latency_runs, "backends": list(o.backends)}
+               "runs": o.latency_runs, "backends": list(o.backends), "torch": TORCH_LATENCY}
         cached = self.profiles.get(row.name)
         if cached and cached.get("key") == key:
             row.profile = ModelProfile.from_dict(cached["profile"])
             return
         model, imgsz = _build(row.cfg, o.task, nc, o.imgsz)
-        row.profile = profile_model(model, imgsz, devices=devices, runs=o.latency_runs)
+        row.profile = profile_model(model, imgsz, devices=devices, runs=o.latency_runs, runner=deployed_torch)
         for kind in (b for b in o.backends if b != "torch"):  # CPU runtimes, timed from a static export
             ms, runtime = export_latency_ms(model, imgsz, kind, self.save_dir / "exports" / row.name / kind,
                                             runs=o.latency_runs)

@@ -43,12 +43,28 @@ def test_packed_outputs_match_eager(act, channels_last):
     packed = TorchBackend(model, CPU, channels_last=channels_last)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     assert_close_scaled(packed(x), eager(x), rel=1e-4)  # the first call runs eagerly and packs
-    n = len(packed.pack.blocks)
-    assert n > 10 and _packed_blocks(packed) == n
+    n = len(packed.pack.blocks) + len(packed.pack.convs)
+    assert len(packed.pack.blocks) > 10 and len(packed.pack.convs) == 3  # + the Detect head's three 1x1 convs
+    assert _packed_blocks(packed) == n
     assert_close_scaled(packed(x * 0.5), eager(x * 0.5), rel=1e-4)  # packed calls, not a cached output
     other = torch.rand(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))  # not the packing shape
     assert_close_scaled(packed(other), eager(other), rel=1e-4)
     assert not packed.pack.failed
+
+
+@needs_onednn
+def test_backbone_convs_are_packed():
+    """A torchvision backbone's own convs (activation a separate module) run on once-reordered weights too."""
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model(str(ROOT / "configs/yolov5s-mobilenetv2.yaml"), nc=3).eval()
+    eager, packed = TorchBackend(model, CPU, pack=False), TorchBackend(model, CPU)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert_close_scaled(packed(x), eager(x), rel=1e-4)
+    assert len(packed.pack.convs) > 40 and _packed_blocks(packed) == len(packed.pack.blocks) + len(packed.pack.convs)
+    assert_close_scaled(packed(x * 0.5), eager(x * 0.5), rel=1e-4)
+    packed.model  # unpacking restores nn.Conv2d's own forward
+    assert all("forward" not in c.__dict__ for c in packed.pack.convs)
 
 
 @needs_onednn
@@ -90,7 +106,8 @@ def test_only_fused_blocks_with_a_known_activation_are_packed():
     gelu = _model("nn.GELU()").fuse()
     assert not any(packable(m) for m in gelu.modules())  # no oneDNN post-op in the table: stays eager
     assert sum(packable(m) for m in _model().fuse().modules()) > 10
-    assert ConvActPack(unfused).failed  # nothing to pack: plain eager runs
+    assert not ConvActPack(unfused).blocks  # its convs alone may still be packed; BatchNorm stays a separate op
+    assert ConvActPack(nn.Sequential(nn.Linear(2, 2))).failed  # nothing to pack: plain eager runs
 
 
 def test_half_cuda_and_caller_models_are_not_packed():
@@ -101,3 +118,21 @@ def test_half_cuda_and_caller_models_are_not_packed():
     b(torch.rand(1, 3, 64, 64))
     assert b.pack is None
     assert all(not isinstance(m.__dict__.get("forward"), PackedConvAct) for m in model.modules())
+
+
+def test_compare_latency_times_the_deployed_backend():
+    from engine.compare import deployed_torch
+    from utils.profiling import median_latency_ms
+
+    model, calls = _model(), []
+
+    def runner(m, device):
+        backend = deployed_torch(m, device)
+        calls.append(backend)
+        return lambda x: calls.append(tuple(x.shape)) or backend(x)
+
+    ms = median_latency_ms(model, 64, CPU, runs=3, warmup=2, runner=runner)
+    backend = calls[0]
+    assert ms > 0 and isinstance(backend, TorchBackend) and calls[1:] == [(1, 3, 64, 64)] * 5
+    assert backend.pack is not None and backend.channels_last  # what detect.py runs on the CPU
+    assert "forward" not in model.model[0].__dict__  # the caller's (unfused) model is untouched

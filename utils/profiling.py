@@ -51,21 +51,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+Runner = Callable[[nn.Module, torch.device], Callable[[torch.Tensor], object]]
+
+
 def median_latency_ms(model: nn.Module, imgsz: int, device: Device = "cpu", runs: int = 20, warmup: int = 3,
-                      fuse: bool = True) -> float:
+                      fuse: bool = True, runner: Optional[Runner] = None) -> float:
     """Median wall time (ms) of one batch-1 float32 forward pass on device, in eval mode under inference_mode.
 
     The model is deep-copied (the caller's model is untouched) and, with fuse=True, its Conv+BatchNorm pairs are
-    folded as detect.py does before timing.
+    folded as detect.py does before timing. `runner(model, device)`, when given, builds what is timed instead (the
+    caller's model, uncopied: e.g. an inference backend that copies and prepares it itself).
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"median_latency_ms: need runs >= 1 and warmup >= 0, got {runs} and {warmup}")
     device = torch.device(device)
+    x = torch.rand(1, int(getattr(model, "in_channels", 3)), imgsz, imgsz, device=device)
+    if runner is not None:
+        run = runner(model, device)
+        return median_ms(lambda: run(x), runs, warmup, device)
     m = copy.deepcopy(model).float().to(device).eval()
     if fuse and hasattr(m, "fuse"):
         with torch.no_grad():
             m.fuse()
-    x = torch.rand(1, int(getattr(m, "in_channels", 3)), imgsz, imgsz, device=device)
     with torch.inference_mode():
         return median_ms(lambda: m(x), runs, warmup, device)
 
@@ -116,12 +123,13 @@ class ModelProfile:
 
 
 def profile_model(model: nn.Module, imgsz: int, devices: Optional[Sequence[Device]] = None, runs: int = 20,
-                  warmup: int = 3) -> ModelProfile:
-    """Parameters, GFLOPs at imgsz and median batch-1 latency on each device (default: latency_devices())."""
+                  warmup: int = 3, runner: Optional[Runner] = None) -> ModelProfile:
+    """Parameters, GFLOPs at imgsz and median batch-1 latency on each device (default: latency_devices());
+    `runner` as in median_latency_ms."""
     prof = ModelProfile(params=count_params(model), gflops=model_gflops(model, imgsz), imgsz=int(imgsz))
     for dev in devices if devices is not None else latency_devices():
         dev = torch.device(dev)
         key = str(dev)
-        prof.latency_ms[key] = median_latency_ms(model, imgsz, dev, runs=runs, warmup=warmup)
+        prof.latency_ms[key] = median_latency_ms(model, imgsz, dev, runs=runs, warmup=warmup, runner=runner)
         prof.device_names[key] = device_name(dev)
     return prof

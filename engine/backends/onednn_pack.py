@@ -1,5 +1,6 @@
 """CPU inference without a compile: each fused Conv block's convolution and activation run as one oneDNN call on
-weights reordered once, which is what inductor's freezing gives a compiled model, at no compile cost.
+weights reordered once, which is what inductor's freezing gives a compiled model, at no compile cost. Other plain
+convolutions (torchvision / timm backbones, the Detect head) run on weights reordered once too.
 
 Eager PyTorch runs a fused block as two passes (convolution, then SiLU over the whole output) and lets oneDNN
 reorder the weights on every call; the packed call applies the activation while the output is still in cache.
@@ -45,14 +46,27 @@ def activation_attr(act: nn.Module) -> Optional[Tuple[str, List[float]]]:
     return make(act) if make is not None else None
 
 
+def packable_conv(conv: Any) -> bool:
+    """A plain zero-padded float32 CPU Conv2d (no subclass, no string padding)."""
+    return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu")
+
+
 def packable(block: nn.Module) -> bool:
-    """A fused conv + activation block: `fuse()` switched it to forward_fuse, a plain zero-padded float Conv2d."""
+    """A fused conv + activation block: `fuse()` switched it to forward_fuse, a packable conv, a known activation."""
     fuse = getattr(block, "forward_fuse", None)
-    conv, act = getattr(block, "conv", None), getattr(block, "act", None)
-    return (fuse is not None and block.__dict__.get("forward") == fuse and isinstance(conv, nn.Conv2d)
-            and type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-            and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu"
+    act = getattr(block, "act", None)
+    return (fuse is not None and block.__dict__.get("forward") == fuse and packable_conv(getattr(block, "conv", None))
             and isinstance(act, nn.Module) and activation_attr(act) is not None)
+
+
+def pack_targets(model: nn.Module) -> Tuple[List[nn.Module], List[nn.Conv2d]]:
+    """(conv + activation blocks, other plain convs) to pack: a backbone's or a head's own convs get their weights
+    reordered once even where their activation is a separate module."""
+    blocks = [m for m in model.modules() if packable(m)]
+    inside = {id(b.conv) for b in blocks}
+    convs = [m for m in model.modules() if packable_conv(m) and id(m) not in inside and "forward" not in m.__dict__]
+    return blocks, convs
 
 
 class PackedConvAct:
@@ -74,15 +88,16 @@ class PackedConvAct:
 
 
 class ConvActPack:
-    """Packs a fused model's conv + activation blocks on first use; unpack() gives the plain fused model back."""
+    """Packs a fused model's conv + activation blocks (and its other plain convs) on first use; unpack() gives the
+    plain fused model back."""
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.blocks = [m for m in model.modules() if packable(m)]
-        why_not = pack_unavailable_reason() if self.blocks else "no fused conv + activation blocks"
+        self.blocks, self.convs = pack_targets(model)
+        why_not = pack_unavailable_reason() if self.blocks or self.convs else "no convolutions to pack"
         self.failed = why_not is not None
         self.packed = self.proven = False
-        if why_not and self.blocks:
+        if why_not and (self.blocks or self.convs):
             LOGGER.info(f"oneDNN packing: skipped ({why_not})")
 
     @property
@@ -110,8 +125,8 @@ class ConvActPack:
 
     def _run_and_pack(self, x: torch.Tensor) -> Any:
         shapes: Dict[nn.Module, Tuple[int, ...]] = {}
-        hooks = [b.register_forward_pre_hook(lambda m, args: shapes.setdefault(m, tuple(args[0].shape)) and None)
-                 for b in self.blocks]
+        hooks = [m.register_forward_pre_hook(lambda m, args: shapes.setdefault(m, tuple(args[0].shape)) and None)
+                 for m in (*self.blocks, *self.convs)]
         try:
             out = self.model(x)
         finally:
@@ -119,6 +134,9 @@ class ConvActPack:
                 h.remove()
         for b in self.blocks:
             b.forward = PackedConvAct(b.conv, b.act, shapes.get(b))
+        for c in self.convs:
+            if c in shapes:  # a conv this input never reached (an unused branch) stays as it is
+                c.forward = PackedConvAct(c, nn.Identity(), shapes[c])
         self.packed = True
         return out
 
@@ -126,4 +144,6 @@ class ConvActPack:
         """Restore every block's plain fused forward (the model is then exportable and compilable again)."""
         for b in self.blocks:
             b.forward = b.forward_fuse
+        for c in self.convs:
+            c.__dict__.pop("forward", None)  # back to nn.Conv2d.forward
         self.packed = self.proven = False
