@@ -6,7 +6,9 @@ on every backbone in configs/backbones/ (torchvision, timm and YAML-native), plu
 
 Latency: fused eval model (BatchNorm folded in YOLOv5 Conv blocks and in torchvision backbones alike; --unfused to
 skip), torch.inference_mode, 3 warm-up runs, median of --runs. Parameters are counted before fusing.
-GFLOPs: torch's FLOP counter (multiply-add = 2) at 640.
+GFLOPs: torch's FLOP counter (multiply-add = 2) at 640. The backend columns time the PyTorch inference backend as
+detect.py runs it (a fused copy, channels_last, convolutions packed for oneDNN: engine/backends/onednn_pack.py), and
+the same without packing; --no-backend leaves them out.
 Prints a markdown table.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 import models.backbones as backbones_pkg
+from engine.backends.torch_backend import TorchBackend
 from models import DetectionModel
 from models.compose import available_backbones, backbone_levels, compose
 from models.parse import ModelSpec, load_model_yaml
@@ -70,9 +73,13 @@ def median_latency_ms(model: torch.nn.Module, imgsz: int, runs: int, warmup: int
     return statistics.median(times)
 
 
-def table(cfgs: Sequence[Config], imgsz: int, runs: int, fuse: bool = True) -> List[str]:
-    rows = ["| config | backbone params (M) | params (M) | GFLOPs @640 | CPU ms @%d (median) |" % imgsz,
-            "|---|---|---|---|---|"]
+def table(cfgs: Sequence[Config], imgsz: int, runs: int, fuse: bool = True, backend: bool = True) -> List[str]:
+    head = "| config | backbone params (M) | params (M) | GFLOPs @640 | CPU ms @%d (median) |" % imgsz
+    rule = "|---|---|---|---|---|"
+    if backend:  # what detect.py runs: the PyTorch backend (channels_last, packed oneDNN convs) and without packing
+        head += " backend ms, unpacked | backend ms (detect.py's) | backend / eager |"
+        rule += "---|---|---|"
+    rows = [head, rule]
     for cfg in tqdm(cfgs, desc="backbones", leave=False):
         torch.manual_seed(0)
         model = DetectionModel(cfg).eval()
@@ -82,7 +89,13 @@ def table(cfgs: Sequence[Config], imgsz: int, runs: int, fuse: bool = True) -> L
         total = sum(p.numel() for p in model.parameters())
         gflops = count_gflops(model, 640, probe=model.probe_size)
         ms = median_latency_ms(model.fuse() if fuse else model, imgsz, runs)
-        rows.append(f"| {name} | {back / 1e6:.2f} | {total / 1e6:.2f} | {gflops:.1f} | {ms:.1f} |")
+        row = f"| {name} | {back / 1e6:.2f} | {total / 1e6:.2f} | {gflops:.1f} | {ms:.1f} |"
+        if backend:
+            cpu = torch.device("cpu")
+            plain = median_latency_ms(TorchBackend(model, cpu, pack=False), imgsz, runs)
+            packed = median_latency_ms(TorchBackend(model, cpu), imgsz, runs)
+            row += f" {plain:.1f} | {packed:.1f} | {packed / ms:.2f}x |"
+        rows.append(row)
     return rows
 
 
@@ -96,6 +109,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--unfused", action="store_true", help="time the model without folding BatchNorm")
+    parser.add_argument("--no-backend", action="store_true", help="leave out the PyTorch inference backend columns")
     opt = parser.parse_args()
     torch.set_num_threads(opt.threads)
     cfgs = opt.cfgs or backbone_configs(opt.neck, opt.backbones)
@@ -103,7 +117,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {opt.threads} CPU thread(s), "
           f"load average {load:.1f}, input 1x3x{opt.imgsz}x{opt.imgsz}, median of {opt.runs} runs after 3 warm-up, "
           f"{'unfused' if opt.unfused else 'fused'} eval model")
-    for row in table(cfgs, opt.imgsz, opt.runs, fuse=not opt.unfused):
+    for row in table(cfgs, opt.imgsz, opt.runs, fuse=not opt.unfused, backend=not opt.no_backend):
         print(row, flush=True)
 
 
