@@ -136,17 +136,16 @@ def main() -> None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor_cache_", dir=tmp)
         for name in opt.models:
             files = build_exports(name, opt.imgsz, Path(tmp), opt.calib_data, opt.calib_images)
-            backends[name] = {k: load_backend(f, "cpu") for k, f in files.items()}
-            plain = TorchBackend.load(files["torch"], torch.device("cpu"), pack=False)
-            backends[name] = {"torch": backends[name].pop("torch"), "torch unpacked": plain, **backends[name]}
+            runtimes = {k: load_backend(f, "cpu") for k, f in files.items()}
+            rows = {"torch": runtimes.pop("torch"),
+                    "torch unpacked": TorchBackend.load(files["torch"], torch.device("cpu"), pack=False)}
             if not opt.no_compile:
                 compiled = load_backend(files["torch"], "cpu", compile="on")
                 compiled(x)  # compiles for this shape
                 if compiled.compiled is not None and compiled.compiled.compile_s is not None:
-                    rest = backends[name]
-                    backends[name] = {"torch": rest.pop("torch"), "torch unpacked": rest.pop("torch unpacked"),
-                                      "torch compiled": compiled, **rest}
+                    rows["torch compiled"] = compiled
                     compile_s[name] = compiled.compiled.compile_s
+            backends[name] = {**rows, **runtimes}
         for r in range(opt.rounds):
             for name in opt.models:
                 row = results.setdefault(name, {})

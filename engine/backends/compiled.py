@@ -1,9 +1,10 @@
 """Inductor-compiled PyTorch inference for one pinned input shape, and when compiling pays for itself.
 
 `torch.compile(model, options={"freezing": True})` folds the fused weights into constants, prepacks them for
-oneDNN and fuses conv + SiLU: yolov5n/s at 640 on CPU ran 5-25 % faster than eager channels_last (see
-benchmarks/export.py and the README's Deployment section). Compiling takes tens of seconds, so --compile auto compiles only on the CPU and only when at
-least COMPILE_MIN_MEGAPIXELS of input will run at one shape. Compiling is pinned to that shape (dynamic=False):
+oneDNN and fuses conv + SiLU: yolov5n/s at 640 on CPU ran 5-25 % faster than eager channels_last; against the
+packed eager default (engine/backends/onednn_pack.py) it saved 15 ms per yolov5s image and nothing on yolov5n (see
+benchmarks/export.py and the README's Deployment section). Compiling takes tens of seconds, so --compile auto
+compiles only on the CPU and only when at least COMPILE_MIN_MEGAPIXELS of input will run at one shape. Compiling is pinned to that shape (dynamic=False):
 inputs of any other shape run eagerly, so rect batches and mixed image sizes never trigger recompiles.
 The options are passed per call, so the global inductor config that training's torch.compile uses is untouched.
 """

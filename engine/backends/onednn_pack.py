@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from engine.core.acceleration import compile_error_summary
 from utils.logging import LOGGER
 
 # oneDNN post-op name and scalars for each activation the packed call can apply; others leave the block eager.
@@ -72,14 +73,13 @@ def pack_targets(model: nn.Module) -> Tuple[List[nn.Module], List[nn.Conv2d]]:
 class PackedConvAct:
     """A block's forward as one oneDNN convolution with the activation as a post-op, on pre-reordered weights."""
 
-    def __init__(self, conv: nn.Conv2d, act: nn.Module, input_shape: Optional[Tuple[int, ...]]):
+    def __init__(self, conv: nn.Conv2d, act: nn.Module, input_shape: Tuple[int, ...]):
         self.padding, self.stride = list(conv.padding), list(conv.stride)
         self.dilation, self.groups = list(conv.dilation), conv.groups
         self.attr, self.scalars = activation_attr(act)
         # The reorder targets the layout oneDNN picks for this input shape; other shapes still run (reordered).
         self.weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            conv.weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups,
-            list(input_shape) if input_shape is not None else None)
+            conv.weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(input_shape))
         self.bias = conv.bias.detach() if conv.bias is not None else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,10 +100,6 @@ class ConvActPack:
         if why_not and (self.blocks or self.convs):
             LOGGER.info(f"oneDNN packing: skipped ({why_not})")
 
-    @property
-    def usable(self) -> bool:
-        return not self.failed
-
     def run(self, x: torch.Tensor) -> Any:
         """The model's output for x; the first call runs eagerly and packs (its shapes pick the weight layouts)."""
         if self.failed:
@@ -115,7 +111,6 @@ class ConvActPack:
         try:
             out = self.model(x)
         except Exception as e:  # an op this torch build lacks for these tensors: stay eager, say so once
-            from engine.core.acceleration import compile_error_summary
             LOGGER.warning(f"oneDNN packing: cannot be used here ({compile_error_summary(e)}); running eagerly")
             self.unpack()
             self.failed = True
@@ -132,10 +127,12 @@ class ConvActPack:
         finally:
             for h in hooks:
                 h.remove()
+        # a block or conv this input never reached (an unused branch) stays as it is
         for b in self.blocks:
-            b.forward = PackedConvAct(b.conv, b.act, shapes.get(b))
+            if b in shapes:
+                b.forward = PackedConvAct(b.conv, b.act, shapes[b])
         for c in self.convs:
-            if c in shapes:  # a conv this input never reached (an unused branch) stays as it is
+            if c in shapes:
                 c.forward = PackedConvAct(c, nn.Identity(), shapes[c])
         self.packed = True
         return out
