@@ -38,7 +38,7 @@ torch.save({{'ims': torch.stack([a for a, _ in items]), 'labels': [b for _, b in
 
 
 def dump_ours(images: Path, img: int, n: int, seed: int) -> Dict[str, object]:
-    from utils.datasets import DetectionDataset
+    from yolobone.data.datasets import DetectionDataset
     ds = DetectionDataset(str(images), img, 32, augment=True, seed=seed)
     ims, labels = [], []
     for i in range(n):
@@ -68,10 +68,10 @@ def item_stats(d: Dict[str, object], img: int) -> Dict[str, float]:
 
 def fixed_model_loss(weights: str, d: Dict[str, object], img: int, batch: int) -> np.ndarray:
     """(batches, 3) box/obj/cls loss of the checkpoint on the items, BatchNorm in train mode with frozen statistics."""
-    from models.loading import model_from_checkpoint
-    from models.loss import ComputeLoss
-    from utils.checkpoint import load_checkpoint
-    from utils.hyp import load_hyp
+    from yolobone.models.loading import model_from_checkpoint
+    from yolobone.models.loss import ComputeLoss
+    from yolobone.utils.checkpoint import load_checkpoint
+    from yolobone.utils.hyp import load_hyp
     ckpt = load_checkpoint(weights)
     model = model_from_checkpoint(ckpt, weights).float().train()
     for m in model.modules():

@@ -7,7 +7,7 @@ on every backbone in configs/backbones/ (torchvision, timm and YAML-native), plu
 Latency: fused eval model (BatchNorm folded in YOLOv5 Conv blocks and in torchvision backbones alike; --unfused to
 skip), torch.inference_mode, 3 warm-up runs, median of --runs. Parameters are counted before fusing.
 GFLOPs: torch's FLOP counter (multiply-add = 2) at 640. The backend columns time the PyTorch inference backend as
-detect.py runs it (a fused copy, channels_last, convolutions packed for oneDNN: engine/backends/onednn_pack.py), and
+detect.py runs it (a fused copy, channels_last, convolutions packed for oneDNN: yolobone/engine/backends/onednn_pack.py), and
 the same without packing; --no-backend leaves them out.
 Prints a markdown table.
 """
@@ -24,13 +24,13 @@ from typing import List, Optional, Sequence, Union
 import torch
 from tqdm import tqdm
 
-import models.backbones as backbones_pkg
-from engine.backends.torch_backend import TorchBackend
-from models import DetectionModel
-from models.compose import available_backbones, backbone_levels, compose
-from models.parse import ModelSpec, load_model_yaml
-from models.registry import get_block
-from utils.torch_utils import count_gflops
+import yolobone.models.backbones as backbones_pkg
+from yolobone.engine.backends.torch_backend import TorchBackend
+from yolobone.models import DetectionModel
+from yolobone.models.compose import available_backbones, backbone_levels, compose
+from yolobone.models.parse import ModelSpec, load_model_yaml
+from yolobone.models.registry import get_block
+from yolobone.utils.torch_utils import count_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 Config = Union[Path, ModelSpec]

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from utils.datasets import check_dataset, create_dataloader
-from utils.synthetic import ensure_builtin_dataset, make_detection_dataset
+from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.data.synthetic import ensure_builtin_dataset, make_detection_dataset
 
 HYP = Path(__file__).resolve().parents[1] / "configs" / "hyp" / "hyp.scratch-low.yaml"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from engine.detect.predict_run import DetectConfig, run_detect
-from engine.detect.predictor import Detector
-from models import DetectionModel
-from utils.synthetic import make_detection_dataset
-from utils.yaml_io import load_yaml
+from yolobone.engine.detect.predict_run import DetectConfig, run_detect
+from yolobone.engine.detect.predictor import Detector
+from yolobone.models import DetectionModel
+from yolobone.data.synthetic import make_detection_dataset
+from yolobone.utils.yaml_io import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
     python benchmarks/export.py --map-weights runs/train/exp/weights/best.pt --map-imgsz 256   # + INT8 mAP drop
 
 Backends: ours PyTorch default (fused, inference_mode, channels_last, conv + activation packed as one oneDNN call,
-engine/backends/onednn_pack.py), the same without packing ("torch unpacked"), ours PyTorch compiled (the same plus
+yolobone/engine/backends/onednn_pack.py), the same without packing ("torch unpacked"), ours PyTorch compiled (the same plus
 torch.compile with inductor freezing, what --compile on/auto gives val.py and detect.py; its compile seconds
 are printed too), ONNX Runtime FP32, OpenVINO FP32, ONNX
 Runtime INT8 and OpenVINO INT8 (the QDQ model export.py --int8 writes, calibrated on the built-in shapes train
@@ -29,12 +29,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.backends import TorchBackend, load_backend  # noqa: E402
-from engine.export import ExportConfig, export_model, score  # noqa: E402
-from models import DetectionModel  # noqa: E402
-from utils.checkpoint import save_checkpoint  # noqa: E402
-from utils.logging import LOGGER  # noqa: E402
-from utils.profiling import median_ms  # noqa: E402
+from yolobone.engine.backends import TorchBackend, load_backend  # noqa: E402
+from yolobone.engine.export import ExportConfig, export_model, score  # noqa: E402
+from yolobone.models import DetectionModel  # noqa: E402
+from yolobone.utils.checkpoint import save_checkpoint  # noqa: E402
+from yolobone.utils.logging import LOGGER  # noqa: E402
+from yolobone.utils.profiling import median_ms  # noqa: E402
 
 REF_PYTHON = Path(os.environ.get("YOLOV5_REF_VENV", Path.home() / ".cache/yolov5-ref/venv")) / "bin/python"
 REF_SCRIPT = r"""
@@ -66,7 +66,7 @@ def reference_ms(name: str, imgsz: int, runs: int, threads: int) -> Optional[flo
     """YOLOv5 v7.0 eager fused latency from its own venv, or None when that venv is missing or fails."""
     if not REF_PYTHON.is_file():
         return None
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # our models/utils would shadow YOLOv5's
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # our yolobone/models/utils would shadow YOLOv5's
     env.setdefault("YOLOV5_CONFIG_DIR", str(Path.home() / ".cache/yolov5-ref/config"))
     env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as cwd:

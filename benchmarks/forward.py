@@ -10,8 +10,8 @@ from typing import List
 
 import torch
 
-from models import DetectionModel
-from utils.profiling import median_ms
+from yolobone.models import DetectionModel
+from yolobone.utils.profiling import median_ms
 
 
 def bench(cfg: str, imgsz: int, runs: int, threads: int) -> List[str]:

@@ -8,7 +8,7 @@ For every seed, our train.py and YOLOv5's `python -m yolov5.train` (its referenc
 the same time (one process each, OMP_NUM_THREADS = --threads, niceness 10), each on its own copy of the label folders
 (the images are shared through a link) so their label caches never meet. Afterwards each side's best.pt is validated
 by its own val (conf 0.001, IoU 0.6, rect batches) with the predictions saved as COCO JSON, and both JSON files are
-scored by pycocotools against the same ground truth (engine/coco_eval.py): that is the "COCOeval" column. The
+scored by pycocotools against the same ground truth (yolobone/engine/detect/coco_eval.py): that is the "COCOeval" column. The
 trainers' own per-epoch mAP (results.csv) is printed too. Prints per-epoch training loss (box + obj + cls) of every run,
 per-seed best mAP50 / mAP50-95, means, the ours / YOLOv5 ratio, and writes everything to <out>/parity.json.
 """
@@ -41,14 +41,14 @@ def resolve_data(data: str) -> Path:
         build_digits_det(DIGITS_DET)
         return DIGITS_DET / "data.yaml"
     if data == "shapes":
-        from utils.synthetic import ensure_builtin_dataset
+        from yolobone.data.synthetic import ensure_builtin_dataset
         return ensure_builtin_dataset("shapes")
     return Path(data).resolve()
 
 
 def side_copy(data_yaml: Path, dest: Path) -> Path:
     """A data.yaml whose train/val images link to the originals and whose labels are private copies."""
-    from utils.yaml_io import load_yaml
+    from yolobone.utils.yaml_io import load_yaml
     cfg = load_yaml(data_yaml)
     base = Path(cfg.get("path") or data_yaml.parent)
     base = base if base.is_absolute() else (data_yaml.parent / base).resolve()
@@ -110,7 +110,7 @@ def read_results(csv_path: Path) -> Dict[str, List[float]]:
 
 def coco_scores(side: str, run_dir: Path) -> Optional[List[float]]:
     """[mAP50-95, mAP50] of the side's best.pt predictions, scored by pycocotools against one ground truth."""
-    from engine.coco_eval import evaluate_json_files
+    from yolobone.engine.detect.coco_eval import evaluate_json_files
     val_dir = run_dir / "val"
     gt = next(iter(sorted(val_dir.glob("*_ground_truth.json"))), None) if side == "ours" else None
     if side == "yolov5":

@@ -16,7 +16,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from utils.metrics import DetectionEvaluator, coco_detections, coco_ground_truth
+from yolobone.engine.detect.metrics import DetectionEvaluator, coco_detections, coco_ground_truth
 
 
 def make_set(n_images: int, n_dets: int, mean_gts: int, nc: int,

@@ -83,7 +83,7 @@ class EpochClock:
 
 def run_ours(a: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
-    from engine.train import train
+    from yolobone.engine.train import train
 
     clock = EpochClock()
     # ours validates only the final epoch (noval), so its cycles hold no validation to subtract
@@ -123,7 +123,7 @@ def run_yolov5(a: argparse.Namespace) -> None:
 def make_subset(n_train: int, n_val: int, out: Path) -> Path:
     """A data YAML over the first images of the built-in shapes set (symlinks; absolute path for YOLOv5)."""
     sys.path.insert(0, str(ROOT))
-    from utils.data_config import check_dataset
+    from yolobone.data.config import check_dataset
 
     full = check_dataset("shapes")
     src = Path(full["path"])

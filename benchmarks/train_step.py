@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py                                   # yolov5s, 320 px, batch 8, CPU
     python benchmarks/train_step.py --cfg configs/yolov5n.yaml --steps 20
-    python benchmarks/train_step.py --ab --threads 1    # plain loop vs speed-ups (engine/core/acceleration), interleaved
+    python benchmarks/train_step.py --ab --threads 1    # plain loop vs speed-ups (yolobone/engine/core/acceleration), interleaved
 Prints the median, mean and min wall seconds per step, images per second, and the median process CPU time per step
 (which, unlike wall time, does not grow when other processes share the cores).
 """
@@ -18,13 +18,13 @@ from typing import Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from engine.core import acceleration as accel
-from engine.core.optim import build_optimizer
-from models import DetectionModel
-from models.loss import ComputeLoss
-from utils.ema import ModelEMA
-from utils.hyp import Hyp
-from utils.torch_utils import select_device
+from yolobone.engine.core import acceleration as accel
+from yolobone.engine.core.optim import build_optimizer
+from yolobone.models import DetectionModel
+from yolobone.models.loss import ComputeLoss
+from yolobone.utils.ema import ModelEMA
+from yolobone.utils.hyp import Hyp
+from yolobone.utils.torch_utils import select_device
 
 
 def random_targets(batch: int, per_image: int, nc: int, gen: torch.Generator) -> torch.Tensor:

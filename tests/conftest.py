@@ -10,7 +10,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from utils.logging import LOGGER  # noqa: E402
+from yolobone.utils.logging import LOGGER  # noqa: E402
 
 torch.set_num_threads(1)
 

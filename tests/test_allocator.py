@@ -1,4 +1,4 @@
-"""utils/allocator.py: with heap reuse, the typical training step stops page-faulting its activations afresh."""
+"""yolobone/utils/allocator.py: with heap reuse, the typical training step stops page-faulting its activations afresh."""
 import subprocess
 import sys
 import textwrap
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = textwrap.dedent("""
     import resource, torch
-    from utils.allocator import keep_freed_memory
+    from yolobone.utils.allocator import keep_freed_memory
     applied = keep_freed_memory()
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 1, 1), torch.nn.BatchNorm2d(16), torch.nn.SiLU(),

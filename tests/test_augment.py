@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from utils.augment import (augment_hsv, box_candidates, letterbox, mixup, mosaic4, random_flip,
+from yolobone.data.augment import (augment_hsv, box_candidates, letterbox, mixup, mosaic4, random_flip,
                            random_perspective)
-from utils.boxes import scale_boxes
+from yolobone.utils.boxes import scale_boxes
 
 
 def _img(h, w, value=None, seed=0):

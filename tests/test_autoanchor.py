@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.heads import Detect
-from models.autoanchor import (anchor_fitness, anchor_metrics, anchors_pixels, check_anchors, kmean_anchors,
+from yolobone.models.heads import Detect
+from yolobone.models.autoanchor import (anchor_fitness, anchor_metrics, anchors_pixels, check_anchors, kmean_anchors,
                               label_wh, write_anchors)
 
 

@@ -14,22 +14,22 @@ import torch
 import torch.nn as nn
 import yaml
 
-import models.backbones as backbones_pkg
-from models import DetectionModel
-from models.backbones.common import Index
-from models.backbones.features import StageFeatures, feature_body, probe_features, probe_unwrapped
-from models.backbones.hgnet import DWDown, HGBlock, HGStem
-from models.backbones.pretrained import no_pretrained
-from models.backbones.res2net import Bottle2neck, C3_Res2Block
-from models.backbones.resnet import BasicBlock, ResBottleneck
-from models.backbones.torchvision_wrap import TorchVision
-from models.freeze import FreezeSpecError, backbone_layer_count, freeze_layers, set_frozen_bn_eval
-from models.loss import ComputeLoss
-from models.compose import compose, load_backbone
-from models.parse import load_model_yaml, parse_model
-from models.registry import ModelConfigError, get_block
+import yolobone.models.backbones as backbones_pkg
+from yolobone.models import DetectionModel
+from yolobone.models.backbones.common import Index
+from yolobone.models.backbones.features import StageFeatures, feature_body, probe_features, probe_unwrapped
+from yolobone.models.backbones.hgnet import DWDown, HGBlock, HGStem
+from yolobone.models.backbones.pretrained import no_pretrained
+from yolobone.models.backbones.res2net import Bottle2neck, C3_Res2Block
+from yolobone.models.backbones.resnet import BasicBlock, ResBottleneck
+from yolobone.models.backbones.torchvision_wrap import TorchVision
+from yolobone.models.freeze import FreezeSpecError, backbone_layer_count, freeze_layers, set_frozen_bn_eval
+from yolobone.models.loss import ComputeLoss
+from yolobone.models.compose import compose, load_backbone
+from yolobone.models.parse import load_model_yaml, parse_model
+from yolobone.models.registry import ModelConfigError, get_block
 from tolerance import assert_close_scaled
-from utils.hyp import load_hyp
+from yolobone.utils.hyp import load_hyp
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint
+from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
 
 
 class _RunsCode:
@@ -24,7 +24,7 @@ def test_text_file_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: not a checkpoint .*is empty"):
         load_checkpoint(tmp_path / "empty.pt")
-    from train import main
+    from yolobone.cli.train import main
     assert main(["--weights", str(weights), "--device", "cpu", "--project", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a checkpoint" in err[0], err

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.core.checkpoint_writer import CheckpointWriter
-from engine.core.options import RunOptions, TrainConfigError
-from engine.core.optim import accumulation
-from utils.checkpoint import copy_checkpoint, load_checkpoint
+from yolobone.engine.core.checkpoint_writer import CheckpointWriter
+from yolobone.engine.core.options import RunOptions, TrainConfigError
+from yolobone.engine.core.optim import accumulation
+from yolobone.utils.checkpoint import copy_checkpoint, load_checkpoint
 
 
 def _ckpt(value: float) -> dict:

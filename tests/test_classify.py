@@ -17,20 +17,20 @@ import pytest
 import torch
 import yaml
 
-from engine.classify.data import ClassifyDataError, resolve_classify_data, split_by_ratio
-from engine.classify.predict_run import main as predict_main
-from engine.classify.predict_run import predict_classifier
-from engine.classify.task import ClassifyOptions
-from engine.core.options import TrainConfigError
-from engine.train import train
-from engine.classify.val_run import evaluate, val_classifier
-from engine.classify.val_run import main as val_main
-from models import DetectionModel, build_model, load_model
-from models.classification import ClassificationModel
-from models.parse import load_model_yaml
-from models.registry import ModelConfigError
-from models.summary import model_summary
-from utils.checkpoint import load_checkpoint
+from yolobone.data.classify import ClassifyDataError, resolve_classify_data, split_by_ratio
+from yolobone.engine.classify.predict_run import main as predict_main
+from yolobone.engine.classify.predict_run import predict_classifier
+from yolobone.engine.classify.task import ClassifyOptions
+from yolobone.engine.core.options import TrainConfigError
+from yolobone.engine.train import train
+from yolobone.engine.classify.val_run import evaluate, val_classifier
+from yolobone.engine.classify.val_run import main as val_main
+from yolobone.models import DetectionModel, build_model, load_model
+from yolobone.models.classification import ClassificationModel
+from yolobone.models.parse import load_model_yaml
+from yolobone.models.registry import ModelConfigError
+from yolobone.models.summary import model_summary
+from yolobone.utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 HUES = {"blue": 120, "green": 60, "red": 0}  # OpenCV hue
@@ -122,7 +122,7 @@ def test_cut_detection_yaml_matches_cls_yaml():
 
 
 def test_from_detection_model_and_checkpoint_copy_backbone_weights(tmp_path):
-    from utils.checkpoint import save_checkpoint
+    from yolobone.utils.checkpoint import save_checkpoint
 
     det_cfg = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
     det_cfg["width_multiple"] = 0.125
@@ -298,7 +298,7 @@ def test_val_and_predict_entry_points(yolo_run, colour_data, tmp_path):
     assert red > 1 / 3
 
     det_cfg = dict(yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text()), width_multiple=0.125)
-    from utils.checkpoint import save_checkpoint
+    from yolobone.utils.checkpoint import save_checkpoint
     det_ckpt = save_checkpoint({"model": DetectionModel(det_cfg, nc=3).state_dict(), "model_yaml": det_cfg,
                                 "task": "detect", "nc": 3}, tmp_path / "det.pt")
     assert val_main(["--weights", str(det_ckpt), "--data", str(colour_data), "--device", "cpu",

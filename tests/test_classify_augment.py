@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.classify.data import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
+from yolobone.data.classify import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
                                   EvalTransform, color_jitter, crop_box, default_crop_scale)
-from engine.classify.task import ClassifyOptions, build_parser
-from engine.core.options import TrainConfigError
+from yolobone.engine.classify.task import ClassifyOptions, build_parser
+from yolobone.engine.core.options import TrainConfigError
 
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

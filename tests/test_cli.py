@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.cli import run_cli
-from utils.errors import first_line
+from yolobone.utils.cli import run_cli
+from yolobone.utils.errors import first_line
 
 
 def _raise(e: BaseException):

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compare import build_parser, main as compare_main
-from engine.compare import CompareError, CompareOptions, compare
-from engine.compare_report import (ConfigResult, RunHistory, RunResultsError, latency_axis, markdown_table,
+from yolobone.cli.compare import build_parser, main as compare_main
+from yolobone.engine.compare import CompareError, CompareOptions, compare
+from yolobone.engine.compare_report import (ConfigResult, RunHistory, RunResultsError, latency_axis, markdown_table,
                                    pareto_front, plot_pareto, read_run_history, write_results_csv)
-from models.classification import ClassificationModel
-from models.yolo import DetectionModel
-from utils.profiling import ModelProfile
-from utils.synthetic import make_classification_dataset, make_detection_dataset
+from yolobone.models.classification import ClassificationModel
+from yolobone.models.yolo import DetectionModel
+from yolobone.utils.profiling import ModelProfile
+from yolobone.data.synthetic import make_classification_dataset, make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0, warmup_epochs=0.0)
@@ -253,7 +253,7 @@ def test_cfg_with_backbones_composes_each_and_profiles(work, tmp_path, capsys):
     assert set(table) == {"tiny-a", "tiny-a-resnet18"}
     composed = res.save_dir / "models" / "tiny-a-resnet18.yaml"  # an ordinary model YAML every run can read
     assert table["tiny-a-resnet18"]["status"] == "profiled"
-    from models.compose import compose
+    from yolobone.models.compose import compose
     model = DetectionModel(compose(work["a"], "resnet18"), nc=6)
     assert int(table["tiny-a-resnet18"]["params"]) == sum(p.numel() for p in model.parameters())
     assert DetectionModel(composed, nc=6).yaml["backbone"] == model.yaml["backbone"]

@@ -19,13 +19,13 @@ from statistics import mean, stdev
 import pytest
 import yaml
 
-from engine.compare import compare
-from engine.compare_jobs import device_slots
-from engine.compare_protocol import ProtocolError
-from engine.compare_stats import welch_test
+from yolobone.engine.compare import compare
+from yolobone.engine.compare_jobs import device_slots
+from yolobone.engine.compare_protocol import ProtocolError
+from yolobone.engine.compare_stats import welch_test
 from test_compare import _tiny_cfg
-from utils.faults import FAULT_ENV
-from utils.synthetic import make_classification_dataset
+from yolobone.utils.faults import FAULT_ENV
+from yolobone.data.synthetic import make_classification_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)

@@ -1,4 +1,4 @@
-"""--compile for inference (engine/backends/compiled.py): compiled outputs equal eager ones, the shape stays pinned,
+"""--compile for inference (yolobone/engine/backends/compiled.py): compiled outputs equal eager ones, the shape stays pinned,
 a failed compile runs eagerly with one warning, and 'auto' compiles only where the compile time is repaid."""
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ import pytest
 import torch
 import yaml
 
-import detect
-import val
-from engine.backends import TorchBackend, load_backend
-from engine.backends.compiled import COMPILE_MIN_MEGAPIXELS, dominant_shape, wants_compile
-from engine.core.sources import resolve_source
-from engine.detect.predictor import Detector
-from engine.detect.val_run import ValConfig, loader_batch_shapes, run_val
-from models import DetectionModel
+from yolobone.cli import detect
+from yolobone.cli import val
+from yolobone.engine.backends import TorchBackend, load_backend
+from yolobone.engine.backends.compiled import COMPILE_MIN_MEGAPIXELS, dominant_shape, wants_compile
+from yolobone.engine.core.sources import resolve_source
+from yolobone.engine.detect.predictor import Detector
+from yolobone.engine.detect.val_run import ValConfig, loader_batch_shapes, run_val
+from yolobone.models import DetectionModel
 from tolerance import assert_close_scaled
-from utils.augment import letterbox, letterbox_geometry
-from utils.checkpoint import save_checkpoint
-from utils.datasets import create_dataloader
-from utils.synthetic import SHAPE_NAMES, make_detection_dataset
+from yolobone.data.augment import letterbox, letterbox_geometry
+from yolobone.utils.checkpoint import save_checkpoint
+from yolobone.data.datasets import create_dataloader
+from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -10,14 +10,14 @@ import torch
 import torch.nn as nn
 import yaml
 
-from models import DetectionModel
-from models.compose import (BACKBONES_DIR, available_backbones, backbone_levels, compose, dump_model_yaml,
+from yolobone.models import DetectionModel
+from yolobone.models.compose import (BACKBONES_DIR, available_backbones, backbone_levels, compose, dump_model_yaml,
                             load_backbone, neck_rows)
-from models.loss import ComputeLoss
-from models.parse import load_model_yaml, parse_model
-from models.registry import ModelConfigError
-from models.yolo import main as yolo_main
-from utils.hyp import load_hyp
+from yolobone.models.loss import ComputeLoss
+from yolobone.models.parse import load_model_yaml, parse_model
+from yolobone.models.registry import ModelConfigError
+from yolobone.models.yolo import main as yolo_main
+from yolobone.utils.hyp import load_hyp
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

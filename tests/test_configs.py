@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.parse import parse_model
-from models.yolo import DetectionModel, build_model
+from yolobone.models.parse import parse_model
+from yolobone.models.yolo import DetectionModel, build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DETECT_CFGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("yolov5s-") or
@@ -75,7 +75,7 @@ def test_classifier_param_count(cfg: Path) -> None:
 
 @pytest.mark.parametrize("cfg", CLS_CFGS, ids=lambda p: p.stem)
 def test_classifier_model_fused_count(cfg: Path) -> None:
-    pytest.importorskip("models.classification", reason="ClassificationModel not written yet")
+    pytest.importorskip("yolobone.models.classification", reason="ClassificationModel not written yet")
     model = build_model(cfg, nc=1000).eval()
     assert n_params(model) == CLS_PARAMS[cfg.stem]
     assert n_params(model.fuse()) == CLS_FUSED_PARAMS[cfg.stem]

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from engine.detect.options import DetectOptions
-from engine.train import train
-from utils.checkpoint import CheckpointError
-from utils.faults import FAULT_ENV
-from utils.synthetic import make_detection_dataset
+from yolobone.engine.detect.options import DetectOptions
+from yolobone.engine.train import train
+from yolobone.utils.checkpoint import CheckpointError
+from yolobone.utils.faults import FAULT_ENV
+from yolobone.data.synthetic import make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 END_FILES = ("results.png", "confusion_matrix.png", "PR_curve.png")
@@ -111,7 +111,7 @@ def test_new_run_removes_stale_temp_files(tiny, tmp_path, log_lines):
 def test_classifier_killed_in_final_strip_then_resumed(tmp_path, capture_log):
     """Classification training has the same end sequence: killed while stripping best.pt, its --resume strips it
     (same weights), evaluates and strips last.pt."""
-    from engine.train import train
+    from yolobone.engine.train import train
     from test_classify import _tiny_cls_yaml, _write_colour_folder
 
     data = _write_colour_folder(tmp_path / "colours", n_train=4, n_val=2)

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import utils.datasets as datasets
-import utils.label_check as label_check
-from utils.boxes import scale_boxes, xywhn2xyxy
-from utils.datasets import (DatasetError, DetectionDataset, check_dataset, create_dataloader, img2label_paths,
+import yolobone.data.datasets as datasets
+import yolobone.data.label_check as label_check
+from yolobone.utils.boxes import scale_boxes, xywhn2xyxy
+from yolobone.data.datasets import (DatasetError, DetectionDataset, check_dataset, create_dataloader, img2label_paths,
                             list_image_files)
-from utils.synthetic import make_detection_dataset
+from yolobone.data.synthetic import make_detection_dataset
 
 NC = 6
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-import detect
-from engine.detect.predict_run import DetectConfig, run_detect
-from engine.detect.predictor import Detector, DetectorError, InputReadError, check_imgsz
-from engine.core.sources import Failure, Frame, SourceError, batched, iter_frames, resolve_source
-from utils.logging import LOGGER
-from utils.synthetic import SHAPE_NAMES, make_detection_dataset
+from yolobone.cli import detect
+from yolobone.engine.detect.predict_run import DetectConfig, run_detect
+from yolobone.engine.detect.predictor import Detector, DetectorError, InputReadError, check_imgsz
+from yolobone.engine.core.sources import Failure, Frame, SourceError, batched, iter_frames, resolve_source
+from yolobone.utils.logging import LOGGER
+from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 IMGSZ = 96
@@ -26,7 +26,7 @@ MAX_DET = 30
 
 def _train(data_yaml: Path, out: Path) -> Path:
     """best.pt of a short real training (1 epoch of yolov5n on the tiny generated set)."""
-    from engine.train import train
+    from yolobone.engine.train import train
 
     result = train({"cfg": str(ROOT / "configs" / "yolov5n.yaml"), "data": str(data_yaml), "epochs": 1,
                     "imgsz": IMGSZ, "batch_size": 4, "device": "cpu", "workers": 0, "project": str(out),
@@ -175,7 +175,7 @@ def test_bad_weights_exit_2_with_one_line(trained, tmp_path, capsys, weights_kin
 
 def test_crop_folders_stay_inside_crops(tmp_path):
     """A class named `..`, `.`, `a/b` or `` gets one folder under crops/, never the run folder or above."""
-    from engine.detect.results import Result
+    from yolobone.engine.detect.results import Result
     names = ["..", ".", "a/b", "", "..\\up", "ok"]
     n = len(names)
     r = Result(path="im.jpg", orig_img=np.zeros((32, 32, 3), np.uint8), boxes=np.tile([[4.0, 4, 20, 20]], (n, 1)),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.drawing import class_colors, draw_boxes, plot_images, plot_labels
+from yolobone.engine.detect.drawing import class_colors, draw_boxes, plot_images, plot_labels
 
 
 def test_class_colors_distinct_and_valid():

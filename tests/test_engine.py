@@ -1,5 +1,5 @@
 """The shared training engine with the classification task: warmup, EMA, early-stopping patience, exact resume and
-2-process gloo DDP all come from engine/core, not from a classification copy of the loop.
+2-process gloo DDP all come from yolobone/engine/core, not from a classification copy of the loop.
 
 Runs are 2 epochs of the tiny yolov5n-cls on a 3-colour ImageFolder of 12 training images (3 batches of 4).
 """
@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from engine.classify.task import ClassifyOptions, ClassifyTask
-from engine.core.trainer import run_training
-from engine.train import train
+from yolobone.engine.classify.task import ClassifyOptions, ClassifyTask
+from yolobone.engine.core.trainer import run_training
+from yolobone.engine.train import train
 from test_classify import _tiny_cls_yaml, _write_colour_folder
-from utils.checkpoint import load_checkpoint
+from yolobone.utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 LR0 = 0.003

@@ -13,21 +13,21 @@ import pytest
 import torch
 import torch.nn as nn
 
-import detect
-import export
-import val
-from engine.backends import BackendError, TorchBackend, backend_kind, load_backend, model_meta
-from engine.export import ExportConfig, ExportError, export_model
-from engine.export.onnx_format import _torch_onnx_export, export_onnx
-from engine.export.openvino_format import export_openvino
-from engine.export.prepare import dummy_input, export_ready
-from engine.export.torchscript_format import export_torchscript
-from models import build_model, register_block
-from models.parse import load_model_yaml
-from models.registry import _REGISTRY, scaled_out
+from yolobone.cli import detect
+from yolobone.cli import export
+from yolobone.cli import val
+from yolobone.engine.backends import BackendError, TorchBackend, backend_kind, load_backend, model_meta
+from yolobone.engine.export import ExportConfig, ExportError, export_model
+from yolobone.engine.export.onnx_format import _torch_onnx_export, export_onnx
+from yolobone.engine.export.openvino_format import export_openvino
+from yolobone.engine.export.prepare import dummy_input, export_ready
+from yolobone.engine.export.torchscript_format import export_torchscript
+from yolobone.models import build_model, register_block
+from yolobone.models.parse import load_model_yaml
+from yolobone.models.registry import _REGISTRY, scaled_out
 from tolerance import assert_close_scaled
-from utils.checkpoint import save_checkpoint
-from utils.synthetic import SHAPE_NAMES, make_detection_dataset
+from yolobone.utils.checkpoint import save_checkpoint
+from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml")
@@ -77,7 +77,7 @@ DETECT_CONF = 0.001  # a model trained for one epoch is unsure; a low threshold 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """best.pt of a 1-epoch yolov5n training on a tiny generated set, exported to dynamic ONNX and OpenVINO."""
-    from engine.train import train
+    from yolobone.engine.train import train
 
     root = tmp_path_factory.mktemp("export")
     data = make_detection_dataset(root / "data", n_train=4, n_val=6, imgsz=IMGSZ, seed=1, max_objects=3,
@@ -91,7 +91,7 @@ def trained(tmp_path_factory) -> dict:
 
 
 def _val(trained, weights: str, name: str) -> dict:
-    from engine.detect.val_run import ValConfig, run_val
+    from yolobone.engine.detect.val_run import ValConfig, run_val
 
     report = run_val(ValConfig(weights=weights, data=trained["data"], imgsz=IMGSZ, batch_size=4, device="cpu",
                                workers=0, plots=False, save_json=True, project=str(trained["root"] / "val"),
@@ -150,7 +150,7 @@ def test_static_export_runs_at_its_own_shape(trained, tmp_path, capture_log):
         rc = val.main(["--weights", str(files["onnx"]), "--data", trained["data"], "--imgsz", "96", "--device", "cpu",
                        "--workers", "0", "--project", str(tmp_path / "v")])
     assert rc == 0 and any("static shape" in m for m in lines)
-    from engine.detect.predictor import Detector
+    from yolobone.engine.detect.predictor import Detector
 
     det = Detector(files["torchscript"], device="cpu")
     res = det.predict(str(Path(trained["data"]).parent / "images" / "val"), imgsz=IMGSZ, conf=DETECT_CONF, max_det=30)
@@ -177,9 +177,9 @@ def test_int8_export_prints_map_before_and_after(trained, tmp_path, capture_log)
 
 # ------------------------------------------------------------------------------ classification, metadata, errors
 def test_classifier_export_validates_and_predicts(tmp_path):
-    from engine.classify.predict_run import predict_classifier
-    from engine.classify.val_run import val_classifier
-    from utils.synthetic import make_classification_dataset
+    from yolobone.engine.classify.predict_run import predict_classifier
+    from yolobone.engine.classify.val_run import val_classifier
+    from yolobone.data.synthetic import make_classification_dataset
 
     root = make_classification_dataset(tmp_path / "cls", n_train_per_class=1, n_val_per_class=2, imgsz=32,
                                        verbose=False)
@@ -263,7 +263,7 @@ def test_errors_are_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_compare_latency_column_per_backend(tmp_path):
-    from engine.compare import CompareError, compare
+    from yolobone.engine.compare import CompareError, compare
 
     data = make_detection_dataset(tmp_path / "data", n_train=2, n_val=2, imgsz=64, verbose=False)
     res = compare(cfgs=[str(ROOT / "configs/yolov5n.yaml")], data=str(data), imgsz=64, profile_only=True,

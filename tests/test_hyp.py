@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.hyp import Hyp, HypError, load_hyp
+from yolobone.utils.hyp import Hyp, HypError, load_hyp
 
 HYP_DIR = Path(__file__).resolve().parents[1] / "configs" / "hyp"
 

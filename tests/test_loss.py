@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from models import DetectionModel
-from models.heads import Detect
-from models.loss import ComputeLoss, FocalLoss, LossGains, level_balance, smooth_bce_targets
-from utils.hyp import Hyp
+from yolobone.models import DetectionModel
+from yolobone.models.heads import Detect
+from yolobone.models.loss import ComputeLoss, FocalLoss, LossGains, level_balance, smooth_bce_targets
+from yolobone.utils.hyp import Hyp
 
 
 def _head(anchors, strides, nc: int = 2) -> Detect:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.metrics import (ConfusionMatrix, DetectionEvaluator, MetricsInputError, coco_detections,
+from yolobone.engine.detect.metrics import (ConfusionMatrix, DetectionEvaluator, MetricsInputError, coco_detections,
                            coco_evaluate, coco_ground_truth, evaluate_detections, fitness)
 
 NC = 6
@@ -183,7 +183,8 @@ def _write_results_csv(path, n_epochs: int = 12) -> None:
 def test_plots_write_png_files(tmp_path):
     from PIL import Image
 
-    from utils.plots import PlotInputError, plot_confusion_matrix, plot_metric_curves, plot_results
+    from yolobone.engine.core.results_csv import PlotInputError
+    from yolobone.engine.detect.plots import plot_confusion_matrix, plot_metric_curves, plot_results
 
     preds, gts = make_dataset(8, n_images=20)
     names = ["person", "car", "dog", "cat", "bus", "truck"]

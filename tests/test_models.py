@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import yaml
 
-from models import DetectionModel, build_model
-from models.heads import Detect
+from yolobone.models import DetectionModel, build_model
+from yolobone.models.heads import Detect
 from tolerance import assert_close_scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_detection_config_builds_and_runs(cfg: Path):
 
 @pytest.mark.parametrize("cfg", CLS_CONFIGS, ids=lambda p: p.stem)
 def test_classification_config_builds(cfg: Path):
-    pytest.importorskip("models.classification")
+    pytest.importorskip("yolobone.models.classification")
     model = build_model(_small(cfg), nc=4).eval()
     with torch.no_grad():
         out = model(torch.rand(2, 3, 64, 64))
@@ -170,7 +170,7 @@ def test_activation_does_not_leak_between_models():
     assert acts(b) == {nn.SiLU}
     assert all(m.act.negative_slope == 0.1 for m in a.modules() if isinstance(getattr(m, "act", None), nn.LeakyReLU))
     # A built Conv outside any model build keeps SiLU
-    from models.blocks import Conv
+    from yolobone.models.blocks import Conv
     assert isinstance(Conv(3, 8).act, nn.SiLU)
 
 
@@ -184,7 +184,7 @@ def test_nc_override_and_summary_line():
 
 def test_yolov5s_summary_matches_yolov5():
     model = DetectionModel(ROOT / "configs/yolov5s.yaml")
-    from utils.torch_utils import count_gflops
+    from yolobone.utils.torch_utils import count_gflops
     assert len(list(model.modules())) == 214  # YOLOv5 v7.0 reports 214 layers
     assert abs(count_gflops(model, 640) - 16.5) / 16.5 < 0.01
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils.nms import NMSInputError, non_max_suppression
+from yolobone.engine.detect.nms import NMSInputError, non_max_suppression
 
 
 def _pred(rows, nc: int = 3) -> torch.Tensor:

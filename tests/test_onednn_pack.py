@@ -1,4 +1,4 @@
-"""CPU inference packing (engine/backends/onednn_pack.py): fused conv + activation blocks as one oneDNN call."""
+"""CPU inference packing (yolobone/engine/backends/onednn_pack.py): fused conv + activation blocks as one oneDNN call."""
 from __future__ import annotations
 
 import copy
@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import yaml
 
-from engine.backends import TorchBackend
-from engine.backends.onednn_pack import ConvActPack, PackedConvAct, pack_unavailable_reason, packable
-from engine.detect.val_run import as_backend
-from models import DetectionModel
+from yolobone.engine.backends import TorchBackend
+from yolobone.engine.backends.onednn_pack import ConvActPack, PackedConvAct, pack_unavailable_reason, packable
+from yolobone.engine.detect.val_run import as_backend
+from yolobone.models import DetectionModel
 from tolerance import assert_close_scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_packed_outputs_match_eager(act, channels_last):
 @needs_onednn
 def test_backbone_convs_are_packed():
     """A torchvision backbone's own convs (activation a separate module) run on once-reordered weights too."""
-    from models import build_model
+    from yolobone.models import build_model
     torch.manual_seed(0)
     model = build_model(str(ROOT / "configs/yolov5s-mobilenetv2.yaml"), nc=3).eval()
     eager, packed = TorchBackend(model, CPU, pack=False), TorchBackend(model, CPU)
@@ -121,8 +121,8 @@ def test_half_cuda_and_caller_models_are_not_packed():
 
 
 def test_compare_latency_times_the_deployed_backend():
-    from engine.compare import deployed_torch
-    from utils.profiling import median_latency_ms
+    from yolobone.engine.compare import deployed_torch
+    from yolobone.utils.profiling import median_latency_ms
 
     model, calls = _model(), []
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from engine.classify.predict_run import predict_classifier
-from engine.classify.predictor import Classifier, ClassifyPredictStep
-from engine.core import predictor as core
-from engine.core.predictor import Predictor
-from engine.detect.predict_run import DetectConfig, run_detect
-from engine.detect.predictor import DetectPredictStep, Detector
-from models import DetectionModel
-from models.classification import ClassificationModel
+from yolobone.engine.classify.predict_run import predict_classifier
+from yolobone.engine.classify.predictor import Classifier, ClassifyPredictStep
+from yolobone.engine.core import predictor as core
+from yolobone.engine.core.predictor import Predictor
+from yolobone.engine.detect.predict_run import DetectConfig, run_detect
+from yolobone.engine.detect.predictor import DetectPredictStep, Detector
+from yolobone.models import DetectionModel
+from yolobone.models.classification import ClassificationModel
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["red", "green", "blue"]

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from engine.core import acceleration as accel
-from engine.train import train
+from yolobone.engine.core import acceleration as accel
+from yolobone.engine.train import train
 from tests.test_train import _tiny_cfg
-from utils.datasets import create_dataloader
-from utils.ram_cache import resolve_cache
-from utils.synthetic import make_detection_dataset
+from yolobone.data.datasets import create_dataloader
+from yolobone.data.ram_cache import resolve_cache
+from yolobone.data.synthetic import make_detection_dataset
 
 # Loss tolerance (absolute, losses here are ~0.1): channels_last convolutions and the fused optimizer add the same
 # float32 terms in another order. One batch's gradients then differ by up to ~3e-4 of the largest gradient (BatchNorm

@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import utils.synthetic as synthetic
-from utils.datasets import check_cls_dataset, check_dataset
-from utils.synthetic import (SHAPE_NAMES, ensure_builtin_classification_dataset, ensure_builtin_dataset,
+import yolobone.data.synthetic as synthetic
+from yolobone.data.datasets import check_cls_dataset, check_dataset
+from yolobone.data.synthetic import (SHAPE_NAMES, ensure_builtin_classification_dataset, ensure_builtin_dataset,
                              make_classification_dataset, make_detection_dataset)
 
 TINY = dict(n_train=4, n_val=2, imgsz=64, verbose=False)

@@ -8,14 +8,14 @@ import pytest
 import torch
 import yaml
 
-from engine.train import train
-from models import DetectionModel, load_model
-from models.backbones.pretrained import PretrainedWeightsError
-from models.backbones.timm_wrap import Timm, timm_features
-from models.compose import compose, load_backbone
-from models.parse import load_model_yaml
-from models.registry import ModelConfigError
-from utils.synthetic import make_detection_dataset
+from yolobone.engine.train import train
+from yolobone.models import DetectionModel, load_model
+from yolobone.models.backbones.pretrained import PretrainedWeightsError
+from yolobone.models.backbones.timm_wrap import Timm, timm_features
+from yolobone.models.compose import compose, load_backbone
+from yolobone.models.parse import load_model_yaml
+from yolobone.models.registry import ModelConfigError
+from yolobone.data.synthetic import make_detection_dataset
 
 timm = pytest.importorskip("timm")
 ROOT = Path(__file__).resolve().parents[1]

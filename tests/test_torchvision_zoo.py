@@ -12,12 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from models import DetectionModel
-from models.backbones.features import StageFeatures, _map_stride, probe_features
-from models.backbones.torchvision_wrap import TorchVision
-from models.backbones.tv_adapters import ImageSizeError, SimplePyramid, SquarePadded, ViTMap, window_unit
-from models.parse import load_model_yaml, parse_model
-from models.registry import ModelConfigError
+from yolobone.models import DetectionModel
+from yolobone.models.backbones.features import StageFeatures, _map_stride, probe_features
+from yolobone.models.backbones.torchvision_wrap import TorchVision
+from yolobone.models.backbones.tv_adapters import ImageSizeError, SimplePyramid, SquarePadded, ViTMap, window_unit
+from yolobone.models.parse import load_model_yaml, parse_model
+from yolobone.models.registry import ModelConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -195,8 +195,8 @@ def test_squeezenet_config_and_missing_level_error() -> None:
 
 
 def test_squeezenet_config_trains_one_epoch(tmp_path: Path) -> None:
-    from engine.train import train
-    from utils.synthetic import make_detection_dataset
+    from yolobone.engine.train import train
+    from yolobone.data.synthetic import make_detection_dataset
     data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, max_objects=2, min_size=0.3,
                                   max_size=0.6, verbose=False)
     cfg = load_model_yaml(CONFIGS / "yolov5s-squeezenet.yaml").data

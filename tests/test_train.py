@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from engine.core.loggers import RunLogger, csv_header, csv_row
-from engine.detect.task import RESULT_KEYS
-from engine.detect.options import DetectOptions
-from engine.train import train
-from models import load_model
-from models.parse import load_model_yaml
-from utils.synthetic import make_detection_dataset
+from yolobone.engine.core.loggers import RunLogger, csv_header, csv_row
+from yolobone.engine.detect.task import RESULT_KEYS
+from yolobone.engine.detect.options import DetectOptions
+from yolobone.engine.train import train
+from yolobone.models import load_model
+from yolobone.models.parse import load_model_yaml
+from yolobone.data.synthetic import make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0)
@@ -179,7 +179,7 @@ def test_bad_items_reported_transfer_and_freeze(work, first_run, tmp_path, log_l
 
 
 def test_cli_bad_inputs_exit_2(work, tmp_path, capsys):
-    from train import main
+    from yolobone.cli.train import main
 
     cases = [["--cfg", work["cfg"], "--data", str(tmp_path / "missing.yaml")],
              ["--cfg", str(tmp_path / "missing-model.yaml"), "--data", work["data"]],
@@ -216,8 +216,8 @@ def test_optimizer_groups_warmup_schedule_and_ema():
 
     import torch.nn as nn
 
-    from engine.core.optim import accumulation, apply_warmup, build_optimizer, lr_lambda, warmup_iterations
-    from utils.ema import ModelEMA
+    from yolobone.engine.core.optim import accumulation, apply_warmup, build_optimizer, lr_lambda, warmup_iterations
+    from yolobone.utils.ema import ModelEMA
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1))
     opt = build_optimizer(model, "SGD", lr=0.01, momentum=0.937, decay=5e-4)

@@ -12,17 +12,17 @@ import torch
 import torch.nn as nn
 import yaml
 
-import engine.detect.val_run
-import val
-from engine.detect.coco_eval import evaluate_json_files
-from engine.detect.val_run import ValConfig, run_val
-from models import load_model
-from models.yolo import DetectionModel
-from utils.checkpoint import save_checkpoint
-from utils.datasets import create_dataloader
-from utils.metrics import evaluate_detections
-from utils.nms import non_max_suppression
-from utils.synthetic import SHAPE_NAMES, make_detection_dataset
+import yolobone.engine.detect.val_run
+from yolobone.cli import val
+from yolobone.engine.detect.coco_eval import evaluate_json_files
+from yolobone.engine.detect.val_run import ValConfig, run_val
+from yolobone.models import load_model
+from yolobone.models.yolo import DetectionModel
+from yolobone.utils.checkpoint import save_checkpoint
+from yolobone.data.datasets import create_dataloader
+from yolobone.engine.detect.metrics import evaluate_detections
+from yolobone.engine.detect.nms import non_max_suppression
+from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 IMGSZ, BATCH, N_VAL = 64, 3, 8  # 3 rect batches -> val_batch0..2
@@ -87,7 +87,7 @@ def run(work, capture_log):
         return reports[-1]
 
     with capture_log() as lines, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine.detect.val_run, "run_val", keep)
+        mp.setattr(yolobone.engine.detect.val_run, "run_val", keep)
         rc = val.main(_args(work, "--save-txt", "--save-conf", "--save-json", "--coco-eval"))
     assert rc == 0
     return {"report": reports[0], "lines": lines}

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from engine.detect.validator import ValResult, validate
-from utils.datasets import create_dataloader
-from utils.synthetic import make_detection_dataset
+from yolobone.engine.detect.validator import ValResult, validate
+from yolobone.data.datasets import create_dataloader
+from yolobone.data.synthetic import make_detection_dataset
 
 
 class ReplayModel(nn.Module):

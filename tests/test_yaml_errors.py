@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch.nn as nn
 
-from models import ModelConfigError, register_block
-from models.registry import get_block, same_channels
-from models.yolo import main
+from yolobone.models import ModelConfigError, register_block
+from yolobone.models.registry import get_block, same_channels
+from yolobone.models.yolo import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

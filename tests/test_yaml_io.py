@@ -1,4 +1,4 @@
-"""Bounded YAML reading (utils/yaml_io.py): alias bombs, huge and recursive documents are refused in one line,
+"""Bounded YAML reading (yolobone/utils/yaml_io.py): alias bombs, huge and recursive documents are refused in one line,
 for model, data and hyp YAMLs alike; ordinary documents (aliases included) read as before."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.parse import load_model_yaml
-from models.registry import ModelConfigError
-from utils.data_config import DatasetError, check_dataset
-from utils.hyp import HypError, load_hyp
-from utils.yaml_io import MAX_BYTES, MAX_NODES, YAMLFileError, expanded_size, load_yaml, load_yaml_document
+from yolobone.models.parse import load_model_yaml
+from yolobone.models.registry import ModelConfigError
+from yolobone.data.config import DatasetError, check_dataset
+from yolobone.utils.hyp import HypError, load_hyp
+from yolobone.utils.yaml_io import MAX_BYTES, MAX_NODES, YAMLFileError, expanded_size, load_yaml, load_yaml_document
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_alias_bomb_as_hyp_yaml_and_through_the_cli(tmp_path, capsys):
     with pytest.raises(HypError) as e:
         load_hyp(hyp)
     _one_line(e, hyp)
-    from train import main
+    from yolobone.cli.train import main
     assert main(["--cfg", str(ROOT / "configs/yolov5n.yaml"), "--hyp", str(hyp), "--device", "cpu",
                  "--project", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

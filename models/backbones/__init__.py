@@ -1,2 +1,0 @@
-"""Backbone families, one module each; importing registers their blocks."""
-from models.backbones import common, hgnet, res2net, resnet, timm_wrap, torchvision_wrap  # noqa: F401  (registration)

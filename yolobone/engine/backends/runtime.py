@@ -1,0 +1,25 @@
+"""Optional runtimes: import them with a one-line error naming the pip package, and share the thread count."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+
+from yolobone.engine.core.backend import BackendError
+
+PIP_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx", "onnxslim": "onnxslim"}
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """import `module`, or raise BackendError telling which package to pip install for `purpose`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendError(f"{purpose} needs the '{PIP_NAMES.get(module, module)}' package, which is not installed "
+                           f"({e}); run: pip install {PIP_NAMES.get(module, module)}") from None
+
+
+def cpu_threads() -> int:
+    """Intra-op threads for ONNX Runtime and OpenVINO: the same as torch's (OMP_NUM_THREADS / set_num_threads)."""
+    return max(int(torch.get_num_threads()), 1)

@@ -1,0 +1,226 @@
+"""Validate an image classifier: loss, top-1/top-5 accuracy, per-class accuracy and the confusion matrix.
+
+    python val.py --task classify --weights runs/train-cls/exp/weights/best.pt --data <root> --imgsz 224
+(val.py hands `--task classify` to `main` here.) Library use: `val_classifier(weights=..., data=...)`, or
+`evaluate(model, loader)` inside a training loop.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from yolobone.engine.backends import Backend, load_backend
+from yolobone.data.classify import ClassifyDataError, create_classify_loader, resolve_classify_data
+from yolobone.engine.core.validator import EvalStep, evaluate_loop
+from yolobone.utils.cli import add_run_folder_args, run_cli
+from yolobone.utils.logging import LOGGER
+from yolobone.utils.paths import increment_path
+from yolobone.utils.torch_utils import select_device
+
+PathLike = Union[str, os.PathLike]
+TOPK = 5
+
+
+class ClassifierLoadError(ValueError):
+    """The weights given are not a classification checkpoint."""
+
+
+@dataclass
+class ClassifyMetrics:
+    """Per-image targets and ranked predictions of a validation pass, and the summaries derived from them."""
+
+    names: List[str]
+    targets: np.ndarray  # (N,) true class
+    ranked: np.ndarray  # (N, k) predicted classes, most probable first, k = min(5, nc)
+    loss: float  # mean loss per image
+    speed_ms: tuple = (0.0, 0.0, 0.0)  # pre-process, inference, post-process per image
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """(N, k) booleans: prediction j of image i is its true class."""
+        return self.ranked == self.targets[:, None]
+
+    @property
+    def top1(self) -> float:
+        return float(self.correct[:, 0].mean()) if len(self.targets) else 0.0
+
+    @property
+    def top5(self) -> float:
+        return float(self.correct.any(1).mean()) if len(self.targets) else 0.0
+
+    @property
+    def fitness(self) -> float:
+        """What best.pt is chosen by: top-1 accuracy."""
+        return self.top1
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(nc, nc) counts, rows = predicted class, columns = true class."""
+        m = np.zeros((self.nc, self.nc), dtype=np.int64)
+        np.add.at(m, (self.ranked[:, 0], self.targets), 1)
+        return m
+
+    def per_class(self) -> List[tuple]:
+        """(name, images, top-1, top-5) for each class with at least one image."""
+        rows = []
+        c = self.correct
+        for i, name in enumerate(self.names):
+            sel = self.targets == i
+            if sel.any():
+                rows.append((name, int(sel.sum()), float(c[sel, 0].mean()), float(c[sel].any(1).mean())))
+        return rows
+
+    def table(self) -> str:
+        """YOLOv5-style table: 'all' then one row per class (images, top-1, top-5)."""
+        lines = [f"{'Class':>24}{'Images':>12}{'top1_acc':>12}{'top5_acc':>12}",
+                 f"{'all':>24}{len(self.targets):>12}{self.top1:>12.3g}{self.top5:>12.3g}"]
+        lines += [f"{name[:24]:>24}{n:>12}{t1:>12.3g}{t5:>12.3g}" for name, n, t1, t5 in self.per_class()]
+        return "\n".join(lines)
+
+
+class ClassificationStep(EvalStep):
+    """evaluate()'s per-batch work: the loss and the top-k ranking of each image."""
+
+    def __init__(self, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 target_map: Optional[np.ndarray]):
+        self.criterion, self.target_map = criterion, target_map
+        self.targets: List[torch.Tensor] = []
+        self.ranked: List[torch.Tensor] = []
+        self.loss_sum = 0.0
+
+    def preprocess(self, batch: Any, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        labels = labels.to(device)
+        if self.target_map is not None:
+            labels = torch.as_tensor(self.target_map, device=device)[labels]
+        return images.to(device, non_blocking=True), labels
+
+    def update(self, logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, batch_index: int) -> None:
+        self.loss_sum += float(self.criterion(logits.float(), labels)) * len(labels)
+        self.ranked.append(logits.topk(min(TOPK, logits.shape[1]), dim=1).indices.cpu())
+        self.targets.append(labels.cpu())
+
+
+def evaluate(model: Union[nn.Module, Backend], loader: Sequence, device: Union[str, torch.device] = "cpu",
+             criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+             names: Optional[Sequence[str]] = None, half: bool = False, desc: Optional[str] = None,
+             target_map: Optional[np.ndarray] = None) -> ClassifyMetrics:
+    """One pass over (images, labels) batches in eval mode; `target_map` renumbers dataset labels to model ids.
+    Batches go to the model's device (`device` for a module without parameters)."""
+    step = ClassificationStep(criterion or nn.CrossEntropyLoss(), target_map)
+    stats = evaluate_loop(model, loader, step, half=half, desc=desc, device=device)
+    if not stats.seen:
+        raise ClassifyDataError("evaluate(): the validation loader yielded no images")
+    nc = int(getattr(model, "nc", 0)) or int(step.ranked[0].shape[1])
+    names = list(names if names is not None else getattr(model, "names", []))
+    if len(names) != nc:
+        names = [str(i) for i in range(nc)]
+    return ClassifyMetrics(names=names, targets=torch.cat(step.targets).numpy().astype(np.int64),
+                           ranked=torch.cat(step.ranked).numpy().astype(np.int64),
+                           loss=step.loss_sum / stats.seen, speed_ms=stats.speed_ms())
+
+
+def load_classifier(weights: PathLike, device: Union[str, torch.device] = "cpu") -> Backend:
+    """A classifier checkpoint or export as an inference backend; detection models are refused by name."""
+    backend = load_backend(weights, device)
+    if backend.task != "classify":
+        raise ClassifierLoadError(f"{weights}: a {backend.task!r} checkpoint; classify mode needs one written by "
+                                  f"`train.py --task classify` (or its export)")
+    return backend
+
+
+def classifier_on_device(weights: Optional[PathLike], model: Union[nn.Module, Backend, None],
+                         device: Union[str, torch.device], caller: str) -> Tuple[Union[nn.Module, Backend],
+                                                                                  torch.device]:
+    """(the classifier, the device): `model` moved there, or `weights` loaded there."""
+    device = select_device(device)
+    if model is None:
+        if weights is None:
+            raise ClassifierLoadError(f"{caller}: give weights (a checkpoint path) or model")
+        model = load_classifier(weights, device)
+    return (model.to(device) if isinstance(model, nn.Module) else model), device
+
+
+def backend_imgsz(model: Union[nn.Module, Backend], imgsz: int) -> int:
+    """The image size a classifier runs at: a static-shape export's own (with a warning when it differs)."""
+    return model.input_size((imgsz, imgsz))[0] if isinstance(model, Backend) else imgsz
+
+
+def label_mapping(data_names: Sequence[str], model_names: Sequence[str], where: str) -> Optional[np.ndarray]:
+    """None when the names agree; else dataset id -> model id by name, or ClassifyDataError when a class is unknown."""
+    data_names, model_names = list(data_names), list(model_names)
+    if data_names == model_names:
+        return None
+    unknown = [n for n in data_names if n not in model_names]
+    if unknown:
+        raise ClassifyDataError(f"{where}: class folder(s) {unknown[:5]} are not classes of the model "
+                                f"({model_names[:10]}{' ...' if len(model_names) > 10 else ''})")
+    return np.array([model_names.index(n) for n in data_names], dtype=np.int64)
+
+
+def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] = None,
+                   model: Union[nn.Module, Backend, None] = None, imgsz: int = 224, batch_size: int = 64,
+                   device: Union[str, torch.device] = "", workers: int = 8, half: bool = False,
+                   save_dir: Optional[PathLike] = None, plots: bool = True, verbose: bool = True,
+                   val_ratio: float = 0.2, seed: int = 0) -> ClassifyMetrics:
+    """Validate `weights` (or an in-memory `model`) on the val split of `data`; plots go to save_dir if given."""
+    model, device = classifier_on_device(weights, model, device, "val_classifier()")
+    imgsz = backend_imgsz(model, imgsz)
+    ds = resolve_classify_data(data, val_ratio=val_ratio, seed=seed, verbose=verbose, check_train=False)
+    names = list(getattr(model, "names", ds.names))
+    mapping = label_mapping(ds.names, names, str(ds.root))
+    loader = create_classify_loader(ds.val, imgsz, batch_size, workers=workers)
+    metrics = evaluate(model, loader, device, names=names, half=half,
+                       desc=f"{'Validating':>24}" if verbose else None, target_map=mapping)
+    if verbose:
+        LOGGER.info(metrics.table())
+        pre, inf, post = metrics.speed_ms
+        LOGGER.info(f"Speed: {pre:.1f}ms pre-process, {inf:.1f}ms inference, {post:.1f}ms post-process per image "
+                    f"at shape (1, 3, {imgsz}, {imgsz})")
+    if save_dir is not None and plots:
+        from yolobone.engine.classify.plots import plot_classify_confusion
+
+        plot_classify_confusion(metrics.confusion, metrics.names, Path(save_dir) / "confusion_matrix.png")
+        if verbose:
+            LOGGER.info(f"Results saved to {save_dir}")
+    return metrics
+
+
+def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Validate a classification checkpoint (top-1/top-5, confusion matrix).")
+    p.add_argument("--task", default="classify", choices=["classify"], help="classify (val.py dispatches on it)")
+    p.add_argument("--weights", type=str, required=True, help="classification checkpoint (train.py --task classify)")
+    p.add_argument("--data", type=str, default="", help="ImageFolder root, YAML or built-in name ('' = shapes-cls)")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    p.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
+    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    p.add_argument("--val-ratio", type=float, default=0.2, help="val fraction when the data has no val/ folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ratio split (use the training run's)")
+    add_run_folder_args(p, "runs/val-cls")
+    p.add_argument("--noplots", action="store_true", help="do not save the confusion matrix")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opt = parse_opt(argv)
+
+    def job() -> None:  # CheckpointError, ClassifyDataError, bad --device, unwritable folder: exit 2
+        save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+        val_classifier(weights=opt.weights, data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size,
+                       device=opt.device, workers=opt.workers, half=opt.half, save_dir=save_dir,
+                       plots=not opt.noplots, val_ratio=opt.val_ratio, seed=opt.seed)
+
+    return run_cli(job)

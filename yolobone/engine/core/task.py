@@ -1,0 +1,116 @@
+"""TrainTask: what a task (detection, classification) hands the shared Trainer, in the manner of timm's task/.
+
+The Trainer owns the run: options, seeds, DDP, the save folder, optimizer, warmup, AMP, gradient clipping, EMA,
+early stopping, checkpoints, resume and the end sequence. A task owns what differs: its options class, data,
+model, loss, validation metrics, results.csv columns and plots. A task never sees another task.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from yolobone.engine.core.options import RunOptions
+from yolobone.utils.hyp import Hyp
+
+if TYPE_CHECKING:
+    from yolobone.engine.core.trainer import Trainer
+
+Batch = Tuple[torch.Tensor, Any, int]  # (images on the device, targets on the device, instances for the bar)
+
+
+class TrainTask:
+    """Base class of the task plugins; each method receives the Trainer (its state is the run's state)."""
+
+    name: str = ""  # checkpoint "task" value and --task name
+    options: type = RunOptions
+    result_keys: Tuple[str, ...] = ()  # results.csv columns after "epoch"
+    n_results: int = 0  # length of results() (zeros until the first validation)
+    loss_names: Tuple[str, ...] = ("loss",)  # per-batch training losses (progress bar, results.csv)
+    nominal_batch: Optional[int] = None  # gradients accumulate to this many images per step (None: no accumulation)
+    default_optimizer: str = "SGD"
+    min_imgsz: int = 32
+    default_data: str = ""  # --data when none is given
+    builtin_data_name: str = ""  # how reports name the built-in dataset that an empty --data means
+    default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
+    channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
+    lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
+    # compare.py's tables: our metric name -> results.csv column (the first is also the curves' y-axis)
+    metric_columns: Dict[str, str] = {}
+    pareto_metric: str = ""  # the metric of compare's Pareto plot and of its significance test
+    best_epoch_note: str = ""  # how the epoch saved as best.pt is chosen, as compare's notes say it
+
+    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
+        """Position of the epoch saved as best.pt, from per-epoch metrics (metric_columns' names)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- set-up
+    def dataset_nc(self, data: str, seed: int = 0) -> int:
+        """Class count of a --data value (generating a built-in set on first use)."""
+        raise NotImplementedError
+
+    def new_model(self, cfg: Any, nc: int) -> nn.Module:
+        """The task's model built from a model YAML (path or dict) with nc classes."""
+        raise NotImplementedError
+
+    def hyp(self, opt: RunOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
+        """The optimisation hyperparameters (lr0, lrf, momentum, weight_decay, warmup_*); saved: a resumed run's."""
+        raise NotImplementedError
+
+    def setup_data(self, t: "Trainer") -> None:
+        """Set t.data, t.names and t.nc."""
+        raise NotImplementedError
+
+    def build_model(self, t: "Trainer") -> nn.Module:
+        """A new model for this run (from --cfg and/or --weights); resumed runs are rebuilt by the Trainer."""
+        raise NotImplementedError
+
+    def setup_model(self, t: "Trainer") -> None:
+        """Adjust t.model before training (frozen layers, dropout, class names); sets t.frozen."""
+        t.frozen = []
+
+    def grid_size(self, model: nn.Module) -> int:
+        """The multiple that image sizes are rounded up to."""
+        return 1
+
+    def setup_loaders(self, t: "Trainer") -> None:
+        """Set t.train_loader, t.val_loader (rank 0; None elsewhere) and t.problems."""
+        raise NotImplementedError
+
+    def before_first_epoch(self, t: "Trainer") -> None:
+        """New runs only, rank 0, before the optimizer exists (label plots, anchor checks)."""
+
+    def setup_loss(self, t: "Trainer") -> None:
+        """Set t.criterion: criterion(pred, targets) -> (loss for backward, detached per-part losses)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- epochs
+    def before_epoch(self, t: "Trainer", epoch: int) -> None:
+        """Called on every rank before the epoch's batches."""
+
+    def prepare_batch(self, t: "Trainer", batch: Sequence[Any], ni: int) -> Batch:
+        raise NotImplementedError
+
+    def validate(self, t: "Trainer", model: nn.Module, final: bool) -> Any:
+        """Evaluate model on t.val_loader; final: the end-of-run validation (verbose, plots)."""
+        raise NotImplementedError
+
+    def results(self, metrics: Any) -> Tuple[float, ...]:
+        """The validation figures kept between epochs (t.results) from validate()'s metrics."""
+        raise NotImplementedError
+
+    def fitness(self, results: Sequence[float]) -> float:
+        raise NotImplementedError
+
+    def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:
+        """One results.csv row (result_keys order)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------- checkpoints, end
+    def checkpoint_yaml(self, t: "Trainer") -> Dict[str, Any]:
+        """The model YAML stored in checkpoints (as built, with what training changed)."""
+        raise NotImplementedError
+
+    def final_plots(self, t: "Trainer", metrics: Any) -> None:
+        """results.png and the like, after the final validation (rank 0, unless --noplots)."""

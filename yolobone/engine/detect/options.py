@@ -1,0 +1,52 @@
+"""DetectOptions: train.py's detection flags as typed fields, on top of the shared RunOptions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Collection, Dict, List, Optional, Union
+
+from yolobone.engine.core.options import RunOptions, TrainConfigError
+
+DEFAULT_DATA = "configs/data/shapes.yaml"
+DEFAULT_HYP = "configs/hyp/hyp.scratch-low.yaml"
+
+
+@dataclass
+class DetectOptions(RunOptions):
+    """train.py's options for --task detect (field = flag with dashes as underscores)."""
+
+    data: str = DEFAULT_DATA  # data YAML, or a built-in name ('shapes')
+    cfg: str = ""  # model YAML ('' = the one stored in --weights)
+    backbone: str = ""  # replace cfg's backbone: a name in configs/backbones/ or a backbone YAML (yolobone/models/compose.py)
+    hyp: Union[str, dict] = DEFAULT_HYP  # hyperparameter YAML (or a dict)
+    rect: bool = False  # rectangular training batches
+    noautoanchor: bool = False
+    cache: Optional[str] = None  # 'ram', 'disk' or 'auto' (RAM when it fits; the default with speed-ups on)
+    image_weights: bool = False  # sample images by their classes' current mAP
+    multi_scale: bool = False  # vary the image size +/- 50% per batch
+    close_mosaic: int = 0  # train the last N epochs without mosaic (single letterboxed images, as val sees them)
+    single_cls: bool = False  # train every class as one
+    freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # N, layer indices, or 'backbone'
+    task: str = "detect"
+
+    MIN_IMGSZ: ClassVar[int] = 32
+    IGNORED: ClassVar[Collection[str]] = ()
+
+    def check(self) -> None:
+        super().check()
+        if self.task != "detect":
+            raise TrainConfigError(f"--task {self.task!r}: these are detection options (--task detect)")
+        if self.close_mosaic < 0:
+            raise TrainConfigError(f"--close-mosaic must be >= 0, got {self.close_mosaic}")
+        if self.cache not in (None, "ram", "disk", "auto"):
+            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram', 'disk' or 'auto'")
+        if not isinstance(self.freeze, (list, tuple)):
+            self.freeze = [self.freeze]
+        self.freeze = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in self.freeze]
+        bad = [v for v in self.freeze if not (isinstance(v, int) and v >= 0) and v != "backbone"]
+        if bad:
+            raise TrainConfigError(f"--freeze {bad[0]!r}: expected a layer count N, layer indices, or 'backbone'")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = super().to_dict()
+        d["freeze"] = list(d["freeze"])
+        return d

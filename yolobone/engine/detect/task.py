@@ -1,0 +1,221 @@
+"""DetectTask: YOLOv5 detection for the shared Trainer: data YAML, DetectionModel, ComputeLoss, COCO AP, AutoAnchor."""
+from __future__ import annotations
+
+import math
+import random
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from yolobone.engine.core import acceleration as accel
+from yolobone.engine.core.ddp import zero_first
+from yolobone.engine.core.options import TrainConfigError
+from yolobone.engine.core.task import Batch, TrainTask
+from yolobone.engine.detect.options import DetectOptions
+from yolobone.engine.detect.validator import ValResult, validate
+from yolobone.models.autoanchor import anchors_pixels, check_anchors
+from yolobone.models.compose import with_backbone
+from yolobone.models.freeze import freeze_layers
+from yolobone.models.loss import ComputeLoss
+from yolobone.models.weights_report import weights_report
+from yolobone.models.yolo import DetectionModel
+from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
+from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.utils.hyp import Hyp, load_hyp
+from yolobone.utils.logging import LOGGER
+from yolobone.engine.detect.metrics import fitness
+
+if TYPE_CHECKING:
+    from yolobone.engine.core.trainer import Trainer
+
+PLOT_TRAIN_BATCHES = 3  # train_batch0..2.jpg
+RESULT_KEYS = ("train/box_loss", "train/obj_loss", "train/cls_loss",
+               "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+               "val/box_loss", "val/obj_loss", "val/cls_loss",
+               "x/lr0", "x/lr1", "x/lr2")
+
+
+def labels_to_class_weights(labels: Sequence[np.ndarray], nc: int) -> np.ndarray:
+    """Inverse class frequency of the training labels, normalised to sum 1 (missing classes count once)."""
+    classes = np.concatenate([lb[:, 0] for lb in labels if len(lb)] or [np.zeros(0)]).astype(int)
+    counts = np.bincount(classes, minlength=nc)[:nc].astype(np.float64)
+    counts[counts == 0] = 1
+    w = 1 / counts
+    return w / w.sum()
+
+
+def transfer_detection_weights(opt: DetectOptions, nc: int, anchors: Optional[int]) -> DetectionModel:
+    """--weights: a new DetectionModel (from --cfg or the checkpoint's YAML) with every tensor matching by name."""
+    ckpt = load_checkpoint(opt.weights)
+    if not opt.cfg and ckpt.get("task", "detect") != "detect":
+        raise CheckpointError(f"{opt.weights}: a {ckpt.get('task')!r} checkpoint has no detection model; "
+                              f"pass --cfg with a detection YAML to transfer its weights")
+    model = DetectionModel(with_backbone(opt.cfg or ckpt["model_yaml"], opt.backbone), nc=nc, anchors=anchors)
+    exclude = ("anchor",) if (opt.cfg or anchors) else ()
+    state = model.state_dict()
+    csd = intersect_state_dicts({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+                                state, exclude=exclude)
+    model.load_state_dict(csd, strict=False)
+    model.detect.reset_grids()
+    LOGGER.info(f"Transferred {len(csd)}/{len(state)} items from {opt.weights}")
+    LOGGER.info(f"pretrained: {weights_report(model, {k: f'checkpoint {opt.weights}' for k in csd})}")
+    if not csd:
+        LOGGER.warning(f"{opt.weights}: no tensor matches the model by name and shape; training from scratch")
+    return model
+
+
+class DetectTask(TrainTask):
+    name = "detect"
+    options = DetectOptions
+    result_keys = RESULT_KEYS
+    n_results = 7  # P, R, mAP50, mAP50-95, val box, val obj, val cls
+    loss_names = ("box_loss", "obj_loss", "cls_loss")
+    nominal_batch = 64
+    default_optimizer = "SGD"
+    min_imgsz = DetectOptions.MIN_IMGSZ
+    default_data = DetectOptions.data
+    builtin_data_name = DetectOptions.data
+    default_hyp = DetectOptions.hyp
+    lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
+    metric_columns = {"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"}
+    pareto_metric = "mAP50-95"
+    best_epoch_note = "highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as best.pt"
+
+    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
+        fit = [fitness(a, b) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])]
+        return max(range(len(fit)), key=lambda i: (fit[i], i))  # the trainer keeps the latest of equal epochs
+
+    def dataset_nc(self, data: str, seed: int = 0) -> int:
+        return len(check_dataset(data or self.default_data)["names"])
+
+    def new_model(self, cfg: Any, nc: int) -> nn.Module:
+        return DetectionModel(cfg, nc=nc)
+
+    def hyp(self, opt: DetectOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
+        return load_hyp(saved if saved is not None else opt.hyp)
+
+    def setup_data(self, t: "Trainer") -> None:
+        opt = t.opt
+        if not opt.resume and not opt.cfg and not opt.weights:
+            raise TrainConfigError("train: pass --cfg (a model YAML) or --weights (a checkpoint)")
+        if opt.backbone and not opt.cfg:
+            raise TrainConfigError(f"--backbone {opt.backbone}: pass --cfg too (the model whose backbone it replaces, "
+                                   f"e.g. configs/yolov5s.yaml)")
+        if t.dist.distributed and opt.image_weights:
+            raise TrainConfigError("--image-weights is not supported with DDP (multi-process) training")
+        t.data = check_dataset(opt.data)
+        names = t.data["names"]
+        t.names = ["item"] if opt.single_cls and len(names) != 1 else list(names)
+        t.nc = len(t.names)
+
+    def build_model(self, t: "Trainer") -> nn.Module:
+        anchors = int(round(t.hyp.anchors)) if t.hyp.anchors else None
+        if t.opt.weights:
+            return transfer_detection_weights(t.opt, t.nc, anchors)
+        return DetectionModel(with_backbone(t.opt.cfg, t.opt.backbone), nc=t.nc, anchors=anchors)
+
+    def setup_model(self, t: "Trainer") -> None:
+        """--freeze N / indices / backbone (models.freeze); every other parameter trains, as in YOLOv5."""
+        t.frozen: List[str] = freeze_layers(t.model, t.opt.freeze)
+        if t.frozen:
+            LOGGER.info(f"Freezing {len(t.frozen)} parameter tensors ({t.frozen[0]} ... {t.frozen[-1]})")
+        t.model.nc, t.model.names = t.nc, t.names
+
+    def grid_size(self, model: nn.Module) -> int:
+        return max(int(model.stride.max()), 32)
+
+    def setup_loaders(self, t: "Trainer") -> None:
+        opt = t.opt
+        per_rank = opt.batch_size // t.dist.world_size
+        common = dict(hyp=t.hyp, workers=opt.workers, single_cls=opt.single_cls, nc=len(t.data["names"]),
+                      seed=opt.seed)
+        with zero_first(t.dist):
+            t.train_loader, t.train_set = create_dataloader(
+                t.data["train"], t.imgsz, per_rank, t.gs, augment=True, cache=accel.loader_cache(opt.cache, t.acc),
+                persistent_workers=t.acc.loader_speedups, rect=opt.rect, shuffle=True,
+                prefix="train: ", rank=t.dist.rank, image_weights=opt.image_weights, **common)
+        if opt.close_mosaic:  # set before the loader's workers start: they keep their own copy of the dataset
+            t.train_set.mosaic_until = max(opt.epochs - opt.close_mosaic, 0)
+        t.problems = list(t.train_set.problems)
+        t.val_loader = None
+        if t.is_rank0:
+            t.val_loader, val_set = create_dataloader(
+                t.data["val"], t.imgsz, per_rank * 2, t.gs, augment=False,
+                cache=None if opt.noval else accel.loader_cache(opt.cache, t.acc), rect=True, pad=0.5,
+                persistent_workers=t.acc.loader_speedups, prefix="val: ", **{**common, "workers": opt.workers * 2})
+            t.problems += list(val_set.problems)
+        t.model.class_weights = labels_to_class_weights(t.train_set.labels, t.nc) * t.nc
+
+    def before_first_epoch(self, t: "Trainer") -> None:
+        """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
+        labels = t.train_set.labels
+        if not t.opt.noplots:
+            from yolobone.engine.detect.drawing import plot_labels
+            all_labels = np.concatenate([lb for lb in labels if len(lb)] or [np.zeros((0, 5), np.float32)], 0)
+            plot_labels(all_labels, t.names, t.save_dir)
+        forced = t.hyp.anchors is not None
+        if not t.opt.noautoanchor or forced:
+            check_anchors(t.model.detect, labels, t.train_set.shapes, imgsz=t.imgsz, thr=t.hyp.anchor_t,
+                          seed=t.opt.seed, force=forced)
+
+    def setup_loss(self, t: "Trainer") -> None:
+        loss = ComputeLoss(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
+        scale = t.dist.world_size if t.dist.distributed else 1  # DDP averages gradients over processes
+
+        def criterion(pred: Any, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            total, items = loss(pred, targets)
+            return total * scale, items
+
+        t.compute_loss, t.criterion = loss, criterion
+
+    def before_epoch(self, t: "Trainer", epoch: int) -> None:
+        if t.is_rank0 and t.train_set.mosaic and epoch == t.train_set.mosaic_until:
+            LOGGER.info(f"Closing mosaic: the last {t.opt.epochs - epoch} epochs train on single images")
+        if t.opt.image_weights and t.val is not None:
+            cw = t.model.class_weights * (1 - t.val.maps) ** 2 / t.nc
+            t.train_set.update_image_weights(cw)
+
+    def prepare_batch(self, t: "Trainer", batch: Sequence[Any], ni: int) -> Batch:
+        imgs, targets, paths, _ = batch
+        imgs = accel.prepare_images(imgs.to(t.device, non_blocking=True), t.acc)  # speed-ups
+        if t.opt.multi_scale:
+            imgs = self._rescale(imgs, t.imgsz, t.gs)
+        if t.is_rank0 and ni < PLOT_TRAIN_BATCHES and not t.opt.noplots:
+            from yolobone.engine.detect.drawing import plot_images
+            plot_images(imgs, targets, paths, t.save_dir / f"train_batch{ni}.jpg", t.names)
+        return imgs, targets.to(t.device), targets.shape[0]
+
+    @staticmethod
+    def _rescale(imgs: torch.Tensor, imgsz: int, gs: int) -> torch.Tensor:
+        """Multi-scale: a random size in [0.5, 1.5] x imgsz (stride multiple) for this batch."""
+        sz = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs
+        sf = sz / max(imgs.shape[2:])
+        if sf == 1:
+            return imgs
+        ns = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]
+        return F.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
+
+    def validate(self, t: "Trainer", model: nn.Module, final: bool) -> ValResult:
+        plots = final and not t.opt.noplots
+        return validate(model, t.val_loader, names=t.names, single_cls=t.opt.single_cls, half=t.amp,
+                        compute_loss=t.compute_loss, save_dir=t.save_dir, plots=plots, verbose=final)
+
+    def results(self, metrics: ValResult) -> Tuple[float, ...]:
+        return metrics.results_tuple()
+
+    def fitness(self, results: Sequence[float]) -> float:
+        return fitness(*results[2:4])
+
+    def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:
+        return (*loss, *results, *lr)
+
+    def checkpoint_yaml(self, t: "Trainer") -> Dict[str, Any]:
+        return {**t.model.yaml, "nc": t.nc, "anchors": anchors_pixels(t.model.detect)}
+
+    def final_plots(self, t: "Trainer", metrics: ValResult) -> None:
+        from yolobone.engine.detect.plots import plot_results
+        if t.logger.csv.is_file():
+            plot_results(t.logger.csv)

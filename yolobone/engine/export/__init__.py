@@ -1,0 +1,152 @@
+"""export.py: a checkpoint to ONNX, OpenVINO IR and TorchScript (FP32, FP16 on CUDA, INT8), metadata embedded.
+
+    files = export_model(ExportConfig(weights="best.pt", include=("onnx", "openvino"), imgsz=(640, 640)))
+    files["onnx"], files["openvino"]       # best.onnx, best_openvino_model/
+
+Every file carries ModelMeta (class names, stride, image size, task, model YAML); engine.backends reads it back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+from yolobone.engine.backends.torch_backend import model_meta
+from yolobone.engine.export.prepare import ExportError, dummy_input, load_for_export
+from yolobone.utils.image_size import stride_multiple
+from yolobone.utils.logging import LOGGER
+from yolobone.utils.torch_utils import select_device
+
+FORMATS = ("onnx", "openvino", "torchscript")
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class ExportConfig:
+    """export.py options (YOLOv5 names where they exist)."""
+
+    weights: PathLike = ""
+    include: Sequence[str] = ("onnx",)
+    imgsz: Union[int, Sequence[int]] = 640  # one size or (h, w)
+    batch_size: int = 1
+    device: str = "cpu"
+    dynamic: bool = False  # any batch size and image size (ONNX, OpenVINO, TorchScript)
+    simplify: bool = False  # onnxslim
+    half: bool = False  # FP16 (CUDA only)
+    int8: bool = False  # also write <stem>_int8.onnx (and _int8_openvino_model/ with openvino)
+    data: Optional[PathLike] = None  # data YAML (detection) or classification root for INT8 calibration
+    int8_images: int = 128  # calibration images
+    skip_int8_val: bool = False  # do not validate before/after quantization (benchmarks measure it themselves)
+    opset: int = 17
+    workers: int = 2  # dataloader workers for the INT8 before/after validation
+
+    def check(self) -> Tuple[Tuple[int, int], Tuple[str, ...]]:
+        """(h, w) and the formats; bad values raise ExportError naming the flag."""
+        include = tuple(dict.fromkeys(f.lower() for f in self.include))
+        bad = [f for f in include if f not in FORMATS]
+        if bad or not include:
+            raise ExportError(f"--include {' '.join(bad) or '(nothing)'}: expected some of {', '.join(FORMATS)}")
+        size = [int(self.imgsz)] * 2 if isinstance(self.imgsz, int) else [int(s) for s in self.imgsz]
+        size = size * 2 if len(size) == 1 else size
+        if len(size) != 2 or min(size) < 1:
+            raise ExportError(f"--imgsz expects one or two positive sizes (h w), got {self.imgsz}")
+        if self.batch_size < 1:
+            raise ExportError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.int8 and not self.data:
+            raise ExportError("--int8 needs --data (the data YAML whose train images calibrate the quantization)")
+        if self.int8 and self.half:
+            raise ExportError("--int8 and --half exclude each other: INT8 is quantized from the FP32 export")
+        if self.int8_images < 1:
+            raise ExportError(f"--int8-images must be >= 1, got {self.int8_images}")
+        return (size[0], size[1]), include
+
+
+def export_model(cfg: ExportConfig) -> Dict[str, Path]:
+    """Export cfg.weights to every format in cfg.include (ONNX is written too when OpenVINO or INT8 needs it)."""
+    from yolobone.engine.export.onnx_format import export_onnx
+
+    imgsz, include = cfg.check()
+    device = select_device(cfg.device)
+    if cfg.half and device.type != "cuda":
+        raise ExportError(f"--half exports FP16 on a CUDA device only; --device {cfg.device or 'cpu'} is "
+                          f"{device.type} (drop --half, or use --device 0 on a GPU machine)")
+    weights = Path(str(cfg.weights))
+    model = load_for_export(weights, device, cfg.half)
+    meta = model_meta(model, batch=cfg.batch_size, dynamic=cfg.dynamic, precision="fp16" if cfg.half else "fp32")
+    meta.imgsz = stride_multiple(tuple(imgsz), meta.stride) if meta.task == "detect" else imgsz
+    x = dummy_input(cfg.batch_size, meta.imgsz, device, cfg.half)
+    model(x)  # one pass: shapes settle, and a model that does not run fails here, before any file is written
+    files: Dict[str, Path] = {}
+    t0 = time.time()
+    if "torchscript" in include:
+        from yolobone.engine.export.torchscript_format import export_torchscript
+
+        files["torchscript"] = _logged("TorchScript", export_torchscript(model, x, weights.with_suffix(".torchscript"),
+                                                                         meta))
+    if {"onnx", "openvino"} & set(include) or cfg.int8:
+        files["onnx"] = _logged("ONNX", export_onnx(model, x, weights.with_suffix(".onnx"), meta, cfg.dynamic,
+                                                    cfg.simplify, cfg.opset))
+    if "openvino" in include:
+        from yolobone.engine.export.openvino_format import export_openvino
+
+        out = weights.with_name(f"{weights.stem}_openvino_model")
+        files["openvino"] = _logged("OpenVINO", export_openvino(files["onnx"], out, meta, cfg.half))
+    if cfg.int8:
+        files.update(_export_int8(cfg, model, meta, files["onnx"], include))
+    LOGGER.info(f"Export complete ({time.time() - t0:.1f}s): " + ", ".join(str(p) for p in files.values()))
+    return files
+
+
+def _logged(fmt: str, path: Path) -> Path:
+    size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+    LOGGER.info(f"{fmt}: saved {path} ({size / 1e6:.1f} MB)")
+    return path
+
+
+def _export_int8(cfg: ExportConfig, model, meta, onnx_path: Path, include: Tuple[str, ...]) -> Dict[str, Path]:
+    """<stem>_int8.onnx (and its OpenVINO IR), with the validation score before and after quantization."""
+    from yolobone.engine.export.int8 import quantize_onnx
+
+    int8_path = onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
+    head = len(model.model) - 1 if meta.task == "detect" else None
+    files = {"int8_onnx": _logged("INT8 ONNX", quantize_onnx(onnx_path, int8_path, meta, str(cfg.data),
+                                                             cfg.int8_images, head))}
+    if "openvino" in include:
+        from yolobone.engine.export.openvino_format import export_openvino
+
+        out = onnx_path.with_name(f"{onnx_path.stem}_int8_openvino_model")
+        int8_meta = dataclasses.replace(meta, precision="int8")
+        files["int8_openvino"] = _logged("INT8 OpenVINO", export_openvino(int8_path, out, int8_meta))
+    if cfg.skip_int8_val:
+        return files
+    before, after = score(onnx_path, cfg), score(int8_path, cfg)
+    label = "mAP50-95" if meta.task == "detect" else "top-1"
+    LOGGER.info(f"INT8 validation {label}: FP32 {before:.4f} -> INT8 {after:.4f} ({after - before:+.4f}) on "
+                f"{cfg.data}")
+    return files
+
+
+def score(weights: Path, cfg: ExportConfig) -> float:
+    """Validation mAP50-95 (detection) or top-1 (classification) of an export on cfg.data's val split."""
+    from yolobone.engine.backends import load_backend
+
+    backend = load_backend(weights, "cpu")
+    size = backend.meta.imgsz[0]
+    if backend.task == "classify":
+        from yolobone.engine.classify.val_run import val_classifier
+
+        return val_classifier(model=backend, data=cfg.data, imgsz=size, batch_size=cfg.batch_size, device="cpu",
+                              workers=cfg.workers, plots=False, verbose=False).top1
+    from yolobone.engine.detect.val_run import ValConfig, run_val
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_val(ValConfig(weights=weights, data=cfg.data, imgsz=size, batch_size=cfg.batch_size,
+                                   device="cpu", workers=cfg.workers, plots=False, project=tmp), model=backend)
+    return report.result.map50_95
+
+
+__all__ = ["ExportConfig", "ExportError", "FORMATS", "export_model"]

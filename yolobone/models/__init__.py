@@ -1,0 +1,16 @@
+"""Model building blocks, the YAML builder and the model classes.
+
+Importing this package registers every block (explicit imports below, no star imports).
+"""
+from yolobone.models import backbones, blocks, ghost, heads, transformer  # noqa: F401  (registration side effect)
+from yolobone.models.base import YAMLModel
+from yolobone.models.classification import ClassificationModel
+from yolobone.models.loading import load_model, model_from_checkpoint
+from yolobone.models.parse import load_model_yaml, parse_model
+from yolobone.models.registry import ModelConfigError, get_block, register_block, registered_names
+from yolobone.models.summary import model_summary
+from yolobone.models.yolo import DetectionModel, build_model
+
+__all__ = ["YAMLModel", "DetectionModel", "ClassificationModel", "build_model", "load_model", "model_from_checkpoint",
+           "parse_model", "load_model_yaml", "model_summary", "ModelConfigError", "register_block", "get_block",
+           "registered_names"]

@@ -1,0 +1,172 @@
+"""Pretrained backbone weights: a YAML `weights` argument -> a state dict, without ever downloading.
+
+Accepted values: None/False (random init), True or "DEFAULT" (torchvision's default weights for the model), a
+torchvision weights name ("IMAGENET1K_V1" or "ResNet50_Weights.IMAGENET1K_V2"), or a local file path. Torchvision
+weights are read from the torch hub cache ($TORCH_HOME/hub/checkpoints/<file>); when the file is missing the error says
+which file to put where. Loading checks every tensor the backbone uses and ignores the classifier's.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
+from urllib.parse import urlparse
+
+import torch
+import torch.nn as nn
+
+from yolobone.models.registry import ModelConfigError
+
+_PATH_SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("pretrained_enabled", default=True)
+
+
+class PretrainedWeightsError(ModelConfigError):
+    """Pretrained weights cannot be found or do not fit the backbone."""
+
+
+@dataclass
+class LoadedWeights:
+    """What a backbone module loaded, for the pretrained report (yolobone/models/weights_report.py): set as the
+    `loaded_weights` attribute of the module whose state-dict keys `keys` are."""
+
+    origin: str  # 'IMAGENET1K_V2 (file ...)', 'file ...'
+    keys: List[str] = field(default_factory=list)
+    unused: int = 0  # tensors of the file the backbone has no place for (the classifier)
+
+
+class StateDict(dict):
+    """A state dict that remembers where it was read from (`origin`, for the pretrained report)."""
+
+    origin: str = ""
+
+
+def pretrained_enabled() -> bool:
+    """False inside no_pretrained() (a checkpoint's weights come next)."""
+    return _enabled.get()
+
+
+@contextlib.contextmanager
+def no_pretrained() -> Iterator[None]:
+    """Build models without reading pretrained files (rebuilding a checkpoint whose weights come next)."""
+    token = _enabled.set(False)
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
+
+
+WeightsSource = Union[Path, Any]  # a local file or a torchvision WeightsEnum member
+
+
+def resolve_weights(model: str, weights: Any) -> Optional[WeightsSource]:
+    """The YAML value -> None, a torchvision WeightsEnum member, or an existing local file."""
+    if weights is None or weights is False or (isinstance(weights, str) and weights.lower() in ("", "none")):
+        return None
+    if not _enabled.get():
+        return None
+    if weights is True:
+        weights = "DEFAULT"
+    if not isinstance(weights, str):
+        raise PretrainedWeightsError(f"{model}: weights must be true/false, a torchvision weights name or a file "
+                                     f"path, got {weights!r}")
+    if looks_like_path(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(f"{model}: weights file {path} not found")
+        return path
+    from torchvision.models import get_model_weights, get_weight
+    if "." in weights:
+        try:
+            return get_weight(weights)
+        except (KeyError, ValueError, AttributeError):
+            raise PretrainedWeightsError(f"{model}: unknown torchvision weights {weights!r}") from None
+    enum = get_model_weights(model)
+    try:
+        return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        names = ", ".join(enum.__members__)
+        raise PretrainedWeightsError(f"{model}: unknown weights {weights!r}; torchvision has {names}") from None
+
+
+def looks_like_path(value: str) -> bool:
+    """A weights value that names a file rather than a weights name."""
+    return "/" in value or os.sep in value or value.endswith(_PATH_SUFFIXES) or Path(value).expanduser().is_file()
+
+
+def cached_file(weights: Any) -> Path:
+    """Where torch hub keeps a torchvision weights file; raises a one-line instruction when it is not there."""
+    name = os.path.basename(urlparse(weights.url).path)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not path.is_file():
+        raise PretrainedWeightsError(f"pretrained weights {weights!r} are not cached and nothing is downloaded: put "
+                                     f"{name} (from {weights.url}) in {path.parent}/, or pass a local file path as the "
+                                     f"weights argument")
+    return path
+
+
+def read_state_dict(source: WeightsSource) -> StateDict:
+    """Tensors of a torchvision weights member (from the cache) or of a local file (state dict, or a dict holding one
+    under 'state_dict' or 'model'); loaded with weights_only=True."""
+    if isinstance(source, Path):
+        path = source
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
+            raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
+                                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    else:
+        path = cached_file(source)
+        obj = source.get_state_dict(model_dir=str(path.parent), map_location="cpu", progress=False,
+                                    check_hash=False, weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PretrainedWeightsError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+    state = StateDict(obj)
+    state.origin = f"file {path}" if isinstance(source, Path) else f"{source.name} (file {path})"
+    return state
+
+
+def load_backbone_state(module: nn.Module, original: Dict[int, str], state: Dict[str, torch.Tensor],
+                        source: str) -> int:
+    """Copy `state` (named as in the original torchvision model) into `module`, which holds some of that model's
+    tensors, possibly renamed; `original` maps id(tensor) -> name in the original model, taken before cutting.
+    Every tensor of `module` must be in `state` with the same shape; keys the original model lacks are an error, keys
+    of parts `module` dropped (the classifier) are ignored. Meta tensors are replaced (assign). Returns the number of
+    tensors loaded."""
+    known = set(original.values())
+    unknown = [k for k in state if k not in known]
+    if unknown:
+        raise PretrainedWeightsError(f"{source}: {len(unknown)} keys are not in the model, e.g. {unknown[0]!r} "
+                                     f"(model keys look like {next(iter(original.values()))!r})")
+    own = module.state_dict(keep_vars=True)
+    mapped, missing, wrong = {}, [], []
+    for name, t in own.items():
+        key = original.get(id(t), name)
+        if key not in state:
+            missing.append(key)
+        elif tuple(state[key].shape) != tuple(t.shape):
+            wrong.append(f"{key} {tuple(state[key].shape)} vs {tuple(t.shape)}")
+        else:
+            mapped[name] = state[key]
+    if missing or wrong:
+        detail = f"missing {missing[:2]}" if missing else f"shape mismatch {wrong[:2]}"
+        raise PretrainedWeightsError(f"{source}: weights do not fit the backbone ({len(missing)} missing, "
+                                     f"{len(wrong)} of another shape: {detail})")
+    module.load_state_dict(mapped, strict=True, assign=True)
+    left = [n for n, t in _tensors(module) if t.is_meta]
+    if left:
+        raise PretrainedWeightsError(f"{source}: backbone tensors {left[:3]} were not in the file")
+    module.loaded_weights = LoadedWeights(getattr(state, "origin", "") or source, sorted(mapped),
+                                          len(state) - len(mapped))
+    return len(mapped)
+
+
+def _tensors(module: nn.Module) -> Iterable:
+    yield from module.named_parameters()
+    yield from module.named_buffers()
