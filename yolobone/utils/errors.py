@@ -6,3 +6,9 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message, or its class name when the message is empty."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def error_summary(e: BaseException, limit: int = 300) -> str:
+    """'ErrorClass: first line of the message' (the class alone for an empty message), at most `limit` characters."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}"[:limit] if text else type(e).__name__
