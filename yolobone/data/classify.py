@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from yolobone.data.datasets import EpochLoader, build_loader
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 from yolobone.data.media import IMG_FORMATS, is_image
 
@@ -35,7 +36,7 @@ NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
 Sample = Tuple[str, int]  # (image path, class index)
 
 
-class ClassifyDataError(ValueError):
+class ClassifyDataError(YoloboneError, ValueError):
     """A classification dataset that cannot be used (missing folders, no images, class mismatch)."""
 
 

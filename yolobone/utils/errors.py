@@ -1,5 +1,12 @@
-"""Error text helpers shared by the builders, loaders and command-line entry points."""
+"""The base class of our errors, and error text helpers shared by the builders, loaders and command-line entry
+points."""
 from __future__ import annotations
+
+
+class YoloboneError(Exception):
+    """Base of every error yolobone raises for bad input: a one-line message naming the file, line, layer or value
+    and what is expected. Each subclass also keeps its builtin base (ValueError, ...), so `except ValueError` works;
+    the command-line entry points (yolobone/utils/cli.py run_cli) print the line and exit with code 2."""
 
 
 def first_line(e: BaseException) -> str:

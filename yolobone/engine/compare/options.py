@@ -10,12 +10,13 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from yolobone.engine.core.optim import OPTIMIZERS
 from yolobone.engine.export.latency import RUNTIMES
 from yolobone.engine.train import TASKS
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.option_values import option_values
 
 BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 
 
-class CompareError(ValueError):
+class CompareError(YoloboneError, ValueError):
     """Comparison options that cannot be used (one line naming the option, the value and what is expected)."""
 
 

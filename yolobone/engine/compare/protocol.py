@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
-from yolobone.utils.errors import error_summary
+from yolobone.utils.errors import error_summary, YoloboneError
 from yolobone.utils.yaml_io import load_yaml
 
 PROTOCOL_FILE = "protocol.yaml"
@@ -29,7 +29,7 @@ OPTION_KEYS = ("task", "cfgs", "cfg", "backbones", "epochs", "imgsz", "batch_siz
 INFORMATIONAL = ("environment",)  # recorded, not compared
 
 
-class ProtocolError(ValueError):
+class ProtocolError(YoloboneError, ValueError):
     """A protocol file that cannot be used, or a folder whose protocol differs (one line)."""
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from yolobone.engine.compare.metrics import metric_columns, pareto_metric, task_metrics
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.profiling import ModelProfile
 
 
-class RunResultsError(ValueError):
+class RunResultsError(YoloboneError, ValueError):
     """A run's results.csv that cannot be read."""
 
 

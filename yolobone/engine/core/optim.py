@@ -8,11 +8,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 NOMINAL_BATCH = 64  # gradients accumulate to this many images per optimizer step
 
 
-class OptimizerError(ValueError):
+class OptimizerError(YoloboneError, ValueError):
     """Unknown optimizer name or unusable optimizer settings."""
 
 

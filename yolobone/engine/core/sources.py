@@ -17,13 +17,14 @@ import cv2
 import numpy as np
 
 from yolobone.data.media import IMG_FORMATS, VID_FORMATS
+from yolobone.utils.errors import YoloboneError
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "tcp://", "udp://")
 SourceItem = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821  (PIL is optional here)
 SourceSpec = Union[SourceItem, int, Sequence[SourceItem]]
 
 
-class SourceError(ValueError):
+class SourceError(YoloboneError, ValueError):
     """The source spec itself cannot be used (nothing found, bad option); individual bad files are Failures."""
 
 
