@@ -126,7 +126,7 @@ class ClassifyTask(TrainTask):
     default_optimizer = ClassifyOptions.optimizer
     min_imgsz = ClassifyOptions.MIN_IMGSZ
     default_data = ClassifyOptions.data
-    # measured: yolov5s-cls, 32 px, batch 64, 1 thread: 0.314 s contiguous vs 0.346 s channels_last (CPU s/step)
+    # contiguous was faster than channels_last for yolov5s-cls steps at 32 px on CPU (docs/training.md, Speed)
     channels_last_on_cpu = False
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
