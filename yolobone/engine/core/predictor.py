@@ -65,7 +65,7 @@ class PredictStep:
         raise NotImplementedError
 
     def save_crops(self, result: Any, folder: Path, stem: str) -> None:
-        raise SourceError("--save-crop: this task has no boxes to crop")
+        raise SourceError("crops: this task has no boxes to crop")
 
 
 @dataclass
