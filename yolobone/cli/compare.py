@@ -23,7 +23,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from yolobone.engine.compare import BACKENDS, CompareOptions
+from yolobone.engine.compare.options import BACKENDS, CompareOptions
 from yolobone.engine.core.optim import OPTIMIZERS
 from yolobone.utils.cli import run_cli
 
@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opt = build_parser().parse_args(argv)
 
     def job() -> None:
-        from yolobone.engine.compare import compare
+        from yolobone.engine.compare.run import compare
         print(compare(opt).results_md.read_text())
 
     return run_cli(job, errors=(ValueError, FileNotFoundError),

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.yaml_io import load_yaml
 
 
-class HypError(ValueError):
+class HypError(YoloboneError, ValueError):
     """A hyperparameter file or dict that cannot be used (unknown key, wrong type, bad value)."""
 
 

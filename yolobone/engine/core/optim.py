@@ -8,11 +8,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 NOMINAL_BATCH = 64  # gradients accumulate to this many images per optimizer step
 
 
-class OptimizerError(ValueError):
+class OptimizerError(YoloboneError, ValueError):
     """Unknown optimizer name or unusable optimizer settings."""
 
 
@@ -54,7 +56,7 @@ def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.01, momen
     elif name == "AdamW":
         opt = torch.optim.AdamW(groups["bias"], lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
     else:
-        raise OptimizerError(f"--optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+        raise OptimizerError(f"optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
     opt.add_param_group({"params": groups["weight"], "weight_decay": decay})
     opt.add_param_group({"params": groups["norm"], "weight_decay": 0.0})
     return opt

@@ -8,10 +8,11 @@ from typing import Any, ClassVar, Collection, Dict, Mapping, Union
 
 from yolobone.engine.core.acceleration import parse_compile
 from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.option_values import option_values
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(YoloboneError, ValueError):
     """An option value train() cannot use."""
 
 

@@ -6,7 +6,7 @@ model, loss, validation metrics, results.csv columns and plots. A task never see
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,18 +32,9 @@ class TrainTask:
     default_optimizer: str = "SGD"
     min_imgsz: int = 32
     default_data: str = ""  # --data when none is given
-    builtin_data_name: str = ""  # how reports name the built-in dataset that an empty --data means
     default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
     channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
     lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
-    # compare.py's tables: our metric name -> results.csv column (the first is also the curves' y-axis)
-    metric_columns: Dict[str, str] = {}
-    pareto_metric: str = ""  # the metric of compare's Pareto plot and of its significance test
-    best_epoch_note: str = ""  # how the epoch saved as best.pt is chosen, as compare's notes say it
-
-    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
-        """Position of the epoch saved as best.pt, from per-epoch metrics (metric_columns' names)."""
-        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------- set-up
     def dataset_nc(self, data: str, seed: int = 0) -> int:

@@ -77,16 +77,8 @@ class DetectTask(TrainTask):
     default_optimizer = "SGD"
     min_imgsz = DetectOptions.MIN_IMGSZ
     default_data = DetectOptions.data
-    builtin_data_name = DetectOptions.data
     default_hyp = DetectOptions.hyp
     lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
-    metric_columns = {"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"}
-    pareto_metric = "mAP50-95"
-    best_epoch_note = "highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as best.pt"
-
-    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
-        fit = [fitness(a, b) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])]
-        return max(range(len(fit)), key=lambda i: (fit[i], i))  # the trainer keeps the latest of equal epochs
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
         return len(check_dataset(data or self.default_data)["names"])
