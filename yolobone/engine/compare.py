@@ -37,7 +37,7 @@ from yolobone.engine.backends.torch_backend import TorchBackend
 from yolobone.engine.compare_protocol import (PROTOCOL_FILE, build_protocol, check_same_protocol, describe_model,
                                      protocol_options, read_protocol, write_protocol)
 from yolobone.engine.compare_report import ConfigResult, read_run_history
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.train import TASKS, train
 from yolobone.utils.option_values import option_values
 from yolobone.utils.checkpoint import load_checkpoint
@@ -135,8 +135,8 @@ class CompareOptions:
         if self.pareto_backend not in self.backends:
             raise CompareError(f"--pareto-backend {self.pareto_backend!r}: expected one of the --backends "
                                f"({', '.join(self.backends)})")
-        if self.optimizer and self.optimizer not in OPTIMIZERS:
-            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer and self.optimizer not in OPTIMIZER_CHOICES:
+            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
         if self.jobs < 1 or self.cpus_per_job < 1:
