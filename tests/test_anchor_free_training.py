@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import yaml
 
+from tests.interrupt import Interrupt, stop_after_first_epoch
 from yolobone.engine.core.optim import OptimizerError, auto_iterations, choose_optimizer
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.detect.options import ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
@@ -121,14 +122,25 @@ def test_results_png_from_anchor_free_columns(tmp_path):
     assert plot_results(path).is_file()
 
 
-@pytest.mark.skipif(not _anchor_free_registered(), reason="the anchor-free Detect head (issue 34 part A) is not "
-                                                          "registered on this branch")
-def test_anchor_free_model_trains_with_its_recipe(tmp_path):
-    data = make_detection_dataset(tmp_path / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
+@pytest.fixture(scope="module")
+def af_run(tmp_path_factory):
+    """(data YAML, model YAML) of a tiny anchor-free run on 16 generated 64 px images."""
+    root = tmp_path_factory.mktemp("af")
+    data = make_detection_dataset(root / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
                                   max_size=0.6, verbose=False)
-    cfg = tmp_path / "af.yaml"
+    cfg = root / "af.yaml"
     cfg.write_text(yaml.safe_dump(ANCHOR_FREE_CFG, sort_keys=False))
-    r = train(dict(cfg=str(cfg), data=str(data), epochs=3, batch_size=8, imgsz=64, device="cpu", workers=0,
+    return str(data), str(cfg)
+
+
+needs_anchor_free_head = pytest.mark.skipif(not _anchor_free_registered(), reason="the anchor-free Detect head (issue "
+                                            "34 part A) is not registered on this branch")
+
+
+@needs_anchor_free_head
+def test_anchor_free_model_trains_with_its_recipe(af_run, tmp_path):
+    data, cfg = af_run
+    r = train(dict(cfg=cfg, data=data, epochs=3, batch_size=8, imgsz=64, device="cpu", workers=0,
                    project=str(tmp_path / "runs"), name="af", noplots=True))
     opt = yaml.safe_load((r.save_dir / "opt.yaml").read_text())
     assert (opt["optimizer"], opt["close_mosaic"], opt["hyp"]) == ("auto", 10, ANCHOR_FREE_HYP)
@@ -139,27 +151,15 @@ def test_anchor_free_model_trains_with_its_recipe(tmp_path):
     assert r.best is not None and r.final is not None
 
 
-@pytest.mark.skipif(not _anchor_free_registered(), reason="the anchor-free Detect head (issue 34 part A) is not "
-                                                          "registered on this branch")
-def test_anchor_free_resume_matches_uninterrupted(tmp_path):
+@needs_anchor_free_head
+def test_anchor_free_resume_matches_uninterrupted(af_run, tmp_path):
     """--optimizer auto, the bias warmup from 0 and close-mosaic after a resume: the same run as without the cut."""
-    data = make_detection_dataset(tmp_path / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
-                                  max_size=0.6, verbose=False)
-    cfg = tmp_path / "af.yaml"
-    cfg.write_text(yaml.safe_dump(ANCHOR_FREE_CFG, sort_keys=False))
-    base = dict(cfg=str(cfg), data=str(data), epochs=3, close_mosaic=1, batch_size=8, imgsz=64, device="cpu",
+    data, cfg = af_run
+    base = dict(cfg=cfg, data=data, epochs=3, close_mosaic=1, batch_size=8, imgsz=64, device="cpu",
                 workers=0, noval=True, noplots=True, deterministic=True, project=str(tmp_path / "runs"))
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(trainer):
-        if trainer.epoch == 0:
-            raise Interrupt
-
     full = train(base, name="full")
     with pytest.raises(Interrupt):
-        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
+        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first_epoch})
     last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
     resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
     assert resumed.loss_history == full.loss_history[1:]
