@@ -2,11 +2,16 @@
 
     python benchmarks/loss_parity.py                                   # needs ../shared/yolov5-ref (ultralytics)
     python benchmarks/loss_parity.py --ref-setup /work/shared/yolov5-ref/setup.sh --seeds 5
+    python benchmarks/loss_parity.py --models yolov8n yolo11n yolov5nu   # whole models with the same weights
 
 Random head maps (B, 4 * 16 + nc, H, W) on strides 8/16/32 and random targets (tiny, large, crowded and empty
 images, and a batch without any target); odd seeds shift the class logits by the head's initial bias are saved to a temporary folder; the reference venv computes Ultralytics'
 loss items and the gradient of its total w.r.t. the maps there, ours here. Per case it prints the largest absolute and
 relative difference of the (box, cls, dfl) items and the total and of the gradients (relative to the largest gradient magnitude).
+With --models, each name is built twice, by Ultralytics from its own YAML (<name>.yaml) and by us from
+configs/<name>.yaml (the anchor-free configs, issue 34); Ultralytics' initial weights are copied into ours parameter
+by parameter, and both losses and the gradients w.r.t. every weight are compared on one batch of 2 random 128 px
+images in train mode.
 Exit status 1 when a difference exceeds --tol (relative), 2 when the reference cannot run.
 """
 from __future__ import annotations
@@ -58,6 +63,30 @@ torch.save(out, sys.argv[2])
 """
 
 
+REF_MODEL_CODE = """
+import sys, torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
+out = []
+for c in torch.load(sys.argv[1]):
+    torch.manual_seed(0)
+    m = DetectionModel(c['ref_yaml'], nc=c['nc'], verbose=False)
+    m.args = get_cfg()  # default.yaml: box 7.5, cls 0.5, dfl 1.5
+    m.train()
+    params = [p.detach().clone() for p in m.parameters()]
+    t = c['targets']
+    loss, items = m.loss({'batch_idx': t[:, 0], 'cls': t[:, 1:2], 'bboxes': t[:, 2:6]}, m(c['imgs']))
+    loss.sum().backward()
+    items = torch.stack(list(items.values())) if isinstance(items, dict) else items
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in m.parameters()]  # DFL's fixed conv
+    out.append({'params': params, 'grads': grads, 'items': items.detach(),
+                'total': float(loss.sum().detach())})
+torch.save(out, sys.argv[2])
+"""
+MODEL_TARGETS = torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.3], [0, 2, 0.2, 0.3, 0.1, 0.1], [1, 0, 0.6, 0.6, 0.5, 0.5],
+                              [1, 1, 0.3, 0.7, 0.05, 0.08]])
+
+
 def random_targets(g: torch.Generator, bs: int, nc: int, case: int) -> torch.Tensor:
     """Targets (N, 6) [image, class, x, y, w, h] normalised: a mix of tiny and large boxes; image 1 stays empty."""
     rows = []
@@ -96,17 +125,42 @@ def ours(case: Dict[str, object]) -> Dict[str, object]:
     return {"total": float(total.detach()), "items": items, "grads": [m.grad for m in maps]}
 
 
+def model_cases(names: Sequence[str]) -> List[Dict[str, object]]:
+    imgs = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    return [{"name": n, "ref_yaml": f"{n}.yaml", "nc": 3, "imgs": imgs, "targets": MODEL_TARGETS} for n in names]
+
+
+def ours_model(case: Dict[str, object], ref: Dict[str, object]) -> Dict[str, object]:
+    """Our model from configs/<name>.yaml with the reference's weights: loss items and weight gradients."""
+    from yolobone.models import DetectionModel
+    model = DetectionModel(str(ROOT / "configs" / case["ref_yaml"]), nc=case["nc"])
+    params = list(model.parameters())
+    shapes = [tuple(p.shape) for p in params], [tuple(p.shape) for p in ref["params"]]
+    if shapes[0] != shapes[1]:
+        raise SystemExit(f"{case['name']}: our parameters ({len(params)}) do not line up with Ultralytics' "
+                         f"({len(ref['params'])}) in order and shape")
+    with torch.no_grad():
+        for p, q in zip(params, ref["params"]):
+            p.copy_(q)
+    model.train()
+    total, items = AnchorFreeLoss(model.detect, GAINS)(model(case["imgs"]), case["targets"])
+    total.backward()
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    return {"total": float(total.detach()), "items": items, "grads": grads}
+
+
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max(|b|.max(), 1e-12)."""
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
-def compare(cases: Sequence[Dict[str, object]], refs: Sequence[Dict[str, object]], tol: float) -> bool:
+def compare(cases: Sequence[Dict[str, object]], refs: Sequence[Dict[str, object]], tol: float,
+            models: bool = False) -> bool:
     print(f"{'case':28s} {'targets':>7s} {'box/cls/dfl (ours)':>26s} {'loss max abs':>12s} {'loss max rel':>12s} "
-          f"{'grad max abs':>12s} {'grad max rel':>12s}")
+          f"{'grad max abs':>12s} {'grad max rel':>12s}   (gradients w.r.t. the {'weights' if models else 'maps'})")
     ok = True
     for case, ref in zip(cases, refs):
-        mine = ours(case)
+        mine = ours_model(case, ref) if models else ours(case)
         got = torch.cat((mine["items"], torch.tensor([mine["total"]])))
         want = torch.cat((ref["items"], torch.tensor([ref["total"]])))
         items_abs = float((got - want).abs().max())
@@ -125,15 +179,22 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--ref-setup", type=Path, default=REF_SETUP, help="setup.sh of the reference venv (ultralytics)")
     p.add_argument("--seeds", type=int, default=3, help="random cases per shape")
     p.add_argument("--tol", type=float, default=1e-4, help="largest relative difference accepted")
+    p.add_argument("--models", nargs="*", default=[], help="whole models instead of random maps: yolov8n yolo11n ...")
     a = p.parse_args(argv)
     if not a.ref_setup.is_file():
         print(f"reference venv not found: {a.ref_setup} (pass --ref-setup)")
         return 2
-    cases = make_cases(a.seeds)
+    missing = [n for n in a.models if not (ROOT / "configs" / f"{n}.yaml").is_file()]
+    if missing:
+        print(f"--models: no configs/{missing[0]}.yaml (the anchor-free configs come with issue 34's head)")
+        return 2
+    torch.set_num_threads(1)  # as the reference's OMP_NUM_THREADS=1: the same kernels, the same summation order
+    cases = model_cases(a.models) if a.models else make_cases(a.seeds)
+    code = REF_MODEL_CODE if a.models else REF_CODE
     with tempfile.TemporaryDirectory() as tmp:
         cases_pt, ref_pt = Path(tmp) / "cases.pt", Path(tmp) / "ref.pt"
         torch.save(cases, cases_pt)
-        cmd = (f". {shlex.quote(str(a.ref_setup))} >/dev/null 2>&1 && python -c {shlex.quote(REF_CODE)} "
+        cmd = (f". {shlex.quote(str(a.ref_setup))} >/dev/null 2>&1 && python -c {shlex.quote(code)} "
                f"{shlex.quote(str(cases_pt))} {shlex.quote(str(ref_pt))}")
         run = subprocess.run(["bash", "-c", cmd], cwd=tmp, capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "OMP_NUM_THREADS": "1"})
@@ -141,7 +202,7 @@ def main(argv: Sequence[str] = None) -> int:
             print(f"the Ultralytics reference failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
             return 2
         refs = torch.load(ref_pt, weights_only=True)
-    ok = compare(cases, refs, a.tol)
+    ok = compare(cases, refs, a.tol, models=bool(a.models))
     print(f"{'all within' if ok else 'NOT all within'} relative tolerance {a.tol:g}")
     return 0 if ok else 1
 
