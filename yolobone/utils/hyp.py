@@ -29,6 +29,7 @@ class Hyp:
     warmup_bias_lr: float = 0.1  # bias learning rate at the start of warmup
     box: float = 0.05  # box loss gain
     cls: float = 0.5  # class loss gain
+    dfl: float = 1.5  # distribution focal loss gain (anchor-free heads only)
     cls_pw: float = 1.0  # class BCE positive weight
     obj: float = 1.0  # objectness loss gain (scaled with image pixels)
     obj_pw: float = 1.0  # objectness BCE positive weight

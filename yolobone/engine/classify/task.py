@@ -23,7 +23,7 @@ from yolobone.data.classify import ClassifyAugment, create_classify_loader, defa
 from yolobone.engine.classify.val_run import ClassifyMetrics, evaluate
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.task import Batch, TrainTask
 from yolobone.models.base import YAMLModel
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="train, val image size")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer, help="optimizer")
+    p.add_argument("--optimizer", choices=list(OPTIMIZER_CHOICES), default=d.optimizer, help="optimizer")
     p.add_argument("--lr0", type=float, default=d.lr0, help="initial learning rate")
     p.add_argument("--lrf", type=float, default=d.lrf, help="final learning rate fraction (lr0 * lrf)")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum / Adam beta1")

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.export.latency import RUNTIMES
 from yolobone.engine.train import TASKS
 from yolobone.utils.errors import YoloboneError
@@ -90,8 +90,8 @@ class CompareOptions:
         if self.pareto_backend not in self.backends:
             raise CompareError(f"--pareto-backend {self.pareto_backend!r}: expected one of the --backends "
                                f"({', '.join(self.backends)})")
-        if self.optimizer and self.optimizer not in OPTIMIZERS:
-            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer and self.optimizer not in OPTIMIZER_CHOICES:
+            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
         if self.jobs < 1 or self.cpus_per_job < 1:

@@ -57,6 +57,10 @@ class TrainTask:
         """A new model for this run (from --cfg and/or --weights); resumed runs are rebuilt by the Trainer."""
         raise NotImplementedError
 
+    def resolve_defaults(self, t: "Trainer") -> None:
+        """Right after t.model is built (new runs and resumes): fill the options whose default depends on the model
+        (and t.hyp with them); what is set here is what opt.yaml and the checkpoints record."""
+
     def setup_model(self, t: "Trainer") -> None:
         """Adjust t.model before training (frozen layers, dropout, class names); sets t.frozen."""
         t.frozen = []
@@ -75,6 +79,14 @@ class TrainTask:
     def setup_loss(self, t: "Trainer") -> None:
         """Set t.criterion: criterion(pred, targets) -> (loss for backward, detached per-part losses)."""
         raise NotImplementedError
+
+    def loss_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        """The per-part training losses of this run (after setup_loss): progress bar and results.csv names."""
+        return self.loss_names
+
+    def result_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        """This run's results.csv columns after "epoch" (after setup_loss)."""
+        return self.result_keys
 
     # ---------------------------------------------------------------------------------------- epochs
     def before_epoch(self, t: "Trainer", epoch: int) -> None:
