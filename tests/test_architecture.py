@@ -144,8 +144,6 @@ KNOWN_CYCLES = [
     ["yolobone.models.compose", "yolobone.models.parse"],  # load_model_yaml hands a `neck:` file to compose_file
 ]
 KNOWN_LONG_FUNCTIONS = [
-    "yolobone/data/config.py check_dataset()",
-    "yolobone/data/label_check.py _parse_labels()",
     "yolobone/models/parse.py parse_model()",
     "yolobone/models/summary.py model_summary()",
 ]

@@ -1,0 +1,5 @@
+"""The data layer's error type, in its own module so every reader can raise it without importing the others."""
+
+
+class DatasetError(ValueError):
+    """A data YAML or dataset that cannot be used; the message names the file and what is wrong."""
