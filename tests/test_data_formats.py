@@ -232,3 +232,54 @@ def test_voc_cache_follows_the_xml_files(tmp_path, monkeypatch):
     xml.write_text(xml.read_text().replace("<xmax>9</xmax>", "<xmax>21</xmax>"))
     _, labels, _ = _labels(yaml)
     assert len(calls) == 1 and labels["a"][0, 3] == pytest.approx(0.19)
+
+
+# ----------------------------------------------------------------------------------------------- train and val
+def test_two_epochs_give_identical_losses_from_every_format(three_formats, tmp_path):
+    """Same seed, same labels: YOLO txt, COCO JSON and VOC XML train to the same losses (mosaic and all)."""
+    from test_train import _tiny_cfg
+
+    from yolobone.engine.train import train
+
+    cfg = _tiny_cfg(tmp_path / "tiny.yaml")
+    losses = {}
+    for fmt in ("yolo", "coco", "voc"):
+        r = train(dict(cfg=cfg, data=str(three_formats[fmt]), epochs=2, batch_size=8, imgsz=64, device="cpu",
+                       workers=0, seed=0, noval=True, noplots=True, project=str(tmp_path / "runs"), name=fmt))
+        losses[fmt] = r.loss_history
+    assert len(losses["yolo"]) == 2 and all(v > 0 for v in losses["yolo"][0])
+    assert losses["coco"] == losses["yolo"] and losses["voc"] == losses["yolo"]
+
+
+def test_save_json_scores_against_the_original_coco_json(tmp_path):
+    """val.py --save-json on a COCO set with non-contiguous category ids and large image ids: the results carry the
+    file's ids, pycocotools scores them against the untouched JSON, and agrees with val.py within 0.002."""
+    from test_val import IMGSZ, _save, _tiny_model
+
+    from yolobone.data.synthetic import SHAPE_NAMES
+    from yolobone.engine.detect.val_run import ValConfig, run_val
+
+    yolo = make_detection_dataset(tmp_path / "yolo", n_train=1, n_val=8, imgsz=96, max_objects=3, min_size=0.25,
+                                  max_size=0.6, verbose=False)
+    data = convert_dataset(yolo, tmp_path / "coco", "coco")
+    ann = tmp_path / "coco" / "annotations" / "instances_val.json"
+    gt = json.loads(ann.read_text())
+    cat_ids, image_ids = [3, 5, 9, 11, 20, 40], {im["id"]: 1000 + 7 * im["id"] for im in gt["images"]}
+    for c in gt["categories"]:
+        c["id"] = cat_ids[c["id"] - 1]
+    for im in gt["images"]:
+        im["id"] = image_ids[im["id"]]
+    for a in gt["annotations"]:
+        a["category_id"], a["image_id"] = cat_ids[a["category_id"] - 1], image_ids[a["image_id"]]
+    ann.write_text(json.dumps(gt))
+    original = ann.read_bytes()
+    weights = _save(_tiny_model(len(SHAPE_NAMES)), tmp_path / "w.pt", SHAPE_NAMES)
+    report = run_val(ValConfig(weights=weights, data=str(data), imgsz=IMGSZ, batch_size=3, device="cpu", workers=0,
+                               save_json=True, coco_eval=True, plots=False, project=str(tmp_path / "runs")))
+    records = json.loads(report.json_path.read_text())
+    assert records and {r["category_id"] for r in records} <= set(cat_ids)
+    assert {r["image_id"] for r in records} <= set(image_ids.values())
+    assert report.gt_json_path == ann and ann.read_bytes() == original
+    res, stats = report.result, report.coco_stats
+    assert res.map50 > 0 and stats[1] > 0
+    assert abs(stats[1] - res.map50) <= 0.002 and abs(stats[0] - res.map50_95) <= 0.002
