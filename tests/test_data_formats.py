@@ -247,6 +247,7 @@ def test_two_epochs_give_identical_losses_from_every_format(three_formats, tmp_p
         r = train(dict(cfg=cfg, data=str(three_formats[fmt]), epochs=2, batch_size=8, imgsz=64, device="cpu",
                        workers=0, seed=0, noval=True, noplots=True, project=str(tmp_path / "runs"), name=fmt))
         losses[fmt] = r.loss_history
+        assert "train: 16 images" in (r.save_dir / "dataset.txt").read_text()
     assert len(losses["yolo"]) == 2 and all(v > 0 for v in losses["yolo"][0])
     assert losses["coco"] == losses["yolo"] and losses["voc"] == losses["yolo"]
 
@@ -283,3 +284,27 @@ def test_save_json_scores_against_the_original_coco_json(tmp_path):
     res, stats = report.result, report.coco_stats
     assert res.map50 > 0 and stats[1] > 0
     assert abs(stats[1] - res.map50) <= 0.002 and abs(stats[0] - res.map50_95) <= 0.002
+
+
+# ----------------------------------------------------------------------------------------------- CLI and report
+def test_cli_convert_and_report(three_formats, tmp_path, capsys):
+    from yolobone.cli import main
+
+    out = tmp_path / "voc2yolo"
+    assert main(["dataset", "convert", "--data", str(three_formats["voc"]), "--to", "yolo", "--out", str(out)]) == 0
+    assert (out / "data.yaml").is_file() and len(list((out / "labels" / "train").glob("*.txt"))) == 16
+    val_image = next((out / "images" / "val").glob("*.jpg"))
+    (out / "images" / "train" / "copy_of_val.jpg").write_bytes(val_image.read_bytes())  # a leaked val image
+    assert main(["dataset", "report", "--data", str(out / "data.yaml"), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "report.txt").read_text()
+    ref = load_splits(three_formats["yolo"])[1]
+    n_boxes = sum(len(lb) for lb in ref["train"].labels)
+    n_bg = sum(1 for lb in ref["train"].labels if not len(lb)) + 1  # the copy has no label file
+    assert f"train: 17 images, {n_boxes} boxes, {n_bg} background images" in text
+    assert "val: 6 images" in text and "boxes under 8 px" in text and "aspect ratio w/h" in text
+    assert "duplicate images in train and val (same bytes): 1" in text and "copy_of_val.jpg" in text
+    assert (tmp_path / "rep" / "labels.jpg").is_file()
+    capsys.readouterr()
+    assert main(["dataset", "convert", "--data", str(three_formats["voc"]), "--to", "coco", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not an empty folder" in err and err.count("\n") == 1

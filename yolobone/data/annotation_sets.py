@@ -183,3 +183,8 @@ def scan_split(spec: Dict[str, Any], prefix: str = "") -> Tuple[dict, bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_cache(path, cache, prefix)
     return cache, False
+
+
+def spec_image_files(spec: Dict[str, Any]) -> List[str]:
+    """The usable images of a COCO/VOC split (for INT8 calibration and the like)."""
+    return [e[0] for e in scan_split(spec)[0]["entries"]]

@@ -162,8 +162,13 @@ def img2label_paths(img_paths: Sequence[PathLike]) -> List[str]:
     return out
 
 
-def list_image_files(path: Union[PathLike, Sequence[PathLike]], prefix: str = "") -> List[str]:
-    """Sorted absolute image paths from a folder (recursive), a .txt list of paths, an image, or a list of these."""
+def list_image_files(path: Union[PathLike, Sequence[PathLike], Dict[str, Any]], prefix: str = "") -> List[str]:
+    """Sorted absolute image paths from a folder (recursive), a .txt list of paths, an image, or a list of these;
+    or the images of a COCO/VOC split spec (check_dataset's)."""
+    if isinstance(path, dict):
+        from yolobone.data.annotation_sets import spec_image_files
+
+        return sorted(spec_image_files(path))
     files: List[str] = []
     for item in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(item).expanduser()

@@ -20,26 +20,23 @@ import numpy as np
 from yolobone.data.config import check_dataset
 from yolobone.data.datasets import scan_source
 from yolobone.data.errors import DatasetError
+from yolobone.data.report import SplitLabels
 
 FORMATS = ("yolo", "coco", "voc")
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
-class SplitData:
+class SplitData(SplitLabels):
     """A split as training reads it: image files, (w, h), float32 rows (cls cx cy w h), ids, image folder."""
-    files: List[str]
-    sizes: List[Tuple[int, int]]
-    labels: List[np.ndarray]
     image_ids: List[Any]
     images_root: str
     category_ids: Optional[List[int]] = None
 
 
-def _images_root(source: Any, files: Sequence[str]) -> str:
-    if isinstance(source, dict):
-        return source["images"]
-    return os.path.commonpath([os.path.dirname(f) for f in files])
+def _images_root(files: Sequence[str]) -> str:
+    """The deepest folder holding all the split's images: paths below it are kept in the output."""
+    return os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
 
 
 def load_splits(data: Union[str, os.PathLike, dict]) -> Tuple[Dict[str, Any], Dict[str, SplitData]]:
@@ -54,7 +51,7 @@ def load_splits(data: Union[str, os.PathLike, dict]) -> Tuple[Dict[str, Any], Di
         out[split] = SplitData(files=files, sizes=[(int(e[1]), int(e[2])) for e in scan["entries"]],
                                labels=[np.array(e[3], np.float32).reshape(-1, 5) for e in scan["entries"]],
                                image_ids=scan.get("image_ids") or list(range(1, len(files) + 1)),
-                               images_root=_images_root(cfg[split], files), category_ids=scan.get("category_ids"))
+                               images_root=_images_root(files), category_ids=scan.get("category_ids"))
     return cfg, out
 
 
