@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from yolobone.data.annotated import AnnotatedSplit, AnnotationError
 from yolobone.data.coco_json import read_coco
 from yolobone.data.errors import DatasetError
-from yolobone.data.label_check import CACHE_VERSION, NUM_THREADS, check_image, read_cache, write_cache
+from yolobone.data.label_check import (CACHE_VERSION, NUM_THREADS, check_image, files_digest, read_cache,
+                                       write_cache)
 from yolobone.data.voc_xml import read_voc, voc_object_names
 
 SCAN_VERSION = 1  # bump when the readers change so old caches are rescanned
@@ -109,17 +110,6 @@ def _parse(spec: Dict[str, Any]) -> AnnotatedSplit:
     return read_voc(spec["source"], spec["annotations"], spec["images"], spec["names"])
 
 
-def _files_digest(files: Sequence[str], head: str) -> str:
-    h = hashlib.sha256(head.encode())
-    for f in files:
-        try:
-            st = os.stat(f)
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{f}\0-\n".encode())
-    return h.hexdigest()
-
-
 def _cache_path(spec: Dict[str, Any]) -> Path:
     key = hashlib.sha256(f"{spec['format']}\0{spec['source']}\0{spec['images']}".encode()).hexdigest()[:16]
     return label_cache_dir() / f"{Path(spec['source']).stem}-{key}.cache"
@@ -136,7 +126,7 @@ def _cached(spec: Dict[str, Any]) -> Optional[dict]:
     cache = read_cache(_cache_path(spec), None)
     if cache is None or cache.get("head") != _head(spec):
         return None
-    return cache if cache.get("hash") == _files_digest(cache["watched"], cache["head"]) else None
+    return cache if cache.get("hash") == files_digest(cache["watched"], cache["head"]) else None
 
 
 def _check_images(split: AnnotatedSplit) -> Tuple[List[Optional[Tuple[int, int]]], List[List[str]]]:
@@ -176,7 +166,7 @@ def scan_split(spec: Dict[str, Any], prefix: str = "") -> Tuple[dict, bool]:
         image_ids.append(image_id)
     head = _head(spec)
     watched = split.files + split.inputs
-    cache = {"version": CACHE_VERSION, "head": head, "hash": _files_digest(watched, head), "watched": watched,
+    cache = {"version": CACHE_VERSION, "head": head, "hash": files_digest(watched, head), "watched": watched,
              "entries": entries, "image_ids": image_ids, "names": split.names, "category_ids": split.category_ids,
              "problems": [list(p) for p in split.problems] + problems, "counts": counts, "ignored": split.ignored}
     path = _cache_path(spec)

@@ -111,7 +111,8 @@ def _one_box(a: dict, k: int, path: str) -> List[float]:
     if isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
         return b
     if b not in (None, []):
-        raise AnnotationError(f"{path}: annotations[{k}] (id {a.get('id')!r}): bbox must be [x, y, w, h], got {b!r:.80}")
+        raise AnnotationError(f"{path}: annotations[{k}] (id {a.get('id')!r}): bbox must be [x, y, w, h], "
+                              f"got {b!r:.80}")
     try:
         box = segmentation_box(a.get("segmentation"))
     except (TypeError, ValueError) as e:

@@ -162,9 +162,9 @@ def verify_image_label(im_file: str, lb_file: str, nc: Optional[int] = None) -> 
     return {"shape": shape, "labels": labels, "state": state, "problems": problems}
 
 
-def _files_hash(files: Sequence[str], nc: Optional[int]) -> str:
-    """Hash of paths, sizes and modification times (and nc, and the check version)."""
-    h = hashlib.sha256(f"v{CACHE_VERSION} nc={nc}".encode())
+def files_digest(files: Sequence[str], head: str) -> str:
+    """Hash of `head` and every file's path, size and modification time (a missing file counts as such)."""
+    h = hashlib.sha256(head.encode())
     for f in files:
         try:
             st = os.stat(f)
@@ -203,7 +203,7 @@ def scan_labels(im_files: Sequence[str], label_files: Sequence[str], nc: Optiona
     Returns ({'entries': [[im_file, w, h, labels], ...] for usable images, 'problems': [[file, why], ...],
     'counts': {...}}, from_cache).
     """
-    digest = _files_hash(list(im_files) + list(label_files), nc)
+    digest = files_digest(list(im_files) + list(label_files), f"v{CACHE_VERSION} nc={nc}")
     cache = read_cache(cache_path, digest)
     if cache is not None:
         return cache, True
