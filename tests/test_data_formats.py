@@ -67,11 +67,15 @@ def test_data_yaml_forms_resolve_to_specs(three_formats, tmp_path):
     assert voc["format"] == "voc" and voc["annotations"].endswith("Annotations")
 
 
-def test_dataset_keeps_original_ids_and_writes_no_file_into_the_dataset(three_formats, label_cache):
+def test_dataset_keeps_original_ids_and_writes_no_file_into_the_dataset(three_formats, label_cache, monkeypatch):
     root = three_formats["coco"].parent
     before = sorted(p for p in root.rglob("*"))
     cfg = check_dataset(three_formats["coco"])
+    calls = []
+    real = annotation_sets._parse
+    monkeypatch.setattr(annotation_sets, "_parse", lambda spec: calls.append(spec) or real(spec))
     ds = DetectionDataset(cfg["val"], img_size=64, nc=cfg["nc"])
+    assert calls == []  # check_dataset's scan is the dataset's: read back from the cache
     gt = json.loads((root / "annotations" / "instances_val.json").read_text())
     assert sorted(ds.image_ids.values()) == sorted(im["id"] for im in gt["images"])
     assert ds.category_ids == [c["id"] for c in gt["categories"]]
@@ -308,3 +312,14 @@ def test_cli_convert_and_report(three_formats, tmp_path, capsys):
     assert main(["dataset", "convert", "--data", str(three_formats["voc"]), "--to", "coco", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not an empty folder" in err and err.count("\n") == 1
+
+
+def test_compare_reads_a_voc_set(three_formats, tmp_path):
+    from test_train import _tiny_cfg
+
+    from yolobone.engine.compare import compare
+
+    res = compare(dict(cfgs=[_tiny_cfg(tmp_path / "tiny.yaml")], data=str(three_formats["voc"]), epochs=1, imgsz=64,
+                       batch_size=8, device="cpu", workers=0, project=str(tmp_path / "cmp"), name="exp",
+                       latency_runs=1, noplots=True))
+    assert [r.status for r in res.rows] == ["done"]

@@ -116,10 +116,12 @@ def _cache_path(spec: Dict[str, Any]) -> Path:
 
 
 def _head(spec: Dict[str, Any]) -> str:
-    """What the cache depends on besides the images: version, format, names, the annotation file's stat."""
+    """What the cache depends on besides the images: version, format, the annotation file's stat and, for VOC, the
+    class names (a COCO file names its own classes)."""
     src = spec["source"]
     st = os.stat(src)
-    return f"v{SCAN_VERSION} {spec['format']} {spec.get('names')} {src} {st.st_size} {st.st_mtime_ns}"
+    names = spec.get("names") if spec["format"] == "voc" else None
+    return f"v{SCAN_VERSION} {spec['format']} {names} {src} {st.st_size} {st.st_mtime_ns}"
 
 
 def _cached(spec: Dict[str, Any]) -> Optional[dict]:
