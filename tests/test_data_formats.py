@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from yolobone.data import annotation_sets
-from yolobone.data.config import DatasetError, check_dataset
+from yolobone.data.config import DatasetError, check_dataset, list_image_files
 from yolobone.data.convert import convert_dataset, load_splits
 from yolobone.data.datasets import DetectionDataset
 from yolobone.data.synthetic import make_detection_dataset
@@ -65,6 +65,7 @@ def test_data_yaml_forms_resolve_to_specs(three_formats, tmp_path):
     assert check_dataset(short)["val"]["images"] == str(root / "images" / "val")
     voc = check_dataset(three_formats["voc"])["train"]
     assert voc["format"] == "voc" and voc["annotations"].endswith("Annotations")
+    assert len(list_image_files(voc)) == 16  # what INT8 calibration reads
 
 
 def test_dataset_keeps_original_ids_and_writes_no_file_into_the_dataset(three_formats, label_cache, monkeypatch):
@@ -323,3 +324,15 @@ def test_compare_reads_a_voc_set(three_formats, tmp_path):
                        batch_size=8, device="cpu", workers=0, project=str(tmp_path / "cmp"), name="exp",
                        latency_runs=1, noplots=True))
     assert [r.status for r in res.rows] == ["done"]
+
+
+def test_bad_split_forms_are_one_line(tmp_path):
+    yaml = _coco_set(tmp_path, [])
+    mismatch = r"names \['a', 'b'\] differ from the categories of .*ann\.json \(\['cat', 'dog'\]"
+    for text, match in (("train: {cocoa: ann.json}\nval: img\n", r"'train' must be a path, \{coco: <json>"),
+                        ("train: {coco: nope.json, images: img}\nval: img\n", r"'train' COCO file not found: .*nope"),
+                        ("train: {coco: ann.json, images: nope}\nval: img\n", r"'train' images folder not found"),
+                        ("train: {coco: ann.json, images: img}\nval: img\nnames: [a, b]\n", mismatch)):
+        yaml.write_text(text)
+        with pytest.raises(DatasetError, match=match):
+            check_dataset(yaml)
