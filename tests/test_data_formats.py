@@ -206,6 +206,7 @@ def test_voc_names_difficult_and_one_based_corners(tmp_path):
     ("bomb", r"a\.xml: refused, the XML declares entities"),
     ("missing xml", r"train\.txt: id 'zz': annotation file not found"),
     ("no size", r"a\.xml: <size><width> is missing or not a number"),
+    ("duplicate ids", r"train\.txt: lines\[1\] repeats id 'a' of lines\[0\]"),
 ])
 def test_voc_errors_are_one_line(tmp_path, case, match):
     text = VOC_XML.format(name="a", objects=VOC_OBJ.format(cls="cat", d=0, x1=2, y1=2, x2=9, y2=9))
@@ -217,8 +218,8 @@ def test_voc_errors_are_one_line(tmp_path, case, match):
     elif case == "no size":
         text = text.replace("<width>100</width>", "")
     yaml = _voc_set(tmp_path, {"a": text}, names="[cat]")
-    if case == "missing xml":
-        (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("a\nzz\n")
+    if case in ("missing xml", "duplicate ids"):
+        (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("a\nzz\n" if case == "missing xml" else "a\na\n")
     with pytest.raises(DatasetError, match=match) as e:
         _labels(yaml)
     assert "\n" not in str(e.value)

@@ -16,7 +16,7 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import parse as safe_parse
 
-from yolobone.data.annotated import AnnotatedSplit, AnnotationError, rows_per_image
+from yolobone.data.annotated import AnnotatedSplit, AnnotationError, check_unique_ids, rows_per_image
 
 VocObject = Tuple[str, bool, Tuple[float, float, float, float]]  # name, difficult, (xmin, ymin, xmax, ymax)
 
@@ -90,7 +90,9 @@ def read_voc(list_file: str, ann_dir: str, img_dir: str, names: Sequence[str]) -
     index = {n: k for k, n in enumerate(names)}
     split = AnnotatedSplit(source=list_file, names=list(names), category_ids=list(range(len(names))))
     img, cls, boxes, where, problems = [], [], [], [], []
-    for line, i in enumerate(voc_ids(list_file), 1):
+    ids = voc_ids(list_file)
+    check_unique_ids(ids, list_file, "lines")
+    for i in ids:
         xml = os.path.join(ann_dir, f"{i}.xml")
         if not os.path.isfile(xml):
             raise AnnotationError(f"{list_file}: id {i!r}: annotation file not found: {xml}")
