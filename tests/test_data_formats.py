@@ -107,7 +107,7 @@ def _labels(yaml):
     return cfg, {ds.image_ids[f]: lb for f, lb in zip(ds.im_files, ds.labels)}, ds.problems
 
 
-def test_coco_categories_crowd_segmentation_and_background(tmp_path):
+def test_coco_categories_crowd_segmentation_and_background(tmp_path, log_lines):
     """Category ids 3 and 7 become classes 0 and 1; crowd boxes are not trained; polygon and RLE segmentations give
     the box when bbox is missing; an image without annotations stays as background."""
     rle = {"size": [50, 100], "counts": [50 * 20 + 10, 20, 30, 20, 3920]}  # column-major: rows 10-29 of cols 20-21
@@ -117,6 +117,7 @@ def test_coco_categories_crowd_segmentation_and_background(tmp_path):
             {"id": 4, "image_id": 10, "category_id": 7, "segmentation": rle}]
     cfg, labels, problems = _labels(_coco_set(tmp_path, anns))
     assert cfg["names"] == ["cat", "dog"] and not problems
+    assert any("(1 crowd/difficult objects left out)" in line for line in log_lines)
     np.testing.assert_allclose(labels[10], [[1, 0.2, 0.2, 0.2, 0.2], [0, 0.6, 0.4, 0.2, 0.4],
                                             [1, 0.21, 0.4, 0.02, 0.4]], atol=1e-6)
     assert labels[11].shape == (0, 5)

@@ -228,6 +228,8 @@ def summarize(cache: dict, where: Path, from_cache: bool, prefix: str) -> str:
     text = (f"{prefix}{'Cached' if from_cache else 'Scanned'} {where}: {c['images']} images, {c['found']} with labels, "
             f"{c['missing']} without label file and {c['empty']} empty (background), {c['corrupt']} skipped, "
             f"{len(cache['problems'])} problems")
+    if cache.get("ignored"):  # COCO iscrowd / VOC difficult: not trained, as their evaluations ignore them
+        text += f" ({cache['ignored']} crowd/difficult objects left out)"
     shown = cache["problems"][:MAX_LISTED_PROBLEMS]
     lines = [f"  {f}: {why}" for f, why in shown]
     if len(cache["problems"]) > len(shown):
