@@ -26,6 +26,7 @@ from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
 from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.data.report import dataset_report, split_of
 from yolobone.utils.hyp import Hyp, load_hyp
 from yolobone.utils.logging import LOGGER
 from yolobone.engine.detect.metrics import fitness
@@ -175,6 +176,7 @@ class DetectTask(TrainTask):
     def before_first_epoch(self, t: "Trainer") -> None:
         """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
         labels = t.train_set.labels
+        _write_dataset_report(t)
         if not t.opt.noplots:
             from yolobone.engine.detect.drawing import plot_labels
             all_labels = np.concatenate([lb for lb in labels if len(lb)] or [np.zeros((0, 5), np.float32)], 0)
@@ -256,3 +258,13 @@ class DetectTask(TrainTask):
         from yolobone.engine.detect.plots import plot_results
         if t.logger.csv.is_file():
             plot_results(t.logger.csv)
+
+
+def _write_dataset_report(t: "Trainer") -> None:
+    """dataset.txt in the run folder (and the log): per split counts, classes, box sizes, train/val duplicates."""
+    splits = {"train": split_of(t.train_set)}
+    if t.val_loader is not None:
+        splits["val"] = split_of(t.val_loader.dataset)
+    text = dataset_report(splits, t.names)
+    (t.save_dir / "dataset.txt").write_text(text + "\n")
+    LOGGER.info(f"Dataset report ({t.save_dir / 'dataset.txt'}):\n{text}")
