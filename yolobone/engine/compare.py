@@ -302,9 +302,12 @@ def _dataset_nc(o: CompareOptions) -> int:
 
 
 def _build(cfg: str, task: str, nc: int, imgsz: int):
-    """The model as training builds it, and the image size training will use (a stride multiple for detection)."""
+    """The model as training builds it, and the image size training will use (a stride multiple for detection).
+    Profiling needs no pretrained weights: none are read (or downloaded)."""
+    from yolobone.models.backbones.pretrained import no_pretrained
     from yolobone.utils.image_size import stride_multiple
-    model = TASKS[task].new_model(cfg, nc)
+    with no_pretrained():
+        model = TASKS[task].new_model(cfg, nc)
     return model, stride_multiple(imgsz, TASKS[task].grid_size(model))
 
 

@@ -32,7 +32,7 @@ from yolobone.engine.core.stopping import EarlyStopping
 from yolobone.engine.core.task import TrainTask
 from yolobone.engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state,
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
-from yolobone.models.freeze import set_frozen_bn_eval
+from yolobone.models.freeze import set_frozen_bn_eval, unfreeze
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.utils.checkpoint import load_checkpoint, remove_stale_temp_files
 from yolobone.utils.ema import ModelEMA
@@ -135,14 +135,18 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_ckpt:
             self._restore_training_state()
-        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, opt.sync_bn, probe=max(2 * self.gs, 64))
-        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
+        self._wrap_model(opt.sync_bn)
         if self.is_rank0:
             LOGGER.info(self.acc.describe())
         task.setup_loss(self)
         self.logger = RunLogger(self.save_dir, task.result_keys, enabled=self.is_rank0, tensorboard=True)
         if self.resume_ckpt:
             self.logger.drop_rows_from(self.start_epoch)
+
+    def _wrap_model(self, sync_bn: bool) -> None:
+        """model_ddp: the model as the training step calls it (DDP wrapper, compiled)."""
+        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, sync_bn, probe=max(2 * self.gs, 64))
+        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
 
     def _load_resume(self) -> None:
         """Replace the options with the checkpoint's (keeping the device and workers of this command)."""
@@ -196,8 +200,12 @@ class Trainer:
     def _setup_optimizer(self) -> None:
         opt, hyp = self.opt, self.hyp
         self.accumulate, decay_scale = accumulation(opt.batch_size, self.nominal_batch)
+        scaled, lr_scale = self.task.lr_scaled_parameters(self)
+        # staged unfreezing: the frozen parameters are in their groups from the start (no gradient, so no update)
+        # and the group layout never changes, which keeps --resume exact across the switch
         self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
-                                         hyp.weight_decay * decay_scale)
+                                         hyp.weight_decay * decay_scale, scaled, lr_scale,
+                                         include_frozen=bool(self.task.frozen_until(self)))
         accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
         LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
@@ -251,7 +259,21 @@ class Trainer:
         finally:  # an interrupted run (exception, Ctrl-C) still leaves its last checkpoint complete on disk
             self.checkpoint_writer.close()
 
+    def _thaw(self, epoch: int) -> None:
+        """Staged unfreezing: from the task's frozen_until epoch on, the frozen parameters (and their BatchNorm
+        statistics) train too. DDP registers only trainable parameters, so the model is wrapped again."""
+        until = self.task.frozen_until(self)
+        if not (self.frozen and until and epoch >= until):
+            return
+        n = unfreeze(self.model, self.frozen)
+        self.frozen = []
+        if self.is_rank0:
+            LOGGER.info(f"Unfreezing {n} parameter tensors at epoch {epoch} (frozen for the first {until} epochs)")
+        if self.dist.distributed or self.model_ddp is not self.model:
+            self._wrap_model(sync_bn=False)  # SyncBatchNorm, if asked for, is already in the model
+
     def train_one_epoch(self, epoch: int) -> Tuple[Tuple[float, ...], List[float]]:
+        self._thaw(epoch)
         model, task = self.model_ddp, self.task
         model.train()
         if self.frozen:

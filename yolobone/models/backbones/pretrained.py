@@ -147,19 +147,14 @@ def cached_file(weights: Any) -> Path:
 
 
 def read_state_dict(source: WeightsSource) -> StateDict:
-    """Tensors of a torchvision weights member (from the cache) or of a local file (state dict, or a dict holding one
-    under 'state_dict' or 'model'); loaded with weights_only=True."""
-    if isinstance(source, Path):
-        path = source
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
-            raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
-                                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    else:
-        path = cached_file(source)
-        obj = source.get_state_dict(model_dir=str(path.parent), map_location="cpu", progress=False,
-                                    check_hash=False, weights_only=True)
+    """Tensors of a torchvision weights member (from the cache, downloaded on first use) or of a local file (state
+    dict, or a dict holding one under 'state_dict' or 'model'); loaded with weights_only=True."""
+    path = source if isinstance(source, Path) else cached_file(source)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
+        raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
+                                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

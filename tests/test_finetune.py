@@ -1,0 +1,126 @@
+"""Fine-tuning controls: --backbone-lr (YOLOv5's three groups, twice) and staged unfreezing (--freeze backbone
+--freeze-epochs N): frozen BatchNorm in eval mode, the switch, the EMA, and an exact --resume across the switch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from yolobone.cli.train import parse_opt
+from yolobone.data.synthetic import make_detection_dataset
+from yolobone.engine.core.optim import apply_warmup, build_optimizer, describe_optimizer
+from yolobone.engine.core.options import TrainConfigError
+from yolobone.engine.detect.options import DetectOptions
+from yolobone.engine.train import train
+from yolobone.models.freeze import backbone_layer_count, backbone_parameters
+from yolobone.models.yolo import DetectionModel
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGED = dict(epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0, noval=True, noplots=True,
+              noautoanchor=True, deterministic=True, freeze=["backbone"], freeze_epochs=1, backbone_lr=0.1)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    data = make_detection_dataset(root / "data", n_train=8, n_val=2, imgsz=64, max_objects=2, min_size=0.3,
+                                  max_size=0.6, verbose=False)
+    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
+    d["depth_multiple"], d["width_multiple"] = 0.33, 0.125
+    cfg = root / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    return {"root": root, "data": str(data), "cfg": str(cfg)}
+
+
+def _backbone_state(model: nn.Module) -> dict:
+    n = backbone_layer_count(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if int(k.split(".")[1]) < n}
+
+
+def _backbone_norms(model: nn.Module) -> list:
+    n = backbone_layer_count(model)
+    return [m for layer in list(model.model)[:n] for m in layer.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_backbone_lr_keeps_yolov5s_three_groups_per_section(work) -> None:
+    model = DetectionModel(work["cfg"], nc=2)
+    backbone = backbone_parameters(model)
+    opt = build_optimizer(model, "SGD", lr=0.01, momentum=0.937, decay=5e-4, scaled=backbone, lr_scale=0.1)
+    assert len(opt.param_groups) == 6
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01] * 3 + [0.001] * 3)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 5e-4, 0.0] * 2
+    ids = {id(p) for p in backbone}
+    assert all(id(p) in ids for g in opt.param_groups[3:] for p in g["params"])
+    assert not any(id(p) in ids for g in opt.param_groups[:3] for p in g["params"])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert "; backbone at lr x 0.1: " in describe_optimizer(opt, 0.01)
+    for g in opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    apply_warmup(opt, 0, 100, 1.0, warmup_bias_lr=0.1, warmup_momentum=0.8, momentum=0.937, batch_size=8)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.0, 0.0, 0.01, 0.0, 0.0])
+    plain = build_optimizer(model, "SGD", lr=0.01, scaled=backbone, lr_scale=1.0)
+    assert len(plain.param_groups) == 3  # multiplier 1: exactly YOLOv5's optimizer
+
+
+def test_options_and_flags() -> None:
+    opt = parse_opt(["--freeze", "backbone", "--freeze-epochs", "3", "--backbone-lr", "0.1", "--pretrained", "false"])
+    assert (opt.freeze_epochs, opt.backbone_lr, opt.pretrained) == (3, 0.1, False)
+    assert parse_opt([]).pretrained is True and parse_opt(["--pretrained"]).pretrained is True
+    with pytest.raises(TrainConfigError, match="--freeze-epochs 2: expected N >= 1 epochs together with --freeze"):
+        DetectOptions(freeze_epochs=2).check()
+    with pytest.raises(TrainConfigError, match="--backbone-lr must be a multiplier > 0, got 0"):
+        DetectOptions(backbone_lr=0).check()
+
+
+def test_staged_unfreezing_switch_bn_and_ema(work, log_lines) -> None:
+    start, seen = {}, {}
+
+    def at_start(t) -> None:
+        start.update(_backbone_state(t.model))
+
+    def at_epoch_end(t) -> None:
+        seen[t.epoch] = dict(state=_backbone_state(t.model), bn_training=[m.training for m in _backbone_norms(t.model)],
+                             trainable=[p.requires_grad for p in backbone_parameters(t.model)],
+                             lr=[g["lr"] for g in t.optimizer.param_groups])
+
+    r = train(dict(STAGED, cfg=work["cfg"], data=work["data"], project=str(work["root"] / "runs"), name="switch"),
+              callbacks={"on_train_start": at_start, "on_train_epoch_end": at_epoch_end})
+    frozen, thawed = seen[0], seen[1]
+    assert not any(frozen["trainable"]) and not any(frozen["bn_training"])
+    assert all(torch.equal(start[k], v) for k, v in frozen["state"].items()), "a frozen tensor or BN statistic moved"
+    assert all(thawed["trainable"]) and all(thawed["bn_training"])
+    moved = [k for k, v in thawed["state"].items() if not torch.equal(start[k], v)]
+    assert any(k.endswith(".weight") for k in moved) and any(k.endswith("running_mean") for k in moved)
+    for epoch in (frozen, thawed):
+        assert epoch["lr"][3:] == pytest.approx([0.1 * v for v in epoch["lr"][:3]], rel=1e-9)
+    n_frozen = len(backbone_parameters(r.model))
+    assert f"Unfreezing {n_frozen} parameter tensors at epoch 1 (frozen for the first 1 epochs)" in log_lines
+    ema = torch.load(r.last, weights_only=True)["model"]
+    assert any(not torch.equal(ema[k], start[k].float()) for k in start if k.endswith(".weight"))
+
+
+@pytest.mark.slow
+def test_resume_across_the_unfreeze_epoch_is_exact(work) -> None:
+    base = dict(STAGED, cfg=work["cfg"], data=work["data"], project=str(work["root"] / "runs"))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(t) -> None:
+        if t.epoch == 0:
+            raise Interrupt
+
+    full = train(base, name="full")
+    with pytest.raises(Interrupt):
+        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
+    last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
+    resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
+    assert resumed.loss_history == [full.loss_history[1]]
+    a = torch.load(full.last, weights_only=True)["model"]
+    b = torch.load(resumed.last, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
