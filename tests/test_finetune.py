@@ -2,6 +2,9 @@
 --freeze-epochs N): frozen BatchNorm in eval mode, the switch, the EMA, and an exact --resume across the switch."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,17 @@ def test_resume_across_the_unfreeze_epoch_is_exact(work) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+
+
+@pytest.mark.slow
+def test_staged_unfreezing_under_ddp(work, tmp_path) -> None:
+    """Two gloo processes: DDP registers only trainable parameters, so the switch wraps the model again."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+           "--cfg", work["cfg"], "--data", work["data"], "--epochs", "2", "--batch-size", "8", "--imgsz", "64",
+           "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "runs"), "--noplots", "--noval",
+           "--freeze", "backbone", "--freeze-epochs", "1", "--backbone-lr", "0.1"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Unfreezing" in p.stderr and "at epoch 1 (frozen for the first 1 epochs)" in p.stderr
+    assert torch.load(tmp_path / "runs" / "exp" / "weights" / "last.pt", weights_only=True)["epoch"] == -1
