@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 from yolobone.cli.train import parse_opt
-from yolobone.data.synthetic import make_detection_dataset
 from yolobone.engine.core.optim import apply_warmup, build_optimizer, describe_optimizer
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.detect.options import DetectOptions
 from yolobone.engine.train import train
 from yolobone.models.freeze import backbone_layer_count, backbone_parameters
 from yolobone.models.yolo import DetectionModel
+
+from tiny_runs import assert_same_weights, tiny_detection_files, train_cut_after_first_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = dict(epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0, noval=True, noplots=True,
@@ -29,12 +29,7 @@ STAGED = dict(epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0, noval=T
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
-    data = make_detection_dataset(root / "data", n_train=8, n_val=2, imgsz=64, max_objects=2, min_size=0.3,
-                                  max_size=0.6, verbose=False)
-    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
-    d["depth_multiple"], d["width_multiple"] = 0.33, 0.125
-    cfg = root / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    data, cfg = tiny_detection_files(root)
     return {"root": root, "data": str(data), "cfg": str(cfg)}
 
 
@@ -108,25 +103,11 @@ def test_staged_unfreezing_switch_bn_and_ema(work, log_lines) -> None:
 @pytest.mark.slow
 def test_resume_across_the_unfreeze_epoch_is_exact(work) -> None:
     base = dict(STAGED, cfg=work["cfg"], data=work["data"], project=str(work["root"] / "runs"))
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(t) -> None:
-        if t.epoch == 0:
-            raise Interrupt
-
     full = train(base, name="full")
-    with pytest.raises(Interrupt):
-        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
-    last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
+    last = train_cut_after_first_epoch(base, "cut")
     resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
     assert resumed.loss_history == [full.loss_history[1]]
-    a = torch.load(full.last, weights_only=True)["model"]
-    b = torch.load(resumed.last, weights_only=True)["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    assert_same_weights(full.last, resumed.last)
 
 
 @pytest.mark.slow
