@@ -16,9 +16,12 @@ import os
 import re
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Optional, Tuple
+
+from tqdm import tqdm
 
 from yolobone.utils.logging import LOGGER
 
@@ -49,20 +52,21 @@ def _copy(url: str, out: BinaryIO, timeout: float) -> Tuple[int, str, Optional[i
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
-            while True:
-                chunk = response.read(CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+            total = int(length) if length and length.isdigit() else None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                      desc=os.path.basename(urllib.parse.urlparse(url).path)) as bar:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
     except urllib.error.HTTPError as e:
         raise DownloadError(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         raise DownloadError(f"no connection: {e.reason}") from None
     except (OSError, http.client.HTTPException) as e:  # resets, timeouts, a server that hangs up mid-header
         raise DownloadError(f"{type(e).__name__}: {e}".rstrip(": ")) from None
-    return size, digest.hexdigest(), int(length) if length and length.isdigit() else None
+    return size, digest.hexdigest(), total
 
 
 def download_file(url: str, dst: Path, hash_prefix: Optional[str] = None, timeout: float = 30.0) -> Path:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from yolobone.engine.core import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
 from yolobone.engine.core.checkpoint_writer import CheckpointWriter
-from yolobone.engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
+from yolobone.engine.core.ddp import (DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp,
+                                      zero_first)
 from yolobone.engine.core.loggers import RunLogger
 from yolobone.engine.core.optim import accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda, \
     warmup_iterations
@@ -119,7 +120,9 @@ class Trainer:
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
         task.setup_data(self)
-        self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
+        with zero_first(self.dist):  # rank 0 downloads any missing pretrained file; the others then read the cache
+            model = self._build_model()
+        self.model = accel.to_memory_format(model.to(self.device), self.acc)  # speed-ups
         self._setup_save_dir()
         task.setup_model(self)
         self.gs = task.grid_size(self.model)

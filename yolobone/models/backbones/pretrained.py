@@ -153,8 +153,9 @@ def read_state_dict(source: WeightsSource) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
+        again = "" if isinstance(source, Path) else "; delete it to download it again"
         raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
-                                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                                     f"{str(e).splitlines()[0] if str(e) else ''}){again}") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
