@@ -196,3 +196,32 @@ def test_summaries_and_profiles_read_no_weights(online: Path, monkeypatch: pytes
     with from_scratch():  # train.py --pretrained false: random init, and the report says so
         DetectionModel(str(ROOT / "configs/yolov5s-resnet50.yaml"))
     assert log_lines[-1].startswith("pretrained: backbone resnet50: 0/") and "random init" in log_lines[-1]
+
+
+def test_hub_download_is_checked_against_the_blob_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hugging Face cache names a large file's blob by its sha256: a blob whose bytes differ is removed."""
+    import huggingface_hub
+
+    from yolobone.utils.download import DownloadError, download_from_hub
+    monkeypatch.delenv("YOLOBONE_OFFLINE", raising=False)
+    good, bad = b"weights", b"weights, corrupted"
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / "main"
+    blobs.mkdir()
+    snapshot.mkdir(parents=True)
+    served = {}
+
+    def fake_download(repo_id: str, filename: str) -> str:
+        blob = blobs / hashlib.sha256(good).hexdigest()
+        blob.write_bytes(served["bytes"])
+        link = snapshot / filename
+        link.unlink(missing_ok=True)
+        link.symlink_to(blob)
+        return str(link)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    served["bytes"] = good
+    assert download_from_hub("timm/x", "model.safetensors").read_bytes() == good
+    served["bytes"] = bad
+    with pytest.raises(DownloadError, match="its sha256 differs from the hub's"):
+        download_from_hub("timm/x", "model.safetensors")
+    assert not list(blobs.iterdir()) and not list(snapshot.iterdir())
