@@ -225,3 +225,16 @@ def test_hub_download_is_checked_against_the_blob_hash(tmp_path: Path, monkeypat
     with pytest.raises(DownloadError, match="its sha256 differs from the hub's"):
         download_from_hub("timm/x", "model.safetensors")
     assert not list(blobs.iterdir()) and not list(snapshot.iterdir())
+
+
+def test_compare_passes_pretrained_false(online: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare.py --pretrained false: every run trains its backbone from scratch, and the protocol says so."""
+    from yolobone.cli.compare import build_parser
+    from yolobone.engine.compare import CompareOptions
+    from yolobone.engine.compare_protocol import describe_model
+    monkeypatch.setenv("YOLOBONE_OFFLINE", "1")
+    assert build_parser().parse_args(["--pretrained", "false"]).pretrained is False
+    assert CompareOptions(pretrained=False).command().endswith("--pretrained false")
+    cfg = str(ROOT / "configs/yolov5s-resnet50.yaml")
+    assert describe_model(cfg, "detect", 2, [0], pretrained=False)["pretrained"] == "none (random init)"
+    assert "resnet50-11ad3fa6.pth is not cached" in describe_model(cfg, "detect", 2, [0])["error"]

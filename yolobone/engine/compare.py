@@ -49,7 +49,7 @@ from yolobone.utils.torch_utils import select_device
 from yolobone.utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
-TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
+TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer", "pretrained")
 TORCH_LATENCY = "TorchBackend"  # what the torch columns time (in the profile cache key: older caches re-measure)
 BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 CLOCK_FILE = "compare_time.json"  # per run: wall seconds trained so far, epochs done, finished flag
@@ -93,6 +93,7 @@ class CompareOptions:
     pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
     seeds: List[int] = field(default_factory=list)  # train every config once per seed (empty: just `seed`)
     freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # train.py --freeze for every config (detect)
+    pretrained: bool = True  # train.py --pretrained for every config (detect): False = backbones from random init
     jobs: int = 1  # concurrent (config, seed) jobs on this machine (--device 0,1,2,3: one per GPU)
     ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
@@ -173,6 +174,7 @@ class CompareOptions:
         parts += ["--backends", *self.backends] if self.backends != d.backends else []
         parts += ["--seeds", *map(str, self.seeds)] if self.seeds else []
         parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
+        parts += ["--pretrained", "false"] if not self.pretrained else []
         for k in ("jobs", "ray", "cpus_per_job"):
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
@@ -414,6 +416,8 @@ class _Comparison:
             opts["hyp"] = o.hyp
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)
+        if not o.pretrained:
+            opts["pretrained"] = False
         return opts
 
     def _pending_jobs(self, nc: int) -> List[Any]:
@@ -591,7 +595,7 @@ def _protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[str]) -> D
     else:
         data, hyp, data_file = o.data or task.default_data or task.builtin_data_name, None, None
     nc = _dataset_nc(o)
-    models = {n: describe_model(c, o.task, nc, o.freeze) for n, c in zip(names, cfgs)}
+    models = {n: describe_model(c, o.task, nc, o.freeze, o.pretrained) for n, c in zip(names, cfgs)}
     devices = sorted({str(select_device(d)) for d in (str(o.device).split(",") if o.device else [""])})
     values = {**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}
     return build_protocol(values, data, data_file, hyp, models, devices)
