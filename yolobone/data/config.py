@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from yolobone.data.errors import DatasetError
 from yolobone.data.media import IMG_FORMATS, is_image
+from yolobone.utils.paths import find_config
 from yolobone.utils.yaml_io import load_yaml
 
 PathLike = Union[str, os.PathLike]
@@ -52,7 +53,7 @@ def _source(data: Union[PathLike, Dict[str, Any]]) -> Tuple[Dict[str, Any], str,
     if isinstance(data, dict):
         cfg, where, base = dict(data), "data dict", Path.cwd()
     elif isinstance(data, (str, os.PathLike)):
-        p = Path(data)
+        p = find_config(data)
         if str(data) in BUILTIN_DETECTION and not p.exists():
             p = ensure_builtin_dataset(str(data))
         cfg, where, base = _load_yaml(p), str(p), p.resolve().parent
@@ -195,7 +196,7 @@ def check_cls_dataset(data: PathLike) -> Dict[str, Any]:
     the bare built-in name. Returns {'path', 'train', 'val', 'names', 'nc'} with class names from train/'s folders."""
     from yolobone.data.synthetic import BUILTIN_CLASSIFICATION, ensure_builtin_classification_dataset
 
-    p = Path(data)
+    p = find_config(data)
     if str(data) in BUILTIN_CLASSIFICATION and not p.exists():
         p = ensure_builtin_classification_dataset(str(data))
     elif p.suffix in (".yaml", ".yml"):
