@@ -38,6 +38,10 @@ def model_from_checkpoint(ckpt: Dict[str, Any], source: str = "<checkpoint>", ke
     if names:
         model.names = list(names.values()) if isinstance(names, dict) else list(names)
     model.task = ckpt.get("task", "detect")
+    stride = ckpt.get("stride")  # written by the model's own framework (YOLOv5): ours must measure the same
+    if stride is not None and [float(s) for s in stride] != [float(s) for s in getattr(model, "stride", [])]:
+        raise CheckpointError(f"{source}: the model built from its YAML has strides "
+                              f"{[int(s) for s in model.stride]}, the checkpoint says {[int(s) for s in stride]}")
     for m in model.modules():  # grids cached during the build belong to the pre-load anchors
         if hasattr(m, "reset_grids"):
             m.reset_grids()

@@ -3,6 +3,11 @@
     backbone resnet50: 320/320 tensors from IMAGENET1K_V2 (file ~/.cache/torch/hub/checkpoints/resnet50-11ad3fa6.pth);
     neck + head: 0/151, random init
 
+and with `--weights yolov5s.pt` (another backbone: its neck and head rows renumbered, models/transfer.py):
+
+    backbone resnet50: 320/320 tensors from IMAGENET1K_V2 (file ...); neck + head: 145/151 tensors from checkpoint
+    yolov5s.pt, 6 random init (model.29.m.0, model.29.m.1, model.29.m.2)
+
 Backbone blocks that load pretrained weights leave a `loaded_weights` record (yolobone/models/backbones/pretrained.py) on the
 module that holds them; a checkpoint transfer (`train.py --weights`) passes its keys as `sources`, which win.
 """
@@ -44,6 +49,13 @@ def weights_report(model: nn.Module, sources: Optional[Dict[str, str]] = None) -
         if not parts:
             parts = [f"0/{len(keys)}, random init"]
         elif loaded < len(keys):
-            parts.append(f"{len(keys) - loaded} random init")
+            parts.append(f"{len(keys) - loaded} random init ({_modules_of([k for k in keys if k not in origins])})")
         lines.append(f"{title}: {', '.join(parts)}")
     return "; ".join(lines)
+
+
+def _modules_of(keys: List[str], shown: int = 3) -> str:
+    """The modules that hold `keys` (state-dict names without the tensor name), the first `shown` of them."""
+    modules = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in keys))
+    more = f" and {len(modules) - shown} more" if len(modules) > shown else ""
+    return ", ".join(modules[:shown]) + more
