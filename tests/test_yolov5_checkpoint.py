@@ -191,3 +191,53 @@ def test_resume_refuses_a_yolov5_file(v5_file, tmp_path, capsys):
     assert main(["--resume", str(v5_file), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "yolov5 checkpoint holds no yolobone training state" in err[0], err
+
+
+BACKBONE = """# P3-P5 with the tiny yolov5n's channels (32, 64, 128), so every neck tensor of the checkpoint fits
+width_multiple: 1.0
+depth_multiple: 1.0
+backbone:
+  - [-1, 1, Conv, [16, 3, 2]]   # 0-P1/2
+  - [-1, 1, Conv, [32, 3, 2]]   # 1-P2/4
+  - [-1, 1, Conv, [32, 3, 2]]   # 2-P3/8
+  - [-1, 1, Conv, [32, 1, 1]]   # 3: P3 is the last row at stride 8
+  - [-1, 1, Conv, [64, 3, 2]]   # 4-P4/16
+  - [-1, 1, Conv, [128, 3, 2]]  # 5-P5/32
+"""
+
+
+def test_transfer_into_a_swapped_backbone_renumbers_neck_rows(ours, v5_file, tmp_path, log_lines):
+    """--cfg yolov5n --backbone other --weights yolov5.pt: YOLOv5 rows 9 (SPPF) .. 24 (Detect) land on rows
+    6 .. 21 of the composed model, and the report names the file per section."""
+    from yolobone.engine.detect.options import DetectOptions
+    from yolobone.engine.detect.task import transfer_detection_weights
+
+    cfg, bb = tmp_path / "tiny.yaml", tmp_path / "six.yaml"
+    cfg.write_text(yaml.safe_dump(_tiny_cfg(), sort_keys=False))
+    bb.write_text(BACKBONE)
+    opt = DetectOptions(cfg=str(cfg), backbone=str(bb), weights=str(v5_file))
+    model = transfer_detection_weights(opt, nc=len(NAMES), anchors=None)
+    source = load_checkpoint(v5_file)["model"]
+    state = model.state_dict()
+    neck = [k for k in state if int(k.split(".")[1]) >= 6]
+    moved = [k for k in neck if "anchors" not in k]  # anchors come from --cfg, as in YOLOv5's train.py
+    for k in moved:
+        row, rest = k.split(".", 2)[1:]
+        assert torch.equal(state[k], source[f"model.{int(row) + 3}.{rest}"]), k
+    n_back = len(state) - len(neck)
+    text = "\n".join(log_lines)
+    assert f"backbone six: 0/{n_back}, random init; neck + head: {len(moved)}/{len(neck)} tensors from checkpoint " \
+           f"{v5_file}, 1 random init (model.21)" in text, text
+    assert not any(torch.equal(state["model.0.conv.weight"], v) for v in source.values()
+                   if v.shape == state["model.0.conv.weight"].shape)  # its own backbone is not YOLOv5's
+
+
+def test_transfer_reports_tensors_that_do_not_fit(v5_file, tmp_path, log_lines):
+    """Another class count: the Detect output convs start random and are named."""
+    from yolobone.engine.detect.options import DetectOptions
+    from yolobone.engine.detect.task import transfer_detection_weights
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(_tiny_cfg(), sort_keys=False))
+    transfer_detection_weights(DetectOptions(cfg=str(cfg), weights=str(v5_file)), nc=2, anchors=None)
+    assert "7 random init (model.24, model.24.m.0, model.24.m.1 and 1 more)" in "\n".join(log_lines)
