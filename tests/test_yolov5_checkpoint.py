@@ -15,7 +15,7 @@ import sys
 import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
 import pytest
 import torch
@@ -71,12 +71,17 @@ def _as_yolov5(model: nn.Module, prefix: str, made: Dict[str, type]) -> nn.Modul
     return m
 
 
-def write_yolov5_checkpoint(model: nn.Module, cfg: Dict, path: Path, prefix: str = "models", **extra) -> Path:
-    """A file laid out as YOLOv5 v7.0's train.py writes it (stripped: ema None, model in fp16)."""
+def write_yolov5_checkpoint(model: nn.Module, cfg: Optional[Dict], path: Path, prefix: str = "models",
+                            **extra) -> Path:
+    """A file laid out as YOLOv5 v7.0's train.py writes it (stripped: ema None, model in fp16). cfg None: a
+    classification model, which YOLOv5 keeps without its YAML dict or strides."""
     with _yolov5_modules(prefix) as made:
         m = _as_yolov5(model, prefix, made)
-        m.yaml, m.names, m.nc = copy.deepcopy(cfg), dict(NAMES), len(NAMES)
-        m.stride = model.stride.clone()
+        m.names, m.nc = dict(NAMES), len(NAMES)
+        if cfg is None:
+            del m.yaml
+        else:
+            m.yaml, m.stride = copy.deepcopy(cfg), model.stride.clone()
         ckpt = {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None,
                 "opt": {"weights": "", "imgsz": 64, "save_dir": "runs/train/exp"}, "date": "2026-01-01T00:00:00",
                 **extra}
@@ -173,6 +178,27 @@ def test_reduce_of_an_allowed_class_builds_only_a_record(tmp_path):
         load_checkpoint(tmp_path / "odd.pt")
 
 
+def test_classification_checkpoint_rows_read_back_from_its_layers(tmp_path):
+    """YOLOv5's ClassificationModel keeps no YAML: the rows come from the layer records, and the model built from
+    them gives the same logits."""
+    from yolobone.models.classification import ClassificationModel
+
+    torch.manual_seed(0)
+    ours = ClassificationModel("configs/cls/yolov5n-cls.yaml", nc=len(NAMES)).eval()
+    path = write_yolov5_checkpoint(ours, None, tmp_path / "cls.pt")
+    ckpt = load_checkpoint(path)
+    assert ckpt["task"] == "classify" and ckpt["nc"] == len(NAMES) and ckpt["names"] == list(NAMES.values())
+    rows = ckpt["model_yaml"]["backbone"] + ckpt["model_yaml"]["head"]
+    assert rows[:3] == [[-1, 1, "Conv", [16, 6, 2, 2]], [-1, 1, "Conv", [32, 3, 2, 1]], [-1, 1, "C3", [32, True]]]
+    assert rows[-1] == [-1, 1, "Classify", ["nc"]] and len(rows) == len(ours.model)
+    model = model_from_checkpoint(ckpt, str(path)).eval()
+    reference = copy.deepcopy(ours).half().float().eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = model(x), reference(x)
+    assert a.shape == (2, len(NAMES)) and torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+
+
 def test_yolov5_file_in_val_detect_export(v5_file, tmp_path):
     from yolobone.data.synthetic import make_detection_dataset
 
@@ -241,3 +267,17 @@ def test_transfer_reports_tensors_that_do_not_fit(v5_file, tmp_path, log_lines):
     cfg.write_text(yaml.safe_dump(_tiny_cfg(), sort_keys=False))
     transfer_detection_weights(DetectOptions(cfg=str(cfg), weights=str(v5_file)), nc=2, anchors=None)
     assert "7 random init (model.24, model.24.m.0, model.24.m.1 and 1 more)" in "\n".join(log_lines)
+
+
+def test_convert_once_to_a_weights_only_checkpoint(ours, v5_file, tmp_path, capsys):
+    from yolobone.cli import main
+    out = tmp_path / "ours.pt"
+    assert main(["convert", str(v5_file), "-o", str(out)]) == 0
+    assert f"-> {out}: {len(ours.state_dict())} tensors, {len(NAMES)} classes" in capsys.readouterr().out
+    plain = torch.load(out, map_location="cpu", weights_only=True)  # no allow-list needed any more
+    assert plain["converted_from"] == {"format": "yolov5", "file": "best.pt"} and "source_format" not in plain
+    direct = load_checkpoint(v5_file)
+    assert all(torch.equal(plain["model"][k], v) for k, v in direct["model"].items())
+    assert main(["convert", str(out)]) == 2  # already ours
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already a yolobone checkpoint" in err[0], err

@@ -1,5 +1,5 @@
 """The command line: `yolobone train|val|detect|export|compare ARGS`, the same commands as the top-level scripts
-(`python train.py ARGS`), with YOLOv5's flags."""
+(`python train.py ARGS`), with YOLOv5's flags; and `yolobone convert yolov5s.pt` (YOLOv5 checkpoint -> ours)."""
 from __future__ import annotations
 
 import importlib
@@ -12,6 +12,7 @@ COMMANDS = {
     "detect": "run inference on images, videos, folders or streams",
     "export": "export a checkpoint to ONNX, OpenVINO or TorchScript",
     "compare": "train, validate and profile several configs (backbones) under one protocol",
+    "convert": "convert a YOLOv5 v7.0 checkpoint once to a weights-only yolobone checkpoint",
 }
 
 

@@ -14,7 +14,8 @@ import torch
 from yolobone.utils.errors import first_line
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
-from yolobone.utils.yolov5_checkpoint import ForeignCheckpointError, is_yolov5_checkpoint, load_yolov5_checkpoint
+from yolobone.utils.yolov5_checkpoint import ForeignCheckpointError, is_yolov5_checkpoint
+from yolobone.utils.yolov5_convert import load_yolov5_checkpoint
 
 CHECKPOINT_VERSION = 1
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip archive; the legacy pickle format
@@ -98,6 +99,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[
             ckpt = load_yolov5_checkpoint(path)
         except ForeignCheckpointError as foreign:
             raise CheckpointError(str(foreign)) from None
+        LOGGER.info(f"{path}: YOLOv5 checkpoint read as data, none of its code run ('yolobone convert {path}' "
+                    f"writes it once as a weights-only checkpoint)")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_yaml" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: expected a checkpoint with 'model' and 'model_yaml' entries, found {keys}")

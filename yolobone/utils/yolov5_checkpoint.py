@@ -6,7 +6,7 @@ weights-only unpickler, where each of those names is allow-listed as an inert `R
 attributes and nothing else: the named classes are never imported or called, tensors are rebuilt only by torch's
 own rebuild functions, and any other global (os.system, builtins.eval, subprocess.Popen, ...) stops the load with a
 one-line error naming it. From the records come the state dict (fp16 -> fp32), the model's `yaml` dict, `names`,
-`stride` and the anchors, in the form of our own checkpoints (utils/checkpoint.py).
+`stride` and the anchors, in the form of our own checkpoints (utils/yolov5_convert.py).
 """
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import functools
 import os
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 import torch
 import torch.nn as nn
 
-SOURCE_FORMAT = "yolov5"  # the "source_format" entry of a converted checkpoint
 PREFIXES = ("models.", "yolov5.models.")  # the GitHub checkout's module path, the pip package's
 YOLOV5_CLASSES = {
     "yolo": ("DetectionModel", "Model", "Detect", "ClassificationModel", "BaseModel"),
@@ -30,8 +29,13 @@ YOLOV5_CLASSES = {
 }
 # Plain data some YOLOv5 checkpoints carry beside the model (a numpy best_fitness in an unfinished run's last.pt,
 # an argparse Namespace in older ones): kept as records, never used.
+# The inference transforms YOLOv5's classify/train.py attaches to its model (model.transforms), likewise.
 INERT_DATA = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
-              "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "argparse.Namespace")
+              "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "argparse.Namespace",
+              *(f"torchvision.transforms.transforms.{c}" for c in ("Compose", "Normalize", "Resize", "CenterCrop",
+                                                                     "ToTensor")),
+              "torchvision.transforms.functional.InterpolationMode",
+              *(f"{p}utils.augmentations.{c}" for p in ("", "yolov5.") for c in ("CenterCrop", "ToTensor", "LetterBox")))
 PATH_CLASSES = ("pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePosixPath", "pathlib.PureWindowsPath")
 
 
@@ -151,60 +155,3 @@ def module_tensors(record: Record, where: str, prefix: str = "", depth: int = 0)
     return out
 
 
-def _names(model: Record, nc: int) -> List[str]:
-    names = model.state.get("names")
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    if not isinstance(names, (list, tuple)) or len(names) != nc:
-        return [str(i) for i in range(nc)]
-    return [str(n) for n in names]
-
-
-def _model_record(ckpt: Any, where: str) -> Record:
-    """ckpt['ema'] when present (what YOLOv5's detect.py and val.py run), else ckpt['model']."""
-    if isinstance(ckpt, Record):  # torch.save(model) itself
-        return ckpt
-    if not isinstance(ckpt, dict):
-        raise ForeignCheckpointError(f"{where}: expected a YOLOv5 checkpoint dict, found {type(ckpt).__name__}")
-    model = ckpt.get("ema") or ckpt.get("model")
-    if not isinstance(model, Record):
-        raise ForeignCheckpointError(f"{where}: no YOLOv5 model under 'ema' or 'model' (keys {sorted(ckpt)[:8]})")
-    return model
-
-
-def _head_record(model: Record) -> Optional[Record]:
-    layers = (model.state.get("_modules") or {}).get("model")
-    last = list((layers.state.get("_modules") or {}).values())[-1] if isinstance(layers, Record) else None
-    return last if isinstance(last, Record) else None
-
-
-def convert_records(ckpt: Any, where: str) -> Dict[str, Any]:
-    """Our checkpoint dict (model, model_yaml, names, nc, task, stride) from a YOLOv5 checkpoint's records."""
-    model = _model_record(ckpt, where)
-    kind = model.qualname.rsplit(".", 1)[1]
-    state = module_tensors(model, where)
-    cfg, task = model.state.get("yaml"), "detect"
-    if not isinstance(cfg, dict) or "backbone" not in cfg or "head" not in cfg:
-        raise ForeignCheckpointError(f"{where}: the YOLOv5 {kind} holds no model YAML dict with backbone and head")
-    nc = int(model.state.get("nc") or cfg.get("nc") or 0)
-    stride = model.state.get("stride")
-    out = {"model": state, "model_yaml": {**cfg, "nc": nc}, "nc": nc, "names": _names(model, nc), "task": task,
-           "epoch": -1, "source_format": SOURCE_FORMAT,
-           "stride": [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else None}
-    head = _head_record(model)
-    if task == "detect" and head is not None and isinstance((head.state.get("_buffers") or {}).get("anchors"),
-                                                            torch.Tensor):
-        out["anchors"] = head.state["_buffers"]["anchors"].float()  # (levels, anchors, 2) in stride units
-    opt = ckpt.get("opt") if isinstance(ckpt, dict) else None
-    if isinstance(opt, dict):
-        out["yolov5_opt"] = {k: v for k, v in opt.items() if isinstance(v, (str, int, float, bool, type(None)))}
-    return out
-
-
-def load_yolov5_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
-    """A YOLOv5 v7.0 checkpoint file as our checkpoint dict, read without running anything it names."""
-    return convert_records(read_records(path), str(path))
-
-
-__all__ = ["ForeignCheckpointError", "Record", "allowed_globals", "convert_records", "is_yolov5_checkpoint",
-           "load_yolov5_checkpoint", "module_tensors", "names_yolov5_classes"]
