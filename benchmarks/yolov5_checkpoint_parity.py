@@ -6,8 +6,9 @@
 
 YOLOv5 runs in its reference venv (../shared/yolov5-ref/setup.sh); ours reads the same file through its restricted
 unpickler (yolobone/utils/yolov5_checkpoint.py). Data: the built-in shapes set (YOLOv5 gets its own label copies,
-so neither side reads the other's label cache). Val: conf 0.001, IoU 0.6, batch 32 on both sides. Detect: conf
-0.25, IoU 0.45 on --detect-images non-square PNG crops of val images (so the letterbox pads), compared box by box
+so neither side reads the other's label cache). Val: conf 0.001, IoU 0.6, batch 32 on both sides; each val.py's own mAP (ours is COCOeval's, YOLOv5's integrates
+differently, README "Validation"), then both sides' --save-json detections scored by pycocotools. Detect: conf
+--detect-conf (0.25, YOLOv5's default), IoU 0.45 on --detect-images non-square PNG crops of val images (so the letterbox pads), compared box by box
 from both sides' --save-txt --save-conf files. Prints both mAP50-95 figures and the detect comparison.
 """
 from __future__ import annotations
@@ -31,12 +32,13 @@ REF_VAL = """
 import json
 from yolov5 import val
 r = val.run(data={data!r}, weights={weights!r}, imgsz={img}, batch_size=32, conf_thres=0.001, iou_thres=0.6,
-            device='cpu', workers={workers}, project={project!r}, name='yolov5_val', exist_ok=True, plots=False)
+            device='cpu', workers={workers}, project={project!r}, name='yolov5_val', exist_ok=True, plots=False,
+            save_json=True)
 print({mark!r} + json.dumps({{'map50': float(r[0][2]), 'map50_95': float(r[0][3])}}))
 """
 REF_DETECT = """
 from yolov5 import detect
-detect.run(weights={weights!r}, source={source!r}, imgsz=({img}, {img}), conf_thres=0.25, iou_thres=0.45,
+detect.run(weights={weights!r}, source={source!r}, imgsz=({img}, {img}), conf_thres={conf}, iou_thres=0.45,
            device='cpu', save_txt=True, save_conf=True, nosave=True, project={project!r}, name='yolov5_detect',
            exist_ok=True)
 """
@@ -99,9 +101,19 @@ def compare_boxes(ours: Dict[str, np.ndarray], ref: Dict[str, np.ndarray], stems
         if len(a):
             d_xywh = max(d_xywh, float(np.abs(a[:, 1:5] - b[:, 1:5]).max()))
             d_conf = max(d_conf, float(np.abs(a[:, 5] - b[:, 5]).max()))
-    line = (f"detect: {len(stems)} images, ours {n_ours} boxes, YOLOv5 {n_ref} boxes; same count and classes per "
+    line = (f"detect (IoU 0.45): {len(stems)} images, ours {n_ours} boxes, YOLOv5 {n_ref} boxes; same count and classes per "
             f"image: {'yes' if same else 'NO'}; max |diff| xywh {d_xywh:.2e} (normalised), conf {d_conf:.2e}")
     return line, same and d_xywh < 1e-3 and d_conf < 1e-3
+
+
+def same_metric(report, ref_json: Path) -> str:
+    """Both sides' --save-json detections scored by one metric (pycocotools against the same ground truth): the
+    difference left is in the detections, not in how each val.py integrates AP."""
+    from yolobone.engine.detect.coco_eval import evaluate_json_files
+    theirs = evaluate_json_files(report.gt_json_path, ref_json)
+    ours = report.coco_stats
+    return (f"pycocotools on each side's detections: mAP50-95 ours {ours[0]:.4f}, YOLOv5 {theirs[0]:.4f}, "
+            f"|diff| {abs(ours[0] - theirs[0]):.4f}; mAP50 ours {ours[1]:.4f}, YOLOv5 {theirs[1]:.4f}")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -116,22 +128,25 @@ def run(a: argparse.Namespace) -> int:
     ref = json.loads(ref_python(REF_VAL.format(data=str(v5_data), weights=str(weights), img=a.img, workers=a.workers,
                                                project=str(work), mark=MARK), a.ref_setup, work)
                      .split(MARK)[-1].splitlines()[0])
-    mine = run_val(ValConfig(weights=weights, data=data, imgsz=a.img, batch_size=32, device="cpu",
-                             workers=a.workers, project=work, name="ours_val", exist_ok=True, plots=False,
-                             compile="off")).result
+    report = run_val(ValConfig(weights=weights, data=data, imgsz=a.img, batch_size=32, device="cpu",
+                               workers=a.workers, project=work, name="ours_val", exist_ok=True, plots=False,
+                               compile="off", save_json=True, coco_eval=True))
+    mine = report.result
     gap = abs(mine.map50_95 - ref["map50_95"])
     print(f"weights: {weights} (written by YOLOv5 v7.0's train.py)")
-    print(f"val mAP50-95: ours {mine.map50_95:.4f}, YOLOv5 {ref['map50_95']:.4f}, |diff| {gap:.4f} "
+    print(f"val.py mAP50-95: ours {mine.map50_95:.4f}, YOLOv5 {ref['map50_95']:.4f}, |diff| {gap:.4f} "
           f"(target <= 0.002); mAP50: ours {mine.map50:.4f}, YOLOv5 {ref['map50']:.4f}")
+    print(same_metric(report, work / "yolov5_val" / f"{weights.stem}_predictions.json"))
     source = crops(Path(data).parent / "images" / "val", work / "detect_images", a.detect_images)
-    ref_python(REF_DETECT.format(weights=str(weights), source=str(source), img=a.img, project=str(work)),
-               a.ref_setup, work)
-    run_detect(DetectConfig(weights=weights, source=source, imgsz=a.img, device="cpu", save_txt=True, save_conf=True,
-                            nosave=True, project=work, name="ours_detect", exist_ok=True, compile="off"))
+    ref_python(REF_DETECT.format(weights=str(weights), source=str(source), img=a.img, project=str(work),
+                                 conf=a.detect_conf), a.ref_setup, work)
+    run_detect(DetectConfig(weights=weights, source=source, imgsz=a.img, conf_thres=a.detect_conf, device="cpu",
+                            save_txt=True, save_conf=True, nosave=True, project=work, name="ours_detect",
+                            exist_ok=True, compile="off"))
     stems = sorted(p.stem for p in source.glob("*.png"))
     line, boxes_ok = compare_boxes(read_labels(work / "ours_detect" / "labels"),
                                    read_labels(work / "yolov5_detect" / "labels"), stems)
-    print(line)
+    print(f"{line}; conf {a.detect_conf}")
     return 0 if gap <= 0.002 and boxes_ok else 1
 
 
@@ -143,6 +158,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--detect-images", type=int, default=8)
+    p.add_argument("--detect-conf", type=float, default=0.25,
+                   help="detect.py confidence threshold on both sides (lower it for a barely trained model)")
     p.add_argument("--workdir", default="runs/yolov5_parity")
     p.add_argument("--ref-setup", type=Path, default=REF_SETUP, help="YOLOv5 reference venv setup script")
     return run(p.parse_args())

@@ -41,14 +41,17 @@ def _tiny_cfg() -> Dict:
 
 @contextmanager
 def _yolov5_modules(prefix: str) -> Iterator[Dict[str, type]]:
-    """Stand-in classes named as YOLOv5's, importable (for pickle) only inside the block."""
-    made: Dict[str, type] = {}
+    """Stand-in classes named as YOLOv5's, importable (for pickle) only inside the outermost block."""
     names = [prefix, f"{prefix}.yolo", f"{prefix}.common"] if prefix == "models" else \
         ["yolov5", "yolov5.models", "yolov5.models.yolo", "yolov5.models.common"]
+    if hasattr(sys.modules.get(prefix), "stand_ins"):  # nested: the same modules and classes
+        yield sys.modules[prefix].stand_ins
+        return
     for name in names:
         sys.modules[name] = types.ModuleType(name)
+    sys.modules[prefix].stand_ins = {}
     try:
-        yield made
+        yield sys.modules[prefix].stand_ins
     finally:
         for name in names:
             sys.modules.pop(name, None)
@@ -83,8 +86,8 @@ def write_yolov5_checkpoint(model: nn.Module, cfg: Optional[Dict], path: Path, p
         else:
             m.yaml, m.stride = copy.deepcopy(cfg), model.stride.clone()
         ckpt = {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None,
-                "opt": {"weights": "", "imgsz": 64, "save_dir": "runs/train/exp"}, "date": "2026-01-01T00:00:00",
-                **extra}
+                "opt": {"weights": "", "imgsz": 64, "save_dir": "runs/train/exp"}, "date": "2026-01-01T00:00:00"}
+        ckpt.update(extra)
         torch.save(ckpt, path)
     return path
 
@@ -121,6 +124,27 @@ def test_reads_tensors_names_stride_anchors(ours, tmp_path, prefix):
     assert ckpt["stride"] == [8.0, 16.0, 32.0] and ckpt["source_format"] == "yolov5"
     assert torch.equal(ckpt["anchors"], expected["model.24.anchors"])
     assert ckpt["model_yaml"]["head"] == _tiny_cfg()["head"]
+
+
+def test_unfinished_run_prefers_ema_and_skips_training_state(ours, tmp_path):
+    """A last.pt of a run in progress: 'ema' beside 'model', a numpy best_fitness and optimizer state. The EMA is
+    what YOLOv5's val.py and detect.py run, so it is what is read; the rest loads as inert data."""
+    import numpy as np
+
+    ema = copy.deepcopy(ours)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.mul_(0.5)
+    with _yolov5_modules("models") as made:
+        ema_v5 = _as_yolov5(ema, "models", made)
+        ema_v5.yaml, ema_v5.names, ema_v5.nc, ema_v5.stride = _tiny_cfg(), dict(NAMES), len(NAMES), ours.stride
+        optimizer = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+        path = write_yolov5_checkpoint(ours, _tiny_cfg(), tmp_path / "last.pt", epoch=3, ema=ema_v5, updates=96,
+                                       best_fitness=np.array([0.25]), optimizer=optimizer.state_dict())
+    ckpt = load_checkpoint(path)
+    key = "model.0.conv.weight"
+    assert torch.equal(ckpt["model"][key], ema.state_dict()[key].half().float())
+    assert not torch.equal(ckpt["model"][key], ours.state_dict()[key].half().float())
 
 
 def test_model_from_its_yaml_gives_the_same_outputs(ours, v5_file):
