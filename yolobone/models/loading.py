@@ -69,7 +69,8 @@ def convert_checkpoint(src: Union[str, os.PathLike], dst: Union[str, os.PathLike
     ckpt = load_checkpoint(src)
     source_format = ckpt.pop("source_format", None)
     if source_format is None:
-        raise CheckpointError(f"{src}: already a yolobone checkpoint (loads with weights_only=True); nothing to convert")
+        raise CheckpointError(f"{src}: already a yolobone checkpoint (loads with weights_only=True); "
+                              f"nothing to convert")
     model_from_checkpoint(ckpt, str(src))
     dst = Path(dst) if dst else src.with_name(f"{src.stem}-yolobone.pt")
     if dst.resolve() == src.resolve():

@@ -35,7 +35,8 @@ INERT_DATA = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._rec
               *(f"torchvision.transforms.transforms.{c}" for c in ("Compose", "Normalize", "Resize", "CenterCrop",
                                                                      "ToTensor")),
               "torchvision.transforms.functional.InterpolationMode",
-              *(f"{p}utils.augmentations.{c}" for p in ("", "yolov5.") for c in ("CenterCrop", "ToTensor", "LetterBox")))
+              *(f"{p}utils.augmentations.{c}" for p in ("", "yolov5.")
+                for c in ("CenterCrop", "ToTensor", "LetterBox")))
 PATH_CLASSES = ("pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePosixPath", "pathlib.PureWindowsPath")
 
 
