@@ -221,6 +221,13 @@ def test_classification_checkpoint_rows_read_back_from_its_layers(tmp_path):
     with torch.no_grad():
         a, b = model(x), reference(x)
     assert a.shape == (2, len(NAMES)) and torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+    from yolobone.cli import val
+    from yolobone.data.synthetic import make_classification_dataset
+    root = make_classification_dataset(tmp_path / "cls", n_train_per_class=1, n_val_per_class=2, imgsz=32,
+                                       verbose=False)
+    assert len([d for d in (root / "val").iterdir() if d.is_dir()]) == len(NAMES)
+    assert val.main(["--task", "classify", "--weights", str(path), "--data", str(root), "--imgsz", "64",
+                     "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "val")]) == 0
 
 
 def test_yolov5_file_in_val_detect_export(v5_file, tmp_path):
