@@ -1,5 +1,5 @@
-"""The command line: `yolobone train|val|detect|export|compare|dataset ARGS`, the same commands as the top-level scripts
-(`python train.py ARGS`), with YOLOv5's flags."""
+"""The command line: `yolobone train|val|detect|export|compare|dataset ARGS`, the same commands as the top-level
+scripts (`python train.py ARGS`), with YOLOv5's flags; and `yolobone convert yolov5s.pt` (YOLOv5 checkpoint -> ours)."""
 from __future__ import annotations
 
 import importlib
@@ -13,6 +13,7 @@ COMMANDS = {
     "export": "export a checkpoint to ONNX, OpenVINO or TorchScript",
     "compare": "train, validate and profile several configs (backbones) under one protocol",
     "dataset": "convert a set between YOLO txt, COCO JSON and VOC XML, or report what it holds",
+    "convert": "convert a YOLOv5 v7.0 checkpoint once to a weights-only yolobone checkpoint",
 }
 
 

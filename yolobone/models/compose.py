@@ -144,14 +144,21 @@ def backbone_levels(backbone: Union[str, Path, BackboneFile]) -> Dict[int, int]:
     return levels_from_strides(_measured_strides(json.dumps({"backbone": bb.rows, "head": []}, sort_keys=True)))
 
 
-def neck_rows(spec: ModelSpec) -> Tuple[List[Any], List[Optional[int]], List[str]]:
-    """The head of a model YAML in level form: (rows, YAML line of each, file of each). Trailing SPPF/SPP rows of
-    its backbone come first (see the module docstring)."""
-    bb, head = list(spec.data["backbone"] or []), list(spec.data["head"] or [])
+def neck_start(spec: ModelSpec) -> int:
+    """Index of the first row that belongs to the neck: the backbone rows without their trailing SPPF/SPP."""
+    bb = list(spec.data["backbone"] or [])
     kept = len(bb)
     while kept and isinstance(bb[kept - 1], list) and len(bb[kept - 1]) > 2 and \
             bb[kept - 1][2] in CARRIED_TO_NECK and bb[kept - 1][0] == -1:
         kept -= 1
+    return kept
+
+
+def neck_rows(spec: ModelSpec) -> Tuple[List[Any], List[Optional[int]], List[str]]:
+    """The head of a model YAML in level form: (rows, YAML line of each, file of each). Trailing SPPF/SPP rows of
+    its backbone come first (see the module docstring)."""
+    bb, head = list(spec.data["backbone"] or []), list(spec.data["head"] or [])
+    kept = neck_start(spec)
     rows = copy.deepcopy(bb[kept:] + head)
     strides: Optional[List[Optional[int]]] = None
     levels: Dict[int, int] = {}

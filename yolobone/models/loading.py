@@ -1,14 +1,16 @@
-"""Rebuild a model from a checkpoint written by utils.checkpoint (YAML + state dict, no pickled modules)."""
+"""Rebuild a model from a checkpoint written by utils.checkpoint (YAML + state dict, no pickled modules), and
+convert a YOLOv5 v7.0 checkpoint to that form once (`yolobone convert`)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Dict, Union
 
 import torch
 
 from yolobone.models.base import YAMLModel
 from yolobone.models.registry import ModelConfigError
-from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
+from yolobone.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def model_from_checkpoint(ckpt: Dict[str, Any], source: str = "<checkpoint>", key: str = "model") -> YAMLModel:
@@ -38,6 +40,10 @@ def model_from_checkpoint(ckpt: Dict[str, Any], source: str = "<checkpoint>", ke
     if names:
         model.names = list(names.values()) if isinstance(names, dict) else list(names)
     model.task = ckpt.get("task", "detect")
+    stride = ckpt.get("stride")  # written by the model's own framework (YOLOv5): ours must measure the same
+    if stride is not None and [float(s) for s in stride] != [float(s) for s in getattr(model, "stride", [])]:
+        raise CheckpointError(f"{source}: the model built from its YAML has strides "
+                              f"{[int(s) for s in model.stride]}, the checkpoint says {[int(s) for s in stride]}")
     for m in model.modules():  # grids cached during the build belong to the pre-load anchors
         if hasattr(m, "reset_grids"):
             m.reset_grids()
@@ -53,3 +59,21 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
     if fuse:
         model.fuse()
     return model.eval() if eval else model
+
+
+def convert_checkpoint(src: Union[str, os.PathLike], dst: Union[str, os.PathLike, None] = None) -> Path:
+    """Write a YOLOv5 v7.0 checkpoint once as ours (state dict + YAML, weights_only-loadable): dst defaults to
+    `<stem>-yolobone.pt` beside src. The model is built from the file's YAML first, so a file that does not fit
+    is refused before anything is written."""
+    src = Path(src)
+    ckpt = load_checkpoint(src)
+    source_format = ckpt.pop("source_format", None)
+    if source_format is None:
+        raise CheckpointError(f"{src}: already a yolobone checkpoint (loads with weights_only=True); "
+                              f"nothing to convert")
+    model_from_checkpoint(ckpt, str(src))
+    dst = Path(dst) if dst else src.with_name(f"{src.stem}-yolobone.pt")
+    if dst.resolve() == src.resolve():
+        raise CheckpointError(f"{dst}: the output would replace the {source_format} file it is converted from")
+    ckpt["converted_from"] = {"format": source_format, "file": src.name}
+    return save_checkpoint(ckpt, dst, step="convert")

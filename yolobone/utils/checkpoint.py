@@ -14,6 +14,8 @@ import torch
 from yolobone.utils.errors import first_line, YoloboneError
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.yolov5_checkpoint import ForeignCheckpointError, is_yolov5_checkpoint
+from yolobone.utils.yolov5_convert import load_yolov5_checkpoint
 
 CHECKPOINT_VERSION = 1
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip archive; the legacy pickle format
@@ -78,7 +80,8 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> List[Path]:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint written by save_checkpoint; any failure becomes a one-line CheckpointError."""
+    """Load a checkpoint written by save_checkpoint, or a YOLOv5 v7.0 one converted to that form (its
+    "source_format" entry says so); any failure becomes a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -90,7 +93,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(e)})") from None
+        if not is_yolov5_checkpoint(path):
+            raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(e)})") from None
+        try:  # a pickled YOLOv5 model: read as inert records (utils/yolov5_checkpoint.py), converted to ours
+            ckpt = load_yolov5_checkpoint(path)
+        except ForeignCheckpointError as foreign:
+            raise CheckpointError(str(foreign)) from None
+        LOGGER.info(f"{path}: YOLOv5 checkpoint read as data, none of its code run ('yolobone convert {path}' "
+                    f"writes it once as a weights-only checkpoint)")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_yaml" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: expected a checkpoint with 'model' and 'model_yaml' entries, found {keys}")

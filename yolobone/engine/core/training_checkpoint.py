@@ -86,6 +86,9 @@ def latest_checkpoint(search_dir: Path) -> Path:
 def load_resumable(path: Path, task: str = "detect") -> Dict[str, Any]:
     """A checkpoint of `task` that can be resumed (it has the training state); otherwise a one-line CheckpointError."""
     ckpt = load_checkpoint(path)
+    if ckpt.get("source_format"):
+        raise CheckpointError(f"{path}: a {ckpt['source_format']} checkpoint holds no yolobone training state to "
+                              f"resume; start a new run from it with --weights {path}")
     if ckpt.get("task", "detect") != task:
         raise CheckpointError(f"{path}: a {ckpt.get('task', 'detect')!r} checkpoint cannot resume --task {task} "
                               f"training")

@@ -24,6 +24,7 @@ from yolobone.models.compose import with_backbone
 from yolobone.models.freeze import backbone_parameters, freeze_layers
 from yolobone.models.loss import ComputeLoss
 from yolobone.models.loss_af import AnchorFreeLoss
+from yolobone.models.transfer import neck_tensors
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
@@ -72,8 +73,10 @@ def transfer_detection_weights(opt: DetectOptions, nc: int, anchors: Optional[in
     model = DetectionModel(with_backbone(opt.cfg or ckpt["model_yaml"], opt.backbone), nc=nc, anchors=anchors)
     exclude = ("anchor",) if (opt.cfg or anchors) else ()
     state = model.state_dict()
-    csd = intersect_state_dicts({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
-                                state, exclude=exclude)
+    source = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    if opt.backbone:  # another backbone: only the checkpoint's neck and head rows fit, under new row numbers
+        source = neck_tensors(source, ckpt["model_yaml"], model.yaml)
+    csd = intersect_state_dicts(source, state, exclude=exclude)
     model.load_state_dict(csd, strict=False)
     if hasattr(model.detect, "reset_grids"):  # anchor-based heads cache their anchor grids
         model.detect.reset_grids()
