@@ -42,6 +42,9 @@ def _slim(cfg: str) -> dict:
     d = copy.deepcopy(load_model_yaml(ROOT / "configs" / cfg).data)  # compositions arrive composed
     d["depth_multiple"] = min(float(d.get("depth_multiple", 1.0)), 0.33)
     d["width_multiple"] = min(float(d.get("width_multiple", 1.0)), 0.25)
+    if d.get("scales"):  # Ultralytics' scales table: slim the scale in use (its letter and channel cap kept)
+        depth, width, *cap = d["scales"][d["scale"]]
+        d["scales"] = {d["scale"]: [min(depth, 0.33), min(width, 0.25), *cap]}
     return d
 
 
