@@ -32,7 +32,7 @@ from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml")
                  if p.parent.name in ("configs", "cls"))
-OPENVINO_SUBSET = ("yolov5n.yaml", "yolov5s-shufflenetv2.yaml", "yolov5-p6.yaml", "cls/yolov5n-cls.yaml")
+OPENVINO_SUBSET = ("yolov5n.yaml", "yolov5s-shufflenetv2.yaml", "yolov5-p6.yaml", "yolo11n.yaml", "cls/yolov5n-cls.yaml")
 NC = 2
 
 
