@@ -19,6 +19,7 @@ from yolobone.engine.detect.nms import NMSInputError, non_max_suppression
 from yolobone.models import build_model, get_block, load_model
 from yolobone.models.blocks import Bottleneck
 from yolobone.models.c2f import C3k, C3k2
+from yolobone.models.freeze import freeze_layers
 from yolobone.models.heads import Detect
 from yolobone.models.heads_af import DFL, DetectAF
 from yolobone.models.parse import load_model_yaml, parse_model
@@ -154,13 +155,16 @@ def test_decode_hand_made_input() -> None:
     assert_close_scaled(y[0, 0, :4], torch.tensor([4.0, 4.0, 15.0 * 8, 15.0 * 8]))
 
 
-def test_dfl_is_the_expected_bin_and_frozen() -> None:
+def test_dfl_is_the_expected_bin_and_frozen(yolo11n) -> None:
     dfl = DFL(4)
     x = torch.randn(2, 16, 5)
     p = x.view(2, 4, 4, 5).softmax(2)
     assert_close_scaled(dfl(x), (p * torch.arange(4.0).view(1, 1, 4, 1)).sum(2))
     assert not dfl.conv.weight.requires_grad and n_params(dfl) == 4
     assert tuple(dfl(torch.randn(1, 16, 3, 2)).shape) == (1, 4, 3, 2)
+    model = copy.deepcopy(yolo11n)
+    frozen = freeze_layers(model, [])  # training unfreezes everything else, never DFL's bins
+    assert frozen == ["model.23.dfl.conv.weight"] and not model.detect.dfl.conv.weight.requires_grad
 
 
 def test_fuse_keeps_outputs(yolo11n) -> None:

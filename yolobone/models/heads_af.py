@@ -36,6 +36,8 @@ class DFL(nn.Module):
     """Expected value of each side's softmax distribution over bins 0..c1-1 (a fixed 1x1 conv, not trained):
     (B, 4 * c1, A) -> (B, 4, A), or (B, 4 * c1, H, W) -> (B, 4, H, W)."""
 
+    fixed = True  # its weight holds the bin values 0..c1-1: never trained (yolobone/models/freeze.py keeps it so)
+
     def __init__(self, c1: int = REG_MAX):
         super().__init__()
         self.c1 = c1

@@ -123,9 +123,10 @@ def registered_names() -> List[str]:
 def get_block(name: str, args: Optional[List[Any]] = None) -> BlockSpec:
     """Resolve a YAML module name (and, for names with variants, the row's raw args): a registered block or a
     whitelisted `nn.<Layer>`."""
-    for test, spec in _VARIANTS.get(name, []) if args is not None else []:
-        if test(args):
-            return spec
+    if args is not None:
+        for test, spec in _VARIANTS.get(name, ()):
+            if test(args):
+                return spec
     if name in _REGISTRY:
         return _REGISTRY[name]
     torch_spec = _torch_layer_spec(name)
