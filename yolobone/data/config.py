@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
 from yolobone.data.media import IMG_FORMATS, is_image
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.yaml_io import load_yaml
 
 PathLike = Union[str, os.PathLike]
 
 
-class DatasetError(ValueError):
+class DatasetError(YoloboneError, ValueError):
     """A data YAML or dataset that cannot be used; the message names the file and what is wrong."""
 
 

@@ -1,9 +1,10 @@
 """Model building blocks, the YAML builder and the model classes.
 
-Importing this package registers every block (explicit imports below, no star imports).
+Importing this package registers every block and the `neck:` composition files (explicit imports below, no star
+imports).
 """
 # registration side effect:
-from yolobone.models import backbones, blocks, c2f, ghost, heads, heads_af, psa, transformer  # noqa: F401
+from yolobone.models import backbones, blocks, c2f, compose, ghost, heads, heads_af, psa, transformer  # noqa: F401
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import load_model, model_from_checkpoint

@@ -15,6 +15,7 @@ import numpy as np
 
 from yolobone.utils.boxes import xywhn2xyxy
 from yolobone.engine.detect.metrics import coco_evaluate, coco_ground_truth
+from yolobone.utils.errors import YoloboneError
 
 PathLike = Union[str, os.PathLike]
 ImageId = Union[int, str]
@@ -36,7 +37,7 @@ COCO_STAT_NAMES = (
 )
 
 
-class CocoEvalError(ValueError):
+class CocoEvalError(YoloboneError, ValueError):
     """The ground truth or results JSON cannot be evaluated together (duplicate or unknown image ids)."""
 
 

@@ -23,6 +23,7 @@ from yolobone.engine.detect.coco_eval import evaluate_json_files, format_stats, 
 from yolobone.engine.detect.options import DEFAULT_DATA
 from yolobone.engine.detect.validator import TABLE_HEADER, ValResult, validate
 from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.paths import increment_path
@@ -35,7 +36,7 @@ SPEED_CONF, SPEED_IOU = 0.25, 0.45  # --task speed times NMS at deployment thres
 VAL_PAD = 0.5  # rect batch shapes get half a stride of extra padding, as in YOLOv5's val loader
 
 
-class ValRunError(ValueError):
+class ValRunError(YoloboneError, ValueError):
     """An option, checkpoint or data split that val.py cannot use; the message names the value and what is expected."""
 
 

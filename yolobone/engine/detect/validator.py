@@ -48,7 +48,8 @@ class ValResult:
     map50: float
     map50_95: float
     maps: np.ndarray
-    loss: Tuple[float, float, float]  # (box, obj, cls) mean per batch; zeros without compute_loss
+    loss: Tuple[float, float, float]  # the loss's items ((box, obj, cls) or anchor-free (box, cls, dfl)) mean per
+    # batch; zeros without compute_loss
     speed: Dict[str, float]  # ms per image: 'pre', 'inf', 'nms'
     classes: List[ClassStats]
     seen: int  # images evaluated
