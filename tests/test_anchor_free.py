@@ -264,3 +264,22 @@ def test_index_form_yaml_composes_like_the_level_form(tmp_path) -> None:
     ours = compose(CONFIGS / "yolo11n.yaml", "resnet18").data
     assert pasted["head"] == ours["head"] and pasted["backbone"] == ours["backbone"]
     assert load_model_yaml(cfg).data["scale"] == "n"
+
+
+def test_yolo11n_resnet18_trains_and_exports(tmp_path) -> None:
+    """The issue's swap end to end: `--cfg configs/yolo11n.yaml --backbone resnet18` trains (anchor-free loss) and
+    its best.pt exports to ONNX with PyTorch's outputs."""
+    from yolobone.data.synthetic import make_detection_dataset
+    from yolobone.engine.export import ExportConfig, export_model
+    from yolobone.engine.train import train
+
+    data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, max_objects=2, min_size=0.25,
+                                  max_size=0.6, verbose=False)
+    result = train({"cfg": str(CONFIGS / "yolo11n.yaml"), "backbone": "resnet18", "data": str(data), "epochs": 1,
+                    "imgsz": 64, "batch_size": 4, "device": "cpu", "workers": 0, "project": str(tmp_path),
+                    "name": "train", "noplots": True, "seed": 0})
+    model = load_model(result.best)
+    assert isinstance(model.detect, DetectAF) and model.yaml["backbone_name"] == "resnet18"
+    onnx_file = export_model(ExportConfig(weights=result.best, include=("onnx",), imgsz=64))["onnx"]
+    x = torch.rand(1, 3, 64, 64)
+    assert_close_scaled(load_backend(onnx_file, "cpu")(x), TorchBackend(model, torch.device("cpu"))(x), rel=1e-3)
