@@ -192,6 +192,32 @@ def test_nms_without_objectness() -> None:
         non_max_suppression(pred[..., :4], objectness=False)
 
 
+class _FixedAnchorFree(nn.Module):
+    """A stand-in anchor-free detector whose decoded output is fixed rows [cx, cy, w, h, class scores...]."""
+
+    anchor_free = True
+
+    def __init__(self, rows: torch.Tensor):
+        super().__init__()
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor):
+        return self.rows.expand(x.shape[0], -1, -1).clone(), []
+
+
+def test_validate_reads_anchor_free_rows_without_objectness() -> None:
+    """Column 4 is class 0's score here: read as objectness, the box would become class 0 at 0.05 x 0.95."""
+    from yolobone.engine.detect.validator import validate
+
+    rows = torch.tensor([[[32.0, 32.0, 20.0, 20.0, 0.05, 0.95]]])
+    batch = (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.tensor([[0, 1, 0.5, 0.5, 20 / 64, 20 / 64]]),
+             ["a.jpg"], [None])
+    assert validate(_FixedAnchorFree(rows), [batch], names=["a", "b"]).map50 == pytest.approx(1.0)
+    anchor_based = _FixedAnchorFree(rows)
+    anchor_based.anchor_free = False
+    assert validate(anchor_based, [batch], names=["a", "b"]).map50 == pytest.approx(0.0)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints, backends
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, yolo11n) -> Path:
