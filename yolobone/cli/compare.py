@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 from yolobone.engine.compare.options import BACKENDS, CompareOptions
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
-from yolobone.utils.cli import run_cli
+from yolobone.utils.cli import parse_bool, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every config once per seed; the table reports mean ± std (n) and tests each config "
                         "against the first")
     p.add_argument("--freeze", nargs="+", default=d.freeze, help="train.py --freeze for every config (detect)")
+    p.add_argument("--pretrained", type=parse_bool, nargs="?", const=True, default=d.pretrained,
+                   help="train.py --pretrained for every config (detect): false trains the backbones from scratch")
     p.add_argument("--jobs", type=int, default=d.jobs,
                    help="(config, seed) jobs at the same time on this machine, each in its own process and log")
     p.add_argument("--ray", default=d.ray, metavar="auto|ADDRESS|local",

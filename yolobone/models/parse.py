@@ -28,6 +28,7 @@ from yolobone.models.levels import level_names, level_of, levels_from_strides, r
 from yolobone.models.registry import BlockSpec, Channels, LayerContext, ModelConfigError, get_block
 from yolobone.models.scales import model_multiples, set_scale_from_name
 from yolobone.utils.errors import first_line
+from yolobone.utils.paths import find_config
 from yolobone.utils.yaml_io import load_yaml_document
 
 REQUIRED_KEYS = ("backbone", "head")
@@ -85,7 +86,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
         spec = ModelSpec(copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>")))
         spec.row_lines = [None] * len(spec.rows)
     else:
-        path = Path(cfg)
+        path = find_config(cfg)
         data, lines = read_yaml_rows(path, "model YAML")
         kind = next((k for k in FILE_KINDS if k in data), None)
         if kind is not None:  # e.g. a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
@@ -100,6 +101,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
 def read_yaml_rows(path: Path, what: str) -> Tuple[Dict[str, Any], Dict[str, List[int]]]:
     """A YAML mapping file -> (data, {'backbone'|'head': 1-based line of each row}); every model and backbone
     YAML is read here."""
+    path = find_config(path)
     if not path.is_file():
         raise ModelConfigError(f"{path}: {what} not found")
     data, node = load_yaml_document(path, ModelConfigError)

@@ -35,3 +35,11 @@ def add_run_folder_args(p: argparse.ArgumentParser, project: str) -> None:
     p.add_argument("--project", default=project, help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+
+
+def parse_bool(value: str) -> bool:
+    """An argparse type for true/false flags given a value (`--pretrained false`)."""
+    words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+    if str(value).strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return words[str(value).strip().lower()]

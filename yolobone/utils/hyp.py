@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from yolobone.utils.errors import YoloboneError
+from yolobone.utils.paths import find_config
 from yolobone.utils.yaml_io import load_yaml
 
 
@@ -67,7 +68,7 @@ def load_hyp(src: Union[str, os.PathLike, Mapping[str, Any], Hyp, None] = None) 
         return dataclasses.replace(src)
     where = "hyp dict"
     if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
+        path = find_config(src)
         where = str(path)
         if not path.is_file():
             raise HypError(f"hyp file not found: {path}")

@@ -41,7 +41,7 @@ DEFAULT_CFG = "configs/cls/yolov5s-cls.yaml"
 RESULT_KEYS = ("train/loss", "val/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "lr/0")
 # train.py's detection-only flags: its parser hands them over with --task classify, and they are dropped
 DETECTION_ONLY = ("hyp", "backbone", "rect", "noautoanchor", "cache", "image_weights", "multi_scale", "close_mosaic",
-                  "single_cls", "freeze")
+                  "single_cls", "freeze", "freeze_epochs", "backbone_lr", "pretrained")
 
 @dataclass
 class ClassifyOptions(RunOptions):

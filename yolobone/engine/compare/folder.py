@@ -15,7 +15,7 @@ from yolobone.utils.torch_utils import select_device
 from yolobone.utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
-TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer")
+TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer", "pretrained")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # yolobone/: a relative hyp file may name one under it
 
 
@@ -121,7 +121,7 @@ def comparison_protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[
     else:
         data, hyp, data_file = data_name(o), None, None
     nc = dataset_nc(o)
-    models = {n: describe_model(c, o.task, nc, o.freeze) for n, c in zip(names, cfgs)}
+    models = {n: describe_model(c, o.task, nc, o.freeze, o.pretrained) for n, c in zip(names, cfgs)}
     devices = sorted({str(select_device(d)) for d in (str(o.device).split(",") if o.device else [""])})
     values = {**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}
     return build_protocol(values, data, data_file, hyp, models, devices)

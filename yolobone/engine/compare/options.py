@@ -48,6 +48,7 @@ class CompareOptions:
     pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
     seeds: List[int] = field(default_factory=list)  # train every config once per seed (empty: just `seed`)
     freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # train.py --freeze for every config (detect)
+    pretrained: bool = True  # train.py --pretrained for every config (detect): False = backbones from random init
     jobs: int = 1  # concurrent (config, seed) jobs on this machine (--device 0,1,2,3: one per GPU)
     ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
@@ -128,6 +129,7 @@ class CompareOptions:
         parts += ["--backends", *self.backends] if self.backends != d.backends else []
         parts += ["--seeds", *map(str, self.seeds)] if self.seeds else []
         parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
+        parts += ["--pretrained", "false"] if not self.pretrained else []
         for k in ("jobs", "ray", "cpus_per_job"):
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []

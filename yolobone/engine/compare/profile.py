@@ -16,6 +16,7 @@ from yolobone.engine.compare.options import CompareOptions
 from yolobone.engine.compare.report import ConfigResult
 from yolobone.engine.export.latency import export_latency_ms
 from yolobone.engine.train import TASKS
+from yolobone.models.backbones.pretrained import no_pretrained
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.profiling import ModelProfile, device_name, latency_devices, profile_model
 
@@ -37,8 +38,10 @@ def file_hash(path: str) -> str:
 
 
 def build_for_profile(cfg: str, task: str, nc: int, imgsz: int) -> Tuple[nn.Module, int]:
-    """The model as training builds it, and the image size training will use (a stride multiple for detection)."""
-    model = TASKS[task].new_model(cfg, nc)
+    """The model as training builds it, and the image size training will use (a stride multiple for detection).
+    Profiling needs no pretrained weights: none are read (or downloaded)."""
+    with no_pretrained():
+        model = TASKS[task].new_model(cfg, nc)
     return model, stride_multiple(imgsz, TASKS[task].grid_size(model))
 
 

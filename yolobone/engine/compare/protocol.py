@@ -9,6 +9,7 @@ Every other key must match for a folder to be reused (`protocol_differences` nam
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -68,13 +69,16 @@ def environment(devices: Sequence[str]) -> Dict[str, Any]:
     return env
 
 
-def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any]) -> Dict[str, Any]:
-    """A config's identity: YAML file and sha1, where its pretrained tensors come from, and the layers frozen."""
+def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any], pretrained: bool = True) -> Dict[str, Any]:
+    """A config's identity: YAML file and sha1, where its pretrained tensors come from (none with pretrained False:
+    compare.py --pretrained false), and the layers frozen."""
     entry: Dict[str, Any] = {"cfg": cfg, "sha1": file_sha1(cfg)}
     from yolobone.engine.train import get_task
+    from yolobone.models.backbones.pretrained import from_scratch
     plugin = get_task(task)
     try:
-        model = plugin.new_model(cfg, nc)
+        with contextlib.nullcontext() if pretrained else from_scratch():
+            model = plugin.new_model(cfg, nc)
     except Exception as e:  # the comparison reports the failure in its table; the protocol says so too
         entry.update(pretrained=None, freeze=None, error=error_summary(e, limit=1000))
         return entry

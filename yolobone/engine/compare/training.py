@@ -119,6 +119,8 @@ class RunTrainer:
             opts["hyp"] = o.hyp
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)
+        if not o.pretrained:
+            opts["pretrained"] = False
         return opts
 
     def _train_run(self, run_dir: Path, opts: Dict[str, Any], base_seconds: float,

@@ -65,6 +65,14 @@ class TrainTask:
         """Adjust t.model before training (frozen layers, dropout, class names); sets t.frozen."""
         t.frozen = []
 
+    def frozen_until(self, t: "Trainer") -> int:
+        """The epoch at which the t.frozen parameters train again (staged unfreezing; 0: they stay frozen)."""
+        return 0
+
+    def lr_scaled_parameters(self, t: "Trainer") -> Tuple[List[nn.Parameter], float]:
+        """Parameters trained at a multiple of the learning rate, and the multiple (--backbone-lr; default none)."""
+        return [], 1.0
+
     def grid_size(self, model: nn.Module) -> int:
         """The multiple that image sizes are rounded up to."""
         return 1

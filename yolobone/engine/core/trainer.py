@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from yolobone.engine.core import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
 from yolobone.engine.core.checkpoint_writer import CheckpointWriter
-from yolobone.engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
+from yolobone.engine.core.ddp import (DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp,
+                                      zero_first)
 from yolobone.engine.core.loggers import RunLogger
 from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iterations, build_optimizer, choose_optimizer, \
     describe_optimizer, lr_lambda, warmup_iterations
@@ -32,7 +33,7 @@ from yolobone.engine.core.stopping import EarlyStopping
 from yolobone.engine.core.task import TrainTask
 from yolobone.engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state,
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
-from yolobone.models.freeze import set_frozen_bn_eval
+from yolobone.models.freeze import set_frozen_bn_eval, unfreeze
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.utils.checkpoint import load_checkpoint, remove_stale_temp_files
 from yolobone.utils.ema import ModelEMA
@@ -119,7 +120,9 @@ class Trainer:
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
         task.setup_data(self)
-        self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
+        with zero_first(self.dist):  # rank 0 downloads any missing pretrained file; the others then read the cache
+            model = self._build_model()
+        self.model = accel.to_memory_format(model.to(self.device), self.acc)  # speed-ups
         task.resolve_defaults(self)
         self._setup_save_dir()
         task.setup_model(self)
@@ -136,8 +139,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_ckpt:
             self._restore_training_state()
-        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, opt.sync_bn, probe=max(2 * self.gs, 64))
-        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
+        self._wrap_model(opt.sync_bn)
         if self.is_rank0:
             LOGGER.info(self.acc.describe())
         task.setup_loss(self)
@@ -145,6 +147,11 @@ class Trainer:
         self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0, tensorboard=True)
         if self.resume_ckpt:
             self.logger.drop_rows_from(self.start_epoch)
+
+    def _wrap_model(self, sync_bn: bool) -> None:
+        """model_ddp: the model as the training step calls it (DDP wrapper, compiled)."""
+        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, sync_bn, probe=max(2 * self.gs, 64))
+        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
 
     def _load_resume(self) -> None:
         """Replace the options with the checkpoint's (keeping the device and workers of this command)."""
@@ -202,8 +209,12 @@ class Trainer:
         self.optim_choice = choose_optimizer(opt.optimizer or self.task.default_optimizer, hyp.lr0, hyp.momentum,
                                              hyp.warmup_bias_lr, self.nc, iterations)
         choice = self.optim_choice
+        scaled, lr_scale = self.task.lr_scaled_parameters(self)
+        # staged unfreezing: the frozen parameters are in their groups from the start (no gradient, so no update)
+        # and the group layout never changes, which keeps --resume exact across the switch
         self.optimizer = build_optimizer(self.model, choice.name, choice.lr0, choice.momentum,
-                                         hyp.weight_decay * decay_scale)
+                                         hyp.weight_decay * decay_scale, scaled, lr_scale,
+                                         include_frozen=bool(self.task.frozen_until(self)))
         accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
         LOGGER.info(describe_optimizer(self.optimizer, choice.lr0) + choice.note)
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
@@ -257,7 +268,21 @@ class Trainer:
         finally:  # an interrupted run (exception, Ctrl-C) still leaves its last checkpoint complete on disk
             self.checkpoint_writer.close()
 
+    def _thaw(self, epoch: int) -> None:
+        """Staged unfreezing: from the task's frozen_until epoch on, the frozen parameters (and their BatchNorm
+        statistics) train too. DDP registers only trainable parameters, so the model is wrapped again."""
+        until = self.task.frozen_until(self)
+        if not (self.frozen and until and epoch >= until):
+            return
+        n = unfreeze(self.model, self.frozen)
+        self.frozen = []
+        if self.is_rank0:
+            LOGGER.info(f"Unfreezing {n} parameter tensors at epoch {epoch} (frozen for the first {until} epochs)")
+        if self.dist.distributed or self.model_ddp is not self.model:
+            self._wrap_model(sync_bn=False)  # SyncBatchNorm, if asked for, is already in the model
+
     def train_one_epoch(self, epoch: int) -> Tuple[Tuple[float, ...], List[float]]:
+        self._thaw(epoch)
         model, task = self.model_ddp, self.task
         model.train()
         if self.frozen:

@@ -31,6 +31,9 @@ class DetectOptions(RunOptions):
     optimizer: str = ""  # as RunOptions; '' = auto for anchor-free heads, SGD for anchor-based ones
     single_cls: bool = False  # train every class as one
     freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # N, layer indices, or 'backbone'
+    freeze_epochs: int = 0  # train the --freeze layers again after this many epochs (0: frozen for the whole run)
+    backbone_lr: float = 1.0  # learning-rate multiplier of the YAML backbone section's three parameter groups
+    pretrained: bool = True  # backbone blocks load their pretrained (ImageNet) weights; False: random init
     task: str = "detect"
 
     MIN_IMGSZ: ClassVar[int] = 32
@@ -50,6 +53,11 @@ class DetectOptions(RunOptions):
         bad = [v for v in self.freeze if not (isinstance(v, int) and v >= 0) and v != "backbone"]
         if bad:
             raise TrainConfigError(f"--freeze {bad[0]!r}: expected a layer count N, layer indices, or 'backbone'")
+        if self.freeze_epochs < 0 or (self.freeze_epochs and self.freeze in ([], [0])):
+            raise TrainConfigError(f"--freeze-epochs {self.freeze_epochs}: expected N >= 1 epochs together with "
+                                   f"--freeze (e.g. --freeze backbone --freeze-epochs 3)")
+        if not self.backbone_lr > 0:
+            raise TrainConfigError(f"--backbone-lr must be a multiplier > 0, got {self.backbone_lr}")
 
     def to_dict(self) -> Dict[str, Any]:
         d = super().to_dict()

@@ -1,6 +1,7 @@
 """DetectTask: YOLOv5 detection for the shared Trainer: data YAML, DetectionModel, ComputeLoss, COCO AP, AutoAnchor."""
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -18,14 +19,16 @@ from yolobone.engine.core.optim import AUTO
 from yolobone.engine.detect.options import ANCHOR_FREE_CLOSE_MOSAIC, ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
 from yolobone.engine.detect.validator import ValResult, validate
 from yolobone.models.autoanchor import anchors_pixels, check_anchors
+from yolobone.models.backbones.pretrained import from_scratch
 from yolobone.models.compose import with_backbone
-from yolobone.models.freeze import freeze_layers
+from yolobone.models.freeze import backbone_parameters, freeze_layers
 from yolobone.models.loss import ComputeLoss
 from yolobone.models.loss_af import AnchorFreeLoss
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
 from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.data.report import dataset_report, split_of
 from yolobone.utils.hyp import Hyp, load_hyp
 from yolobone.utils.logging import LOGGER
 from yolobone.engine.detect.metrics import fitness
@@ -136,9 +139,10 @@ class DetectTask(TrainTask):
 
     def build_model(self, t: "Trainer") -> nn.Module:
         anchors = int(round(t.hyp.anchors)) if t.hyp.anchors else None
-        if t.opt.weights:
-            return transfer_detection_weights(t.opt, t.nc, anchors)
-        return DetectionModel(with_backbone(t.opt.cfg, t.opt.backbone), nc=t.nc, anchors=anchors)
+        with contextlib.nullcontext() if t.opt.pretrained else from_scratch():  # --pretrained false
+            if t.opt.weights:
+                return transfer_detection_weights(t.opt, t.nc, anchors)
+            return DetectionModel(with_backbone(t.opt.cfg, t.opt.backbone), nc=t.nc, anchors=anchors)
 
     def setup_model(self, t: "Trainer") -> None:
         """--freeze N / indices / backbone (models.freeze); every other parameter trains, as in YOLOv5."""
@@ -146,6 +150,14 @@ class DetectTask(TrainTask):
         if t.frozen:
             LOGGER.info(f"Freezing {len(t.frozen)} parameter tensors ({t.frozen[0]} ... {t.frozen[-1]})")
         t.model.nc, t.model.names = t.nc, t.names
+
+    def frozen_until(self, t: "Trainer") -> int:
+        return t.opt.freeze_epochs
+
+    def lr_scaled_parameters(self, t: "Trainer") -> Tuple[List[nn.Parameter], float]:
+        if t.opt.backbone_lr == 1.0:
+            return [], 1.0
+        return backbone_parameters(t.model), t.opt.backbone_lr
 
     def grid_size(self, model: nn.Module) -> int:
         return max(int(model.stride.max()), 32)
@@ -175,6 +187,7 @@ class DetectTask(TrainTask):
     def before_first_epoch(self, t: "Trainer") -> None:
         """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
         labels = t.train_set.labels
+        _write_dataset_report(t)
         if not t.opt.noplots:
             from yolobone.engine.detect.drawing import plot_labels
             all_labels = np.concatenate([lb for lb in labels if len(lb)] or [np.zeros((0, 5), np.float32)], 0)
@@ -245,7 +258,7 @@ class DetectTask(TrainTask):
         return result_keys(self.loss_columns(t))
 
     def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:
-        return (*loss, *results, *lr)
+        return (*loss, *results, *lr[:3])  # x/lr0-2: YOLOv5's three groups (the neck and head's with --backbone-lr)
 
     def checkpoint_yaml(self, t: "Trainer") -> Dict[str, Any]:
         if is_anchor_free(t.model):
@@ -256,3 +269,13 @@ class DetectTask(TrainTask):
         from yolobone.engine.detect.plots import plot_results
         if t.logger.csv.is_file():
             plot_results(t.logger.csv)
+
+
+def _write_dataset_report(t: "Trainer") -> None:
+    """dataset.txt in the run folder (and the log): per split counts, classes, box sizes, train/val duplicates."""
+    splits = {"train": split_of(t.train_set)}
+    if t.val_loader is not None:
+        splits["val"] = split_of(t.val_loader.dataset)
+    text = dataset_report(splits, t.names)
+    (t.save_dir / "dataset.txt").write_text(text + "\n")
+    LOGGER.info(f"Dataset report ({t.save_dir / 'dataset.txt'}):\n{text}")
