@@ -1,4 +1,5 @@
-"""Every model YAML in configs/ matches YOLOv5 v7.0's architecture, checked by exact parameter counts.
+"""Every model YAML in configs/ matches YOLOv5 v7.0's architecture (or, for the anchor-free YOLOv5u / YOLOv8 / YOLO11
+configs, Ultralytics' DetectionModel), checked by exact parameter counts.
 
 Counts of all configs come from `parse_model` on the meta device (the same layers DetectionModel holds, without
 allocating or initialising 140M weights); yolov5n/s are also built as real DetectionModels, unfused and fused.
@@ -18,8 +19,12 @@ from yolobone.models.parse import parse_model
 from yolobone.models.yolo import DetectionModel, build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DETECT_CFGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("yolov5s-") or
+ULTRALYTICS_YAMLS = Path(__file__).resolve().parent / "fixtures" / "ultralytics"
+_ANCHOR_FREE = re.compile(r"^(yolo11[nslmx]|yolov8[nslmx]|yolov5[nslmx]u)$")
+DETECT_CFGS = sorted(p for p in CONFIGS.glob("*.yaml") if (not p.stem.startswith("yolov5s-") or
                      p.stem in ("yolov5s-ghost", "yolov5s-transformer", "yolov5s-LeakyReLU"))
+                     and not _ANCHOR_FREE.match(p.stem))
+AF_CFGS = sorted(p for p in CONFIGS.glob("*.yaml") if _ANCHOR_FREE.match(p.stem))
 # yolov5s-<backbone>.yaml swaps are checked in tests/test_backbones.py
 CLS_CFGS = sorted((CONFIGS / "cls").glob("*.yaml"))
 
@@ -31,6 +36,14 @@ V7_PARAMS: Dict[str, int] = {
     "yolov5-p7": 144_281_723, "yolov5-fpn": 41_117_565, "yolov5-bifpn": 46_825_853,
     "yolov5s-ghost": 3_897_605, "yolov5s-transformer": 7_235_645, "yolov3": 61_949_149,
     "yolov3-spp": 62_998_749, "yolov3-tiny": 8_852_366,
+}
+# Ultralytics 8.4.190's `ultralytics.nn.tasks.DetectionModel(<name>.yaml, nc=80)`, parameters summed as below
+# (measured; the yolo11 and yolov8 counts are also the ones published in Ultralytics' YAML comments).
+ULTRALYTICS_PARAMS: Dict[str, int] = {
+    "yolov5nu": 2_654_816, "yolov5su": 9_153_152, "yolov5mu": 25_111_456, "yolov5lu": 53_225_024,
+    "yolov5xu": 97_276_448, "yolov8n": 3_157_200, "yolov8s": 11_166_560, "yolov8m": 25_902_640,
+    "yolov8l": 43_691_520, "yolov8x": 68_229_648, "yolo11n": 2_624_080, "yolo11s": 9_458_752,
+    "yolo11m": 20_114_688, "yolo11l": 25_372_160, "yolo11x": 56_966_176,
 }
 # Configs without a published count of their own repeat the layers of one that has one
 # (an activation or an anchor count instead of anchor sizes adds no parameters).
@@ -57,7 +70,25 @@ def meta_layers(cfg: Path, nc: int) -> nn.Sequential:
 
 def test_every_config_has_an_expected_count() -> None:
     assert {p.stem for p in DETECT_CFGS} == set(V7_PARAMS) | set(SAME_LAYERS_AS)
+    assert {p.stem for p in AF_CFGS} == set(ULTRALYTICS_PARAMS)
     assert {p.stem for p in CLS_CFGS} == set(CLS_PARAMS)
+
+
+@pytest.mark.parametrize("cfg", AF_CFGS, ids=lambda p: p.stem)
+def test_anchor_free_param_count_matches_ultralytics(cfg: Path) -> None:
+    """Our level-form configs (scale from the file name) build Ultralytics' models, parameter for parameter."""
+    layers = meta_layers(cfg, nc=80)
+    assert n_params(layers) == ULTRALYTICS_PARAMS[cfg.stem]
+    assert layers[-1].type == "Detect" and type(layers[-1]).__name__ == "DetectAF"
+
+
+@pytest.mark.parametrize("name", sorted(ULTRALYTICS_PARAMS))
+def test_ultralytics_yaml_pastes_in_unchanged(name: str, tmp_path: Path) -> None:
+    """Ultralytics' own index-form family YAML, saved under a scale's file name, builds the same counts."""
+    family = "yolov5" if name.endswith("u") else name[:-1]
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text((ULTRALYTICS_YAMLS / f"{family}.yaml").read_text())
+    assert n_params(meta_layers(cfg, nc=80)) == ULTRALYTICS_PARAMS[name]
 
 
 @pytest.mark.parametrize("cfg", DETECT_CFGS, ids=lambda p: p.stem)
@@ -98,7 +129,7 @@ def test_leaky_relu_config_sets_activation() -> None:
     assert not any(isinstance(m, nn.SiLU) for m in layers.modules())
 
 
-@pytest.mark.parametrize("cfg", DETECT_CFGS + CLS_CFGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("cfg", DETECT_CFGS + AF_CFGS + CLS_CFGS, ids=lambda p: p.stem)
 def test_layer_index_comments_match_row_index(cfg: Path) -> None:
     """A row commented `# 17 ...` or `# 3-P3/8` must be row 17 / 3 of backbone + head."""
     row, checked, in_layers = -1, 0, False

@@ -32,7 +32,7 @@ from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml")
                  if p.parent.name in ("configs", "cls"))
-OPENVINO_SUBSET = ("yolov5n.yaml", "yolov5s-shufflenetv2.yaml", "yolov5-p6.yaml", "cls/yolov5n-cls.yaml")
+OPENVINO_SUBSET = ("yolov5n.yaml", "yolov5s-shufflenetv2.yaml", "yolov5-p6.yaml", "yolo11n.yaml", "cls/yolov5n-cls.yaml")
 NC = 2
 
 
@@ -42,6 +42,9 @@ def _slim(cfg: str) -> dict:
     d = copy.deepcopy(load_model_yaml(ROOT / "configs" / cfg).data)  # compositions arrive composed
     d["depth_multiple"] = min(float(d.get("depth_multiple", 1.0)), 0.33)
     d["width_multiple"] = min(float(d.get("width_multiple", 1.0)), 0.25)
+    if d.get("scales"):  # Ultralytics' scales table: slim the scale in use (its letter and channel cap kept)
+        depth, width, *cap = d["scales"][d["scale"]]
+        d["scales"] = {d["scale"]: [min(depth, 0.33), min(width, 0.25), *cap]}
     return d
 
 

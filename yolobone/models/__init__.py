@@ -3,7 +3,8 @@
 Importing this package registers every block and the `neck:` composition files (explicit imports below, no star
 imports).
 """
-from yolobone.models import backbones, blocks, compose, ghost, heads, transformer  # noqa: F401  (registration)
+# registration side effect:
+from yolobone.models import backbones, blocks, c2f, compose, ghost, heads, heads_af, psa, transformer  # noqa: F401
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import load_model, model_from_checkpoint

@@ -84,13 +84,15 @@ class Focus(nn.Module):
 
 @register_block(channels=scaled_out)
 class Bottleneck(nn.Module):
-    """1x1 Conv to c2*e then 3x3 Conv to c2, with a residual add when shortcut and c1 == c2."""
+    """Conv to c2*e then Conv to c2 (kernels k: 1x1 then 3x3 in YOLOv5, 3x3 twice in C2f/C3k2), with a residual
+    add when shortcut and c1 == c2."""
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5):
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5,
+                 k: Tuple[IntOrPair, IntOrPair] = (1, 3)):
         super().__init__()
         c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.cv1 = Conv(c1, c_, k[0], 1)
+        self.cv2 = Conv(c_, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

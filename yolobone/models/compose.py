@@ -6,8 +6,9 @@
 The neck is any model YAML: its `backbone:` rows are replaced and its head is rewritten in level form, so the stock
 YOLOv5 YAMLs (n/s/m/l/x, P6) serve as necks unchanged. A head `from` that points into the old backbone becomes the
 level of that row (`6` -> `P4`: the row's stride, measured on the meta device); one that points into the head becomes
-a relative offset. A trailing SPPF/SPP of the old backbone reads the top level and belongs to the neck: it is kept
-as the first head row (so `yolov5s.yaml` + `cspdarknet` is yolov5s.yaml again, row for row).
+a relative offset. A trailing SPPF/SPP (and YOLO11's C2PSA after it) of the old backbone reads the top level and
+belongs to the neck: it is kept as the first head row (so `yolov5s.yaml` + `cspdarknet` is yolov5s.yaml again, row
+for row).
 
 Multiples: a backbone file that sets `depth_multiple` / `width_multiple` keeps them for its own rows (published
 ResNet repeats stay literal); one that sets none (cspdarknet) scales with the neck like YOLOv5's n/s/m/l/x.
@@ -30,7 +31,8 @@ from yolobone.models.parse import ModelSpec, load_model_yaml, parse_model, read_
 from yolobone.models.registry import ModelConfigError
 
 BACKBONES_DIR = Path(__file__).resolve().parents[1] / "configs" / "backbones"
-CARRIED_TO_NECK = ("SPPF", "SPP")  # the neck's own pooling, listed under YOLOv5's backbone key
+CARRIED_TO_NECK = ("SPPF", "SPP", "C2PSA")  # the neck's own pooling (and YOLO11's attention after it), listed
+# under the backbone key of YOLOv5 / Ultralytics YAMLs
 _BACKBONE_KEYS = {"backbone", "depth_multiple", "width_multiple"}
 _COMPOSITION_KEYS = {"neck", "backbone", "nc", "name"}
 _DERIVED_KEYS = ("backbone", "head", "name", "backbone_name", "backbone_depth_multiple", "backbone_width_multiple",

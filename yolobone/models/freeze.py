@@ -83,12 +83,14 @@ def unfreeze(model: nn.Module, names: Sequence[str]) -> int:
 
 def freeze_layers(model: nn.Module, spec: FreezeSpec) -> List[str]:
     """Set requires_grad False for every parameter under model.<i>. for the selected layers (all others True, as
-    YOLOv5 does); returns the names of the frozen parameters."""
+    YOLOv5 does, except the parameters of modules marked `fixed`, e.g. DFL's bin values); returns the names of the
+    frozen parameters."""
     m = _unwrap(model)
     prefixes = tuple(f"model.{i}." for i in freeze_indices(m, spec))
+    fixed = {id(p) for mod in m.modules() if getattr(mod, "fixed", False) for p in mod.parameters()}
     frozen = []
     for name, p in m.named_parameters():
-        p.requires_grad = not name.startswith(prefixes) if prefixes else True
+        p.requires_grad = (not name.startswith(prefixes) if prefixes else True) and id(p) not in fixed
         if not p.requires_grad:
             frozen.append(name)
     return frozen

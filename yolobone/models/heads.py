@@ -36,6 +36,7 @@ class Detect(nn.Module):
     (decoded (B, N, 5 + nc) with xywh in input pixels and sigmoid scores, raw maps).
     """
 
+    anchor_free = False  # YOLOv5's anchors and objectness (yolobone/models/heads_af.py: the anchor-free head)
     export = False  # set on an instance to return only the decoded tensor
 
     def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (),

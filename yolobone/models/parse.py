@@ -26,6 +26,7 @@ import yaml
 from yolobone.models.activation import activation_scope, parse_activation
 from yolobone.models.levels import level_names, level_of, levels_from_strides, row_strides
 from yolobone.models.registry import BlockSpec, Channels, LayerContext, ModelConfigError, get_block
+from yolobone.models.scales import model_multiples, set_scale_from_name
 from yolobone.utils.errors import first_line
 from yolobone.utils.paths import find_config
 from yolobone.utils.yaml_io import load_yaml_document
@@ -90,6 +91,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
         kind = next((k for k in FILE_KINDS if k in data), None)
         if kind is not None:  # e.g. a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
             return FILE_KINDS[kind](path, data)
+        set_scale_from_name(data, str(path))
         spec = ModelSpec(data, str(path))
         spec.row_lines = lines.get("backbone", []) + lines.get("head", [])
     _check_structure(spec)
@@ -221,16 +223,15 @@ def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelSpec], ch: int = 3, n
     if nc is not None and nc != d.get("nc"):
         d["nc"] = nc
     nc = int(d.get("nc", 80))
-    gd, gw = float(d.get("depth_multiple", 1.0)), float(d.get("width_multiple", 1.0))
+    mult = model_multiples(d, spec.source)
+    gd, gw = mult.depth, mult.width
     n_backbone = len(d.get("backbone") or [])
     backbone_gd = float(d.get("backbone_depth_multiple", gd))
     backbone_gw = float(d.get("backbone_width_multiple", gw))
     head_uses_levels = _uses_levels(list(d.get("head") or []))
     levels: Optional[Dict[int, int]] = None
     anchors = d.get("anchors")
-    na = (len(anchors[0]) // 2 if isinstance(anchors, list) and anchors and isinstance(anchors[0], list)
-          else anchors if isinstance(anchors, int) else 3)
-    no = na * (nc + 5)
+    no = _anchor_outputs(anchors, nc)
     act_factory = None
     if d.get("activation"):
         try:
@@ -245,16 +246,16 @@ def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelSpec], ch: int = 3, n
             raw_args = row[3] if len(row) > 3 else []
             if not isinstance(name, str):
                 raise ModelConfigError(f"{spec.where(i)}: module name must be a string, got {name!r}")
-            try:
-                bspec = get_block(name)
-            except ModelConfigError as e:
-                raise ModelConfigError(f"{spec.where(i)}: {e}") from None
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ModelConfigError(f"{spec.where(i)} ({name}): `number` must be a positive integer, got {n!r}")
             if raw_args is None:
                 raw_args = []
             if not isinstance(raw_args, list):
                 raise ModelConfigError(f"{spec.where(i)} ({name}): args must be a list, got {raw_args!r}")
+            try:
+                bspec = get_block(name, raw_args)
+            except ModelConfigError as e:
+                raise ModelConfigError(f"{spec.where(i)}: {e}") from None
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ModelConfigError(f"{spec.where(i)} ({name}): `number` must be a positive integer, got {n!r}")
             if i == n_backbone and head_uses_levels:
                 size = int(d.get("probe_size", 256))
                 levels = levels_from_strides(row_strides(layers, ch, size, spec.where))
@@ -266,7 +267,8 @@ def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelSpec], ch: int = 3, n
             n = max(round(n * row_gd), 1) if n > 1 else n
             c_in = [ch if j == -1 else chs[j] for j in sources]
             ctx = LayerContext(c_in=c_in, width_multiple=row_gw, depth_multiple=row_gd, nc=nc, no=no, n=n, index=i,
-                               name=name)
+                               name=name, max_channels=mult.max_channels, scale=mult.scale,
+                               previous=tuple(m.type for m in layers))
             try:
                 args, c2 = bspec.channels(ctx, args)
             except ModelConfigError as e:
@@ -285,6 +287,16 @@ def parse_model(cfg: Union[str, Path, Dict[str, Any], ModelSpec], ch: int = 3, n
             save.extend(j for j in sources if j != -1 and j != i - 1)
             chs.append(c2)
     return nn.Sequential(*layers), sorted(set(save)), chs, spec
+
+
+def _anchor_outputs(anchors: Any, nc: int) -> int:
+    """YOLOv5's `no` (anchors per level x (5 + nc)), which its width rule never scales; 0 for a YAML without
+    anchors (anchor-free heads: every channel count is scaled)."""
+    if anchors is None:
+        return 0
+    na = (len(anchors[0]) // 2 if isinstance(anchors, list) and anchors and isinstance(anchors[0], list)
+          else anchors if isinstance(anchors, int) else 3)
+    return na * (nc + 5)
 
 
 def _instantiate(bspec: BlockSpec, args: List[Any], copies: int, spec: ModelSpec, i: int) -> nn.Module:

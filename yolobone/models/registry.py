@@ -37,6 +37,9 @@ class LayerContext:
     n: int  # repeats after depth scaling
     index: int
     name: str
+    max_channels: float = math.inf  # the scale's channel cap (Ultralytics `scales:`), applied before width
+    scale: str = ""  # the `scales:` key in use ('n', 's', ...), empty without a scales table
+    previous: Tuple[str, ...] = ()  # module names of the rows before this one
 
     @property
     def c1(self) -> int:
@@ -50,10 +53,11 @@ class LayerContext:
         return c
 
     def scale_width(self, c2: int) -> int:
-        """YOLOv5's width rule: c2 * width_multiple rounded up to a multiple of 8 (except the head's `no`)."""
+        """YOLOv5's width rule: min(c2, max_channels) * width_multiple rounded up to a multiple of 8 (except the
+        anchor-based head's `no`)."""
         if c2 == self.no:
             return c2
-        return make_divisible(c2 * self.width_multiple, 8)
+        return make_divisible(min(c2, self.max_channels) * self.width_multiple, 8)
 
 
 ChannelRule = Callable[[LayerContext, List[Any]], Tuple[List[Any], Channels]]
@@ -78,16 +82,21 @@ class BlockSpec:
     aliases: Tuple[str, ...] = field(default_factory=tuple)
 
 
+RowTest = Callable[[List[Any]], bool]
 _REGISTRY: Dict[str, BlockSpec] = {}
+_VARIANTS: Dict[str, List[Tuple[RowTest, BlockSpec]]] = {}  # a name -> blocks that take its rows when test(args)
 
 
 def register_block(name: Optional[str] = None, *, channels: ChannelRule, repeat: str = "sequential",
-                   repeat_args: Optional[RepeatArgs] = None, aliases: Sequence[str] = ()) -> Callable[[type], type]:
+                   repeat_args: Optional[RepeatArgs] = None, aliases: Sequence[str] = (),
+                   variant_of: Optional[Tuple[str, RowTest]] = None) -> Callable[[type], type]:
     """Class decorator registering a block under `name` (default: the class name) and its aliases.
 
     repeat_args: how copies 2..n of a row with `number` n > 1 get their arguments from the first copy's. The shared
     rules bring their own (scaled_out/fixed_out chain output -> input channels, same_channels repeats the arguments);
     a block with another channel rule must declare it, or a row repeating it is an error.
+    variant_of: (other name, test): rows naming `other name` whose raw YAML args pass `test` build this block
+    instead (Ultralytics' anchor-free `Detect, [nc]` beside YOLOv5's `Detect, [nc, anchors]`).
     """
     if repeat not in ("internal", "sequential"):
         raise ValueError(f"repeat must be 'internal' or 'sequential', got {repeat!r}")
@@ -102,6 +111,8 @@ def register_block(name: Optional[str] = None, *, channels: ChannelRule, repeat:
                                  f"{_REGISTRY[k].cls.__qualname__}")
         for k in (key, *aliases):
             _REGISTRY[k] = spec
+        if variant_of is not None:
+            _VARIANTS.setdefault(variant_of[0], []).append((variant_of[1], spec))
         return cls
 
     return decorator
@@ -111,8 +122,13 @@ def registered_names() -> List[str]:
     return sorted(_REGISTRY)
 
 
-def get_block(name: str) -> BlockSpec:
-    """Resolve a YAML module name: a registered block or a whitelisted `nn.<Layer>`."""
+def get_block(name: str, args: Optional[List[Any]] = None) -> BlockSpec:
+    """Resolve a YAML module name (and, for names with variants, the row's raw args): a registered block or a
+    whitelisted `nn.<Layer>`."""
+    if args is not None:
+        for test, spec in _VARIANTS.get(name, ()):
+            if test(args):
+                return spec
     if name in _REGISTRY:
         return _REGISTRY[name]
     torch_spec = _torch_layer_spec(name)

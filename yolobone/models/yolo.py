@@ -16,13 +16,18 @@ import torch
 from yolobone.models.backbones.pretrained import no_pretrained
 from yolobone.models.base import YAMLModel
 from yolobone.models.heads import Detect
+from yolobone.models.heads_af import DetectAF
 from yolobone.models.parse import ModelSpec
 from yolobone.models.registry import ModelConfigError
 from yolobone.utils.logging import LOGGER
 
 
+DetectHead = Union[Detect, DetectAF]
+
+
 class DetectionModel(YAMLModel):
-    """YAML layers ending in a Detect head; strides measured by a dry forward pass at build time."""
+    """YAML layers ending in a Detect head (YOLOv5's anchor-based one or the anchor-free DetectAF); strides measured
+    by a dry forward pass at build time."""
 
     def __init__(self, cfg: Union[str, Path, Dict[str, Any], ModelSpec] = "configs/yolov5s.yaml", ch: int = 3,
                  nc: Optional[int] = None, anchors: Optional[Any] = None, probe_size: Optional[int] = None):
@@ -34,25 +39,30 @@ class DetectionModel(YAMLModel):
         if probe_size is not None:
             self.yaml["probe_size"] = int(probe_size)
         head = self.model[-1]
-        if not isinstance(head, Detect):
+        if not isinstance(head, (Detect, DetectAF)):
             raise ModelConfigError(f"{self.yaml_file}: the last layer must be Detect for a detection model, "
                                    f"got {type(head).__name__}")
         self._init_strides(head)
         head.initialize_biases()
 
     @property
-    def detect(self) -> Detect:
+    def detect(self) -> DetectHead:
         return self.model[-1]
+
+    @property
+    def anchor_free(self) -> bool:
+        """True for the anchor-free head (no objectness in its decoded output)."""
+        return self.detect.anchor_free
 
     @property
     def stride(self) -> torch.Tensor:
         return self.detect.stride
 
-    def _init_strides(self, head: Detect) -> None:
+    def _init_strides(self, head: DetectHead) -> None:
         s = self.probe_size
         head.inplace = bool(self.yaml.get("inplace", True))
         outputs = self.dry_run(s)[1]  # eval mode: (decoded, raw maps); only the map sizes matter here
-        sizes = [tuple(o.shape[2:4]) for o in outputs]  # raw maps are (B, na, H, W, no)
+        sizes = [tuple(o.shape[2:4]) for o in outputs]  # raw maps are (B, na, H, W, no) or (B, no, H, W)
         strides = [s / h for h, _ in sizes]
         for level, (h, w) in enumerate(sizes):
             if s % h or h != w:
@@ -63,6 +73,9 @@ class DetectionModel(YAMLModel):
         if any(b <= a for a, b in zip(strides, strides[1:])):
             raise ModelConfigError(f"{self.yaml_file}: Detect inputs must have increasing strides (P3, P4, P5 ...), "
                                    f"measured {strides}")
+        if head.anchor_free:
+            head.reset_grids()
+            return
         _check_anchor_order(head)
         head.anchors /= head.stride.view(-1, 1, 1)  # pixels -> grid units
         head.reset_grids()

@@ -24,7 +24,8 @@ def model_meta(model: nn.Module, imgsz=(640, 640), batch: int = 1, dynamic: bool
     nc = int(getattr(model, "nc", 0))
     names = [str(n) for n in getattr(model, "names", [])] or [str(i) for i in range(nc)]
     return ModelMeta(task=task, names=names, stride=stride, imgsz=tuple(int(s) for s in imgsz), batch=int(batch),
-                     dynamic=dynamic, model_yaml=copy.deepcopy(getattr(model, "yaml", {})), precision=precision)
+                     dynamic=dynamic, model_yaml=copy.deepcopy(getattr(model, "yaml", {})), precision=precision,
+                     anchor_free=bool(getattr(model, "anchor_free", False)))
 
 
 class TorchBackend(Backend):

@@ -1,7 +1,8 @@
 """Backend: one interface over every inference runtime (PyTorch, ONNX Runtime, OpenVINO, TorchScript).
 
 A backend takes a float batch (B, 3, H, W) in [0, 1] and returns the model's raw predictions before any
-post-processing: decoded boxes (B, N, 5 + nc) for detection, logits (B, nc) for classification. Letterbox, NMS
+post-processing: decoded boxes (B, N, 5 + nc) for detection ((B, N, 4 + nc) without objectness for anchor-free
+heads, meta.anchor_free), logits (B, nc) for classification. Letterbox, NMS
 and box scaling live in the callers (yolobone/engine/detect/predictor.py, yolobone/engine/detect/validator.py), once for all backends.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ModelMeta:
     model_yaml: Dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"  # fp32, fp16 or int8
     producer: str = "yolobone"
+    anchor_free: bool = False  # detection output (B, N, 4 + nc) without objectness (DetectAF) instead of 5 + nc
 
     @property
     def nc(self) -> int:
@@ -56,7 +58,7 @@ class ModelMeta:
             meta = cls(task=str(d.get("task", "detect")), names=names, stride=int(d.get("stride", 32)),
                        imgsz=imgsz, batch=int(d.get("batch", 1)), dynamic=bool(d.get("dynamic", False)),
                        model_yaml=dict(d.get("model_yaml") or {}), precision=str(d.get("precision", "fp32")),
-                       producer=str(d.get("producer", "")))
+                       producer=str(d.get("producer", "")), anchor_free=bool(d.get("anchor_free", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise BackendError(f"{where}: malformed model metadata ({type(e).__name__}: {e})") from None
         if meta.task not in TASKS or len(meta.imgsz) != 2:
@@ -100,6 +102,11 @@ class Backend:
     @property
     def stride(self) -> int:
         return self.meta.stride
+
+    @property
+    def anchor_free(self) -> bool:
+        """True when detections come without objectness: (B, N, 4 + nc)."""
+        return self.meta.anchor_free
 
     @property
     def dynamic(self) -> bool:

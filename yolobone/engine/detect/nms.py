@@ -14,9 +14,11 @@ class NMSInputError(YoloboneError, ValueError):
     """Raised when non_max_suppression receives arguments it cannot use."""
 
 
-def _check_args(prediction: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int) -> None:
-    if prediction.dim() != 3 or prediction.shape[2] < 6:
-        raise NMSInputError(f"non_max_suppression: expected prediction of shape (B, N, 5 + nc) with nc >= 1, "
+def _check_args(prediction: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int,
+                objectness: bool) -> None:
+    lead = 5 if objectness else 4
+    if prediction.dim() != 3 or prediction.shape[2] < lead + 1:
+        raise NMSInputError(f"non_max_suppression: expected prediction of shape (B, N, {lead} + nc) with nc >= 1, "
                             f"got {tuple(prediction.shape)}")
     if not 0.0 <= conf_thres <= 1.0:
         raise NMSInputError(f"non_max_suppression: conf_thres must be in [0, 1], got {conf_thres}")
@@ -30,39 +32,39 @@ def non_max_suppression(prediction: Union[torch.Tensor, Tuple[torch.Tensor, ...]
                         conf_thres: float = 0.25, iou_thres: float = 0.45,
                         classes: Optional[Sequence[int]] = None, agnostic: bool = False,
                         multi_label: bool = False, max_det: int = 300,
-                        max_nms: int = 30000) -> List[torch.Tensor]:
+                        max_nms: int = 30000, objectness: bool = True) -> List[torch.Tensor]:
     """Filter decoded predictions by confidence and suppress overlaps, per image.
 
     Args:
-        prediction: (B, N, 5 + nc) rows [cx, cy, w, h, obj, class scores...] in input pixels; the
+        prediction: (B, N, 5 + nc) rows [cx, cy, w, h, obj, class scores...] in input pixels, or with
+            objectness=False (anchor-free heads) (B, N, 4 + nc) rows [cx, cy, w, h, class scores...]; the
             eval-mode model output (decoded, raw maps) is accepted too and its first element used.
-        conf_thres: keep candidates with obj * class score above this.
+        conf_thres: keep candidates with obj * class score (the class score without objectness) above this.
         iou_thres: suppress boxes overlapping a higher-scoring box of the same class by more than this.
         classes: keep only these class indices (None keeps all).
         agnostic: suppress across classes instead of per class.
         multi_label: one candidate per (box, class) above conf_thres instead of the best class only.
         max_det: keep at most this many detections per image, highest confidence first.
         max_nms: at most this many candidates per image go into NMS (the most confident).
+        objectness: whether column 4 is an objectness score that multiplies the class scores.
 
     Returns:
         One float tensor (n, 6) per image: [x1, y1, x2, y2, conf, cls], sorted by conf descending.
     """
     if isinstance(prediction, (list, tuple)):
         prediction = prediction[0]
-    _check_args(prediction, conf_thres, iou_thres, max_det)
+    _check_args(prediction, conf_thres, iou_thres, max_det, objectness)
     device = prediction.device
     class_filter = None if classes is None else torch.as_tensor(list(classes), device=device)
     output = []
-    for x in prediction:  # (N, 5 + nc) for one image
-        x = x[x[:, 4] > conf_thres]  # objectness bounds obj * cls from above, so this is a safe pre-filter
-        scores = x[:, 5:] * x[:, 4:5]  # (n, nc)
-        boxes = xywh2xyxy(x[:, :4])
+    for x in prediction:  # (N, 5 + nc) or (N, 4 + nc) for one image
+        boxes, scores = _candidates(x, conf_thres, objectness)
         if multi_label:
             i, j = (scores > conf_thres).nonzero(as_tuple=True)
-            det = torch.cat((boxes[i], scores[i, j, None], j[:, None].to(x.dtype)), 1)
+            det = torch.cat((boxes[i], scores[i, j, None], j[:, None].to(boxes.dtype)), 1)
         else:
             conf, j = scores.max(1, keepdim=True)
-            det = torch.cat((boxes, conf, j.to(x.dtype)), 1)[conf.view(-1) > conf_thres]
+            det = torch.cat((boxes, conf, j.to(boxes.dtype)), 1)[conf.view(-1) > conf_thres]
         if class_filter is not None:
             det = det[(det[:, 5:6] == class_filter.to(det.dtype)).any(1)]
         if det.shape[0] > max_nms:
@@ -74,3 +76,12 @@ def non_max_suppression(prediction: Union[torch.Tensor, Tuple[torch.Tensor, ...]
         keep = torchvision.ops.batched_nms(det[:, :4].float(), det[:, 4].float(), groups.long(), iou_thres)
         output.append(det[keep[:max_det]])
     return output
+
+
+def _candidates(x: torch.Tensor, conf_thres: float, objectness: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One image's rows -> (xyxy boxes (n, 4), class confidences (n, nc)) of the rows that can pass conf_thres."""
+    if objectness:
+        x = x[x[:, 4] > conf_thres]  # objectness bounds obj * cls from above, so this is a safe pre-filter
+        return xywh2xyxy(x[:, :4]), x[:, 5:] * x[:, 4:5]
+    x = x[x[:, 4:].amax(1) > conf_thres]
+    return xywh2xyxy(x[:, :4]), x[:, 4:]

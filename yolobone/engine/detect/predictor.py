@@ -122,14 +122,14 @@ class DetectPredictStep(PredictStep):
         return x, ratio_pads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoded predictions (B, N, 5 + nc) in input pixels."""
+        """Decoded predictions (B, N, 5 + nc), or (B, N, 4 + nc) from an anchor-free model, in input pixels."""
         return self.backend(x)
 
     def postprocess(self, raw: torch.Tensor, x: torch.Tensor, context: Any, frames: Sequence[Frame],
                     opts: PredictOptions) -> List[Result]:
         """NMS, then each image's boxes in its original pixels."""
         dets = non_max_suppression(raw, opts.conf, opts.iou, classes=opts.classes, agnostic=opts.agnostic,
-                                   max_det=opts.max_det)
+                                   max_det=opts.max_det, objectness=not self.backend.anchor_free)
         results = []
         for f, det, rp in zip(frames, dets, context):
             det = det.float()

@@ -180,9 +180,10 @@ class DetectionStep(EvalStep):
 
     def __init__(self, nc: int, names: Dict[int, str], conf_thres: float, iou_thres: float, max_det: int,
                  single_cls: bool, agnostic: bool, compute_loss: Optional[Callable], save_dir: Optional[Path],
-                 plots: bool, save_txt: bool, save_conf: bool, save_json: bool, device: torch.device):
+                 plots: bool, save_txt: bool, save_conf: bool, save_json: bool, device: torch.device,
+                 objectness: bool = True):
         self.names, self.nms = names, dict(conf_thres=conf_thres, iou_thres=iou_thres, multi_label=True,
-                                           agnostic=agnostic or single_cls, max_det=max_det)
+                                           agnostic=agnostic or single_cls, max_det=max_det, objectness=objectness)
         self.single_cls, self.compute_loss, self.save_dir = single_cls, compute_loss, save_dir
         self.plots, self.save_txt, self.save_conf, self.save_json = plots, save_txt, save_conf, save_json
         self.evaluator = DetectionEvaluator(nc, names=names)
@@ -268,7 +269,8 @@ def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf
     save_dir = Path(save_dir) if save_dir is not None else None
     _check_outputs(model, compute_loss, save_dir, plots or save_txt or save_json)
     step = DetectionStep(nc, names_d, conf_thres, iou_thres, max_det, single_cls, agnostic, compute_loss, save_dir,
-                         plots, save_txt, save_conf, save_json, model_device(model))
+                         plots, save_txt, save_conf, save_json, model_device(model),
+                         objectness=not getattr(model, "anchor_free", False))
     dataset = getattr(dataloader, "dataset", None)
     step.image_ids, step.category_ids = getattr(dataset, "image_ids", None), getattr(dataset, "category_ids", None)
     stats = evaluate_loop(model, dataloader, step, half=half, desc=TABLE_HEADER, bar_format="{l_bar}{bar:10}{r_bar}")

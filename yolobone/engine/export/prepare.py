@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 
 from yolobone.models.heads import Detect
+from yolobone.models.heads_af import DetectAF
 from yolobone.utils.errors import YoloboneError
 
-OUTPUT_NAMES = {"detect": "predictions", "classify": "logits"}  # (B, N, 5 + nc) / (B, nc)
+OUTPUT_NAMES = {"detect": "predictions", "classify": "logits"}  # (B, N, 5 + nc) or (B, N, 4 + nc) / (B, nc)
 INPUT_NAME = "images"
 
 
@@ -26,7 +27,7 @@ def export_ready(model: nn.Module, device: torch.device, half: bool) -> nn.Modul
     for p in model.parameters():
         p.requires_grad_(False)
     for m in model.modules():
-        if isinstance(m, Detect):
+        if isinstance(m, (Detect, DetectAF)):
             m.export = True
             m.inplace = False
         if hasattr(m, "reset_grids"):
