@@ -27,6 +27,13 @@ def _captured_log() -> Iterator[List[str]]:
         LOGGER.removeHandler(handler)
 
 
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The random order's seed at the end, also under -q (pytest-randomly prints it only in the header)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random test order: replay with -p randomly --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def capture_log():
     """`with capture_log() as lines:` collects the project logger's messages (usable in module-scoped fixtures)."""

@@ -105,21 +105,21 @@ def test_pretrained_weights_that_do_not_fit(tmp_path: Path) -> None:
 def test_pretrained_true_reads_the_caches_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # an empty HF cache
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        with pytest.raises(PretrainedWeightsError) as e:
-            Timm(3, "convnext_atto", True)
-        msg = str(e.value)
-        assert "\n" not in msg and "not cached and nothing is downloaded" in msg
-        assert "huggingface.co/timm/convnext_atto.d2_in1k" in msg and str(tmp_path / "hub" / "checkpoints") in msg
-        url = timm.models.get_pretrained_cfg("convnext_atto").url
-        cached = tmp_path / "hub" / "checkpoints" / Path(url).name
-        cached.parent.mkdir(parents=True)
-        _write_full_state(tmp_path, "convnext_atto").rename(cached)
-        block = Timm(3, "convnext_atto", True)
-        assert block.loaded_weights.origin == f"file {cached}" and block.loaded_weights.unused == 4  # head.*
-    finally:
-        torch.hub.set_dir(str(Path.home() / ".cache" / "torch" / "hub"))
+    # TORCH_HOME, not torch.hub.set_dir: set_dir pins the folder for the rest of the worker's tests, which then
+    # ignore their own TORCH_HOME (and CI's empty one)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert torch.hub.get_dir() == str(tmp_path / "hub")
+    with pytest.raises(PretrainedWeightsError) as e:
+        Timm(3, "convnext_atto", True)
+    msg = str(e.value)
+    assert "\n" not in msg and "not cached and nothing is downloaded" in msg
+    assert "huggingface.co/timm/convnext_atto.d2_in1k" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+    url = timm.models.get_pretrained_cfg("convnext_atto").url
+    cached = tmp_path / "hub" / "checkpoints" / Path(url).name
+    cached.parent.mkdir(parents=True)
+    _write_full_state(tmp_path, "convnext_atto").rename(cached)
+    block = Timm(3, "convnext_atto", True)
+    assert block.loaded_weights.origin == f"file {cached}" and block.loaded_weights.unused == 4  # head.*
 
 
 def test_unknown_and_unsupported_timm_models(monkeypatch: pytest.MonkeyPatch) -> None:
