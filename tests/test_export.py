@@ -246,7 +246,12 @@ def test_classifier_export_validates_and_predicts(tmp_path):
     for f in files.values():
         got = val_classifier(weights=f, data=root, imgsz=32, batch_size=4, device="cpu", workers=0, plots=False,
                              verbose=False)
-        assert got.top1 == ref.top1 and (got.ranked[:, 0] == ref.ranked[:, 0]).all()
+        # an untrained net: an image whose two best logits are within rounding may rank them either way on
+        # another runtime, so one such flip is allowed; the logits themselves are compared below
+        n = len(ref.ranked)
+        assert (got.ranked[:, 0] != ref.ranked[:, 0]).sum() <= 1 and abs(got.top1 - ref.top1) <= 1 / n + 1e-9
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        assert_close_scaled(load_backend(f, "cpu")(x), load_backend(tmp_path / "c.pt", "cpu")(x), rtol=0.0)
         preds = predict_classifier(weights=f, source=str(Path(root) / "val" / SHAPE_NAMES[0]), imgsz=32,
                                    verbose=False).predictions
         assert preds and preds[0].name in SHAPE_NAMES
