@@ -1,5 +1,6 @@
 """Suite-wide settings: one intra-op thread (tiny tensors gain nothing from more, and a loaded 2-core machine
-loses a lot), headless matplotlib; fixtures that capture the project logger's messages."""
+loses a lot), headless matplotlib, the same torch seed before every test, the random order's seed in the summary;
+fixtures that capture the project logger's messages."""
 import contextlib
 import logging
 import os
@@ -25,6 +26,14 @@ def _captured_log() -> Iterator[List[str]]:
         yield lines
     finally:
         LOGGER.removeHandler(handler)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """Every test (and the module fixtures it sets up first) starts from the same torch random state, whatever ran
+    before it in this worker: the order cannot change a test's random tensors (pytest-randomly reseeds random and
+    numpy the same way)."""
+    torch.manual_seed(0)
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
