@@ -27,6 +27,7 @@ from tqdm import tqdm
 import yolobone.models.backbones as backbones_pkg
 from yolobone.engine.backends.torch_backend import TorchBackend
 from yolobone.models import DetectionModel
+from yolobone.models.backbones.pretrained import no_pretrained
 from yolobone.models.compose import available_backbones, backbone_levels, compose
 from yolobone.models.parse import ModelSpec, load_model_yaml
 from yolobone.models.registry import get_block
@@ -82,7 +83,8 @@ def table(cfgs: Sequence[Config], imgsz: int, runs: int, fuse: bool = True, back
     rows = [head, rule]
     for cfg in tqdm(cfgs, desc="backbones", leave=False):
         torch.manual_seed(0)
-        model = DetectionModel(cfg).eval()
+        with no_pretrained():  # speed does not depend on the weights: read (or download) no ImageNet files
+            model = DetectionModel(cfg).eval()
         name = model.yaml_spec.name
         n_back = len(model.yaml["backbone"])
         back = sum(p.numel() for m in model.model[:n_back] for p in m.parameters())

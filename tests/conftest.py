@@ -1,12 +1,16 @@
 """Suite-wide settings: one intra-op thread (tiny tensors gain nothing from more, and a loaded 2-core machine
-loses a lot), headless matplotlib, the same torch seed before every test, the random order's seed in the summary;
-fixtures that capture the project logger's messages."""
+loses a lot), headless matplotlib, no pretrained backbone weights and no downloads (the shipped backbone configs load
+ImageNet weights by default: a test that wants them asks with the `pretrained_on` fixture and writes the files it
+reads), the same torch seed before every test, the random order's seed in the summary; fixtures that capture the
+project logger's messages."""
 import contextlib
 import logging
 import os
 from typing import Iterator, List
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["YOLOBONE_PRETRAINED"] = "false"  # as train.py --pretrained false, in subprocesses too
+os.environ["YOLOBONE_OFFLINE"] = "1"  # yolobone/utils/download.py refuses every download
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -54,3 +58,9 @@ def log_lines():
     """Messages logged by the project logger during the test."""
     with _captured_log() as lines:
         yield lines
+
+
+@pytest.fixture
+def pretrained_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backbone blocks read pretrained weights in this test (still offline: YOLOBONE_OFFLINE stays set)."""
+    monkeypatch.delenv("YOLOBONE_PRETRAINED", raising=False)

@@ -404,7 +404,7 @@ def _assert_backbone_equals(model: DetectionModel, state: Dict[str, torch.Tensor
     return len(own)
 
 
-def test_pretrained_from_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_from_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pretrained_on) -> None:
     from torchvision.models import get_model_weights
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     url = get_model_weights("shufflenet_v2_x0_5").DEFAULT.url
@@ -423,7 +423,7 @@ def test_pretrained_from_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.Mon
         DetectionModel(_shufflenet_yaml(True))
 
 
-def test_pretrained_from_local_file(tmp_path: Path) -> None:
+def test_pretrained_from_local_file(tmp_path: Path, pretrained_on) -> None:
     state = _fake_checkpoint("shufflenet_v2_x0_5")
     path = tmp_path / "backbone.pth"
     torch.save({"model": state}, path)

@@ -112,3 +112,20 @@ def test_layer_index_comments_match_row_index(cfg: Path) -> None:
                 assert int(m.group(1)) == row, f"{cfg.name}: comment says layer {m.group(1)} on row {row}: {line}"
                 checked += 1
     assert checked >= 2
+
+
+def test_shipped_configs_resolve_from_any_folder(tmp_path, monkeypatch):
+    """--cfg yolov5n.yaml, configs/hyp/..., configs/data/... work outside the checkout (an installed package)."""
+    from yolobone.data.config import DatasetError, check_dataset
+    from yolobone.utils.hyp import load_hyp
+    from yolobone.utils.paths import PACKAGE_CONFIGS, find_config
+
+    monkeypatch.chdir(tmp_path)
+    assert find_config("yolov5n.yaml") == PACKAGE_CONFIGS / "yolov5n.yaml"
+    assert find_config("configs/cls/yolov5n-cls.yaml") == PACKAGE_CONFIGS / "cls" / "yolov5n-cls.yaml"
+    assert load_hyp("configs/hyp/hyp.scratch-low.yaml").lr0 == 0.01
+    (tmp_path / "yolov5n.yaml").write_text("a local file wins\n")
+    assert find_config("yolov5n.yaml") == Path("yolov5n.yaml")
+    assert find_config("configs/nope.yaml") == Path("configs/nope.yaml")  # missing stays missing, for the caller
+    with pytest.raises(DatasetError, match="data YAML not found: nope.yaml"):
+        check_dataset("nope.yaml")

@@ -17,7 +17,8 @@ from yolobone.engine.detect.options import DetectOptions
 from yolobone.engine.train import train
 from yolobone.utils.checkpoint import CheckpointError
 from yolobone.utils.faults import FAULT_ENV
-from yolobone.data.synthetic import make_detection_dataset
+
+from tiny_runs import tiny_detection_files
 
 ROOT = Path(__file__).resolve().parents[1]
 END_FILES = ("results.png", "confusion_matrix.png", "PR_curve.png")
@@ -34,12 +35,7 @@ def _train(args, fault: Optional[str] = None) -> subprocess.CompletedProcess:
 def tiny(tmp_path_factory) -> Dict[str, Path]:
     """A yolov5n-layout model at width 0.125 and 8 + 2 images of 64 px."""
     root = tmp_path_factory.mktemp("crash")
-    data = make_detection_dataset(root / "data", n_train=8, n_val=2, imgsz=64, max_objects=2, min_size=0.3,
-                                  max_size=0.6, verbose=False)
-    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
-    d["depth_multiple"], d["width_multiple"] = 0.33, 0.125
-    cfg = root / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    data, cfg = tiny_detection_files(root)
     return {"root": root, "cfg": cfg, "data": data}
 
 

@@ -78,7 +78,7 @@ def _write_full_state(tmp_path: Path, name: str, **tweak) -> Path:
     return path
 
 
-def test_pretrained_from_a_local_file_and_the_report(tmp_path: Path, log_lines) -> None:
+def test_pretrained_from_a_local_file_and_the_report(tmp_path: Path, log_lines, pretrained_on) -> None:
     path = _write_full_state(tmp_path, "convnext_atto")
     state = torch.load(path, weights_only=True)
     block = Timm(3, "convnext_atto", str(path))
@@ -93,7 +93,7 @@ def test_pretrained_from_a_local_file_and_the_report(tmp_path: Path, log_lines) 
                       f"neck + head: 0/163, random init")
 
 
-def test_pretrained_weights_that_do_not_fit(tmp_path: Path) -> None:
+def test_pretrained_weights_that_do_not_fit(tmp_path: Path, pretrained_on) -> None:
     path = _write_full_state(tmp_path, "convnext_atto", **{"stem.0.weight": torch.zeros(40, 3, 2, 2)})
     with pytest.raises(PretrainedWeightsError, match=r"weights do not fit the backbone \(0 missing, 1 of another "
                                                      r"shape: shape mismatch \['stem.0.weight"):
@@ -102,17 +102,16 @@ def test_pretrained_weights_that_do_not_fit(tmp_path: Path) -> None:
         Timm(3, "convnext_atto", str(tmp_path / "missing.pth"))
 
 
-def test_pretrained_true_reads_the_caches_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_true_reads_the_caches_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   pretrained_on) -> None:
     import huggingface_hub
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # an empty HF cache
-    # TORCH_HOME, not torch.hub.set_dir: set_dir pins the folder for the rest of the worker's tests, which then
-    # ignore their own TORCH_HOME (and CI's empty one)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert torch.hub.get_dir() == str(tmp_path / "hub")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub.get_dir() -> tmp_path/hub
     with pytest.raises(PretrainedWeightsError) as e:
         Timm(3, "convnext_atto", True)
     msg = str(e.value)
-    assert "\n" not in msg and "not cached and nothing is downloaded" in msg
+    assert "\n" not in msg and "not cached and could not be downloaded (YOLOBONE_OFFLINE is set)" in msg
+    assert msg.endswith("or train from scratch with --pretrained false (weights: false in the YAML)")
     assert "huggingface.co/timm/convnext_atto.d2_in1k" in msg and str(tmp_path / "hub" / "checkpoints") in msg
     url = timm.models.get_pretrained_cfg("convnext_atto").url
     cached = tmp_path / "hub" / "checkpoints" / Path(url).name

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from tests.interrupt import Interrupt, stop_after_first_epoch
 from yolobone.engine.core.loggers import RunLogger, csv_header, csv_row
 from yolobone.engine.detect.task import RESULT_KEYS
 from yolobone.engine.detect.options import DetectOptions
@@ -18,6 +19,8 @@ from yolobone.engine.train import train
 from yolobone.models import load_model
 from yolobone.models.parse import load_model_yaml
 from yolobone.data.synthetic import make_detection_dataset
+
+from tiny_runs import assert_same_weights, train_cut_after_first_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0)
@@ -98,17 +101,8 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
     base = dict(cfg=work["cfg"], data=work["small"], epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0,
                 multi_scale=True, noval=True, noplots=True, deterministic=True, project=str(work["root"] / "runs"))
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(trainer):
-        if trainer.epoch == 0:
-            raise Interrupt
-
     full = train(base, name="full")
-    with pytest.raises(Interrupt):
-        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
-    last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
+    last = train_cut_after_first_epoch(base, "cut")
     assert torch.load(last, weights_only=True)["epoch"] == 0
     # a kill between logging epoch 1 and saving last.pt: resume repeats epoch 1 and must not log it twice
     csv_file = last.parent.parent / "results.csv"
@@ -118,11 +112,7 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
     assert [int(float(row[0])) for row in list(csv.reader(csv_file.open()))[1:]] == [0, 1]
     assert resumed.save_dir == last.parent.parent and resumed.epochs_completed == 2
     assert resumed.loss_history == [full.loss_history[1]]
-    a = torch.load(full.last, weights_only=True)["model"]
-    b = torch.load(resumed.last, weights_only=True)["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    assert_same_weights(full.last, resumed.last)
     # a finished run has nothing to resume
     with pytest.raises(ValueError, match="nothing to resume"):
         train(DetectOptions(resume=str(resumed.last), device="cpu"))

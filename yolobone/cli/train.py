@@ -3,6 +3,7 @@
     python train.py --cfg configs/yolov5n.yaml --epochs 30 --imgsz 256            # built-in shapes dataset
     python train.py --cfg configs/yolov5s.yaml --data data.yaml --weights last.pt  # transfer matching weights
     python train.py --cfg configs/yolov5m.yaml --backbone resnet50                 # YOLOv5m neck on a ResNet50
+    python train.py --cfg configs/yolov5s-resnet50.yaml --freeze backbone --freeze-epochs 3 --backbone-lr 0.1
     python train.py --resume runs/train/exp/weights/last.pt                        # continue an interrupted run
     torchrun --nproc_per_node 2 train.py --cfg configs/yolov5n.yaml --device cpu   # DDP (gloo on CPU)
     python train.py --task classify ...                                            # classification trainer
@@ -17,9 +18,9 @@ import sys
 from typing import Optional, Sequence
 
 from yolobone.engine.core.acceleration import add_speedup_args
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
-from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, run_cli
+from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, parse_bool, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
-    p.add_argument("--close-mosaic", type=int, default=0, help="train the last N epochs without mosaic (0: never)")
+    p.add_argument("--close-mosaic", type=int, default=None,
+                   help="train the last N epochs without mosaic (0: never; default 10 for anchor-free heads, else 0)")
     p.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
-    p.add_argument("--optimizer", type=str, choices=list(OPTIMIZERS), default="SGD", help="optimizer")
+    p.add_argument("--optimizer", type=str, choices=list(OPTIMIZER_CHOICES), default=None,
+                   help="optimizer (default: auto for anchor-free heads, SGD for anchor-based ones, Adam to classify)")
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
     add_run_folder_args(p, "runs/train")
@@ -58,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
     p.add_argument("--freeze", nargs="+", type=str, default=["0"],
                    help="freeze layers: backbone=10, first3=0 1 2, or 'backbone' (the YAML's backbone section)")
+    p.add_argument("--freeze-epochs", type=int, default=0,
+                   help="staged unfreezing: the --freeze layers train again after N epochs (0: frozen throughout)")
+    p.add_argument("--backbone-lr", type=float, default=1.0,
+                   help="learning-rate multiplier for the backbone section's parameters (e.g. 0.1 for a pretrained one)")
+    p.add_argument("--pretrained", type=parse_bool, nargs="?", const=True, default=True,
+                   help="backbone blocks load their ImageNet weights, downloaded once into the cache (default true); "
+                        "--pretrained false trains them from random init")
     p.add_argument("--save-period", type=int, default=-1, help="save a checkpoint every x epochs (disabled if < 1)")
     p.add_argument("--seed", type=int, default=0, help="global training seed")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")

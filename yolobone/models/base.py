@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from yolobone.models.blocks import Conv
 from yolobone.models.fold_bn import fold_batchnorms
-from yolobone.models.backbones.pretrained import pretrained_enabled
+from yolobone.models.backbones.pretrained import weights_reported
 from yolobone.models.graph import run_rows
 from yolobone.models.parse import ModelSpec, parse_model
 from yolobone.models.registry import Channels, ModelConfigError
@@ -35,7 +35,7 @@ class YAMLModel(nn.Module):
         self.layer_channels: List[Channels] = chs
         self.nc = int(self.yaml.get("nc", 80))
         self.names = [str(i) for i in range(self.nc)]
-        if pretrained_enabled():  # a rebuild from a checkpoint (no_pretrained) loads every tensor next
+        if weights_reported():  # a rebuild from a checkpoint (no_pretrained) loads every tensor next
             LOGGER.info(f"pretrained: {weights_report(self)}")
 
     # ---- forward --------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
                         without SPPF and the neck)
 
 Frozen BatchNorm layers must also stop updating their running statistics: call `set_frozen_bn_eval(model)` after every
-`model.train()`.
+`model.train()`. Staged unfreezing (`--freeze-epochs N`) calls `unfreeze` at epoch N; from then on those BatchNorm
+layers train (and update their statistics) like the rest.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import List, Sequence, Union
 
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 FreezeSpec = Union[str, int, Sequence[Union[int, str]], None]
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-class FreezeSpecError(ValueError):
+class FreezeSpecError(YoloboneError, ValueError):
     """A --freeze value that names no valid layers."""
 
 
@@ -60,6 +63,22 @@ def freeze_indices(model: nn.Module, spec: FreezeSpec) -> List[int]:
     if indices and indices[-1] >= n_layers:
         raise FreezeSpecError(f"--freeze {spec} reaches layer {indices[-1]} but the model has layers 0..{n_layers - 1}")
     return indices
+
+
+def backbone_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The parameters of the rows under the model YAML's `backbone:` key (what --backbone-lr scales)."""
+    m = _unwrap(model)
+    prefixes = tuple(f"model.{i}." for i in range(backbone_layer_count(m)))
+    return [p for name, p in m.named_parameters() if name.startswith(prefixes)]
+
+
+def unfreeze(model: nn.Module, names: Sequence[str]) -> int:
+    """requires_grad True again for the named parameters (staged unfreezing); returns how many."""
+    wanted = set(names)
+    found = [p for name, p in _unwrap(model).named_parameters() if name in wanted]
+    for p in found:
+        p.requires_grad_(True)
+    return len(found)
 
 
 def freeze_layers(model: nn.Module, spec: FreezeSpec) -> List[str]:

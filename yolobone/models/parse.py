@@ -18,7 +18,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch.nn as nn
 import yaml
@@ -27,6 +27,7 @@ from yolobone.models.activation import activation_scope, parse_activation
 from yolobone.models.levels import level_names, level_of, levels_from_strides, row_strides
 from yolobone.models.registry import BlockSpec, Channels, LayerContext, ModelConfigError, get_block
 from yolobone.utils.errors import first_line
+from yolobone.utils.paths import find_config
 from yolobone.utils.yaml_io import load_yaml_document
 
 REQUIRED_KEYS = ("backbone", "head")
@@ -65,6 +66,17 @@ class ModelSpec:
         return list(self.data.get("backbone") or []) + list(self.data.get("head") or [])
 
 
+# A model YAML file whose top level has one of these keys is another kind of file, read by its registered loader
+# (path, data) -> ModelSpec: compose.py registers `neck:` composition files. Registered from above, so this module
+# never imports the modules that build on it.
+FILE_KINDS: Dict[str, Callable[[Path, Dict[str, Any]], "ModelSpec"]] = {}
+
+
+def register_file_kind(key: str, loader: Callable[[Path, Dict[str, Any]], "ModelSpec"]) -> None:
+    """Files with top-level `key` are loaded by `loader` (yolobone.models imports every module that registers)."""
+    FILE_KINDS[key] = loader
+
+
 def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSpec:
     """Read and structurally check a model YAML (a path, an already-loaded dict, or a ModelSpec)."""
     if isinstance(cfg, ModelSpec):
@@ -73,11 +85,11 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
         spec = ModelSpec(copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>")))
         spec.row_lines = [None] * len(spec.rows)
     else:
-        path = Path(cfg)
+        path = find_config(cfg)
         data, lines = read_yaml_rows(path, "model YAML")
-        if "neck" in data:  # a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
-            from yolobone.models.compose import compose_file
-            return compose_file(path, data)
+        kind = next((k for k in FILE_KINDS if k in data), None)
+        if kind is not None:  # e.g. a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
+            return FILE_KINDS[kind](path, data)
         spec = ModelSpec(data, str(path))
         spec.row_lines = lines.get("backbone", []) + lines.get("head", [])
     _check_structure(spec)
@@ -87,6 +99,7 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
 def read_yaml_rows(path: Path, what: str) -> Tuple[Dict[str, Any], Dict[str, List[int]]]:
     """A YAML mapping file -> (data, {'backbone'|'head': 1-based line of each row}); every model and backbone
     YAML is read here."""
+    path = find_config(path)
     if not path.is_file():
         raise ModelConfigError(f"{path}: {what} not found")
     data, node = load_yaml_document(path, ModelConfigError)

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
+from yolobone.models.backbones.pretrained import no_pretrained
 from yolobone.models.base import YAMLModel
 from yolobone.models.heads import Detect
 from yolobone.models.parse import ModelSpec
@@ -87,7 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                                "parameters, memory)")
     opt = parser.parse_args(argv)
     try:
-        model = build_model(opt.cfg, nc=opt.nc, backbone=opt.backbone)
+        with no_pretrained():  # the layer table and summary need no pretrained weights: none are read or downloaded
+            model = build_model(opt.cfg, nc=opt.nc, backbone=opt.backbone)
         if model.yaml.get("backbone_name"):
             from yolobone.models.compose import dump_model_yaml
             print(f"# {model.yaml_file}\n{dump_model_yaml(model.yaml)}")

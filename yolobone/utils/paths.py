@@ -30,3 +30,18 @@ def safe_folder_name(name: str) -> str:
     if not safe.strip("."):
         safe = "_" * max(len(safe), 1)
     return safe
+
+
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # model, data and hyp YAMLs shipped in the package
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """A config path as given when it exists; else the same file among the package's shipped configs, so
+    `configs/yolov5s.yaml`, `yolov5s.yaml` and `configs/hyp/hyp.scratch-low.yaml` work from any folder, as YOLOv5 finds
+    its bundled YAMLs; else the path unchanged, for the caller to report missing."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    parts = p.parts[1:] if p.parts[:1] == ("configs",) else p.parts
+    shipped = PACKAGE_CONFIGS.joinpath(*parts) if parts else PACKAGE_CONFIGS
+    return shipped if shipped.is_file() else p

@@ -23,16 +23,17 @@ from tqdm import tqdm
 
 from yolobone.engine.core import acceleration as accel  # issue 18 speed-ups: every use below is marked "# speed-ups"
 from yolobone.engine.core.checkpoint_writer import CheckpointWriter
-from yolobone.engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
+from yolobone.engine.core.ddp import (DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp,
+                                      zero_first)
 from yolobone.engine.core.loggers import RunLogger
-from yolobone.engine.core.optim import accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda, \
-    warmup_iterations
+from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iterations, build_optimizer, choose_optimizer, \
+    describe_optimizer, lr_lambda, warmup_iterations
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.stopping import EarlyStopping
 from yolobone.engine.core.task import TrainTask
 from yolobone.engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state,
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
-from yolobone.models.freeze import set_frozen_bn_eval
+from yolobone.models.freeze import set_frozen_bn_eval, unfreeze
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.utils.checkpoint import load_checkpoint, remove_stale_temp_files
 from yolobone.utils.ema import ModelEMA
@@ -122,7 +123,10 @@ class Trainer:
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
         task.setup_data(self)
-        self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
+        with zero_first(self.dist):  # rank 0 downloads any missing pretrained file; the others then read the cache
+            model = self._build_model()
+        self.model = accel.to_memory_format(model.to(self.device), self.acc)  # speed-ups
+        task.resolve_defaults(self)
         self._setup_save_dir()
         task.setup_model(self)
         self.gs = task.grid_size(self.model)
@@ -138,14 +142,19 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_ckpt:
             self._restore_training_state()
-        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, opt.sync_bn, probe=max(2 * self.gs, 64))
-        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
+        self._wrap_model(opt.sync_bn)
         if self.is_rank0:
             LOGGER.info(self.acc.describe())
         task.setup_loss(self)
-        self.logger = RunLogger(self.save_dir, task.result_keys, enabled=self.is_rank0, tensorboard=True)
+        self.loss_names, self.result_keys = task.loss_columns(self), task.result_columns(self)
+        self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0, tensorboard=True)
         if self.resume_ckpt:
             self.logger.drop_rows_from(self.start_epoch)
+
+    def _wrap_model(self, sync_bn: bool) -> None:
+        """model_ddp: the model as the training step calls it (DDP wrapper, compiled)."""
+        self.model_ddp = wrap_ddp(self.model, self.dist, self.device, sync_bn, probe=max(2 * self.gs, 64))
+        self.model_ddp = accel.maybe_compile(self.model_ddp, self.acc)  # speed-ups
 
     def _load_resume(self) -> None:
         """Replace the options with the checkpoint's (keeping the device and workers of this command)."""
@@ -199,10 +208,18 @@ class Trainer:
     def _setup_optimizer(self) -> None:
         opt, hyp = self.opt, self.hyp
         self.accumulate, decay_scale = accumulation(opt.batch_size, self.nominal_batch)
-        self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
-                                         hyp.weight_decay * decay_scale)
+        iterations = auto_iterations(len(self.train_loader.dataset), opt.batch_size, self.nominal_batch, opt.epochs)
+        self.optim_choice = choose_optimizer(opt.optimizer or self.task.default_optimizer, hyp.lr0, hyp.momentum,
+                                             hyp.warmup_bias_lr, self.nc, iterations)
+        choice = self.optim_choice
+        scaled, lr_scale = self.task.lr_scaled_parameters(self)
+        # staged unfreezing: the frozen parameters are in their groups from the start (no gradient, so no update)
+        # and the group layout never changes, which keeps --resume exact across the switch
+        self.optimizer = build_optimizer(self.model, choice.name, choice.lr0, choice.momentum,
+                                         hyp.weight_decay * decay_scale, scaled, lr_scale,
+                                         include_frozen=bool(self.task.frozen_until(self)))
         accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
-        LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
+        LOGGER.info(describe_optimizer(self.optimizer, choice.lr0) + choice.note)
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         if self.task.lr_lags_one_epoch:  # one more epoch at the full rate; a resume restores the count anyway
@@ -254,21 +271,35 @@ class Trainer:
         finally:  # an interrupted run (exception, Ctrl-C) still leaves its last checkpoint complete on disk
             self.checkpoint_writer.close()
 
+    def _thaw(self, epoch: int) -> None:
+        """Staged unfreezing: from the task's frozen_until epoch on, the frozen parameters (and their BatchNorm
+        statistics) train too. DDP registers only trainable parameters, so the model is wrapped again."""
+        until = self.task.frozen_until(self)
+        if not (self.frozen and until and epoch >= until):
+            return
+        n = unfreeze(self.model, self.frozen)
+        self.frozen = []
+        if self.is_rank0:
+            LOGGER.info(f"Unfreezing {n} parameter tensors at epoch {epoch} (frozen for the first {until} epochs)")
+        if self.dist.distributed or self.model_ddp is not self.model:
+            self._wrap_model(sync_bn=False)  # SyncBatchNorm, if asked for, is already in the model
+
     def train_one_epoch(self, epoch: int) -> Tuple[Tuple[float, ...], List[float]]:
+        self._thaw(epoch)
         model, task = self.model_ddp, self.task
         model.train()
         if self.frozen:
             set_frozen_bn_eval(self.model)
         task.before_epoch(self, epoch)
         self.train_loader.set_epoch(epoch)
-        mloss = torch.zeros(len(task.loss_names), device=self.device)
+        mloss = torch.zeros(len(self.loss_names), device=self.device)
         pbar = self._progress_bar()
         self.optimizer.zero_grad()
         bar_due = accel.ProgressThrottle(self.nb)  # speed-ups: the loss readout syncs, so not every step
         for i, batch in pbar:
             ni = i + self.nb * epoch
             if ni <= self.nw:
-                self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.hyp.warmup_bias_lr,
+                self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.optim_choice.warmup_bias_lr,
                                                self.hyp.warmup_momentum, self.hyp.momentum, self.opt.batch_size,
                                                self.nominal_batch)
             imgs, targets, instances = task.prepare_batch(self, batch, ni)
@@ -292,7 +323,7 @@ class Trainer:
         return tuple(mloss.tolist()), lr
 
     def _progress_bar(self) -> tqdm:
-        header = ("Epoch",) + (("GPU_mem",) if self.cuda else ()) + tuple(self.task.loss_names) + ("Instances",
+        header = ("Epoch",) + (("GPU_mem",) if self.cuda else ()) + tuple(self.loss_names) + ("Instances",
                                                                                                     "Size")
         if self.is_rank0:
             LOGGER.info(("\n" + "%11s" * len(header)) % header)
@@ -325,7 +356,7 @@ class Trainer:
         if fi == self.best_fitness:
             self.best_epoch = epoch  # as YOLOv5: the latest epoch reaching the best fitness is best.pt
         row = task.csv_values(mloss, self.results, lr)
-        self.history.append(dict(zip(task.result_keys, row)))
+        self.history.append(dict(zip(self.result_keys, row)))
         self.logger.log_epoch(epoch, row)
         last_epoch = epoch + 1 == opt.epochs or stop
         if not opt.nosave or final_epoch or last_epoch:

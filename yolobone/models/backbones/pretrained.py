@@ -1,9 +1,15 @@
-"""Pretrained backbone weights: a YAML `weights` argument -> a state dict, without ever downloading.
+"""Pretrained backbone weights: a YAML `weights` argument -> a state dict, downloaded once into the usual cache.
 
 Accepted values: None/False (random init), True or "DEFAULT" (torchvision's default weights for the model), a
 torchvision weights name ("IMAGENET1K_V1" or "ResNet50_Weights.IMAGENET1K_V2"), or a local file path. Torchvision
-weights are read from the torch hub cache ($TORCH_HOME/hub/checkpoints/<file>); when the file is missing the error says
-which file to put where. Loading checks every tensor the backbone uses and ignores the classifier's.
+weights live in the torch hub cache ($TORCH_HOME/hub/checkpoints/<file>); a missing file is downloaded from the
+weights' URL with the sha256 check of torch hub (yolobone/utils/download.py). Offline, the error says which file to
+put where, and how to train from scratch instead. Loading checks every tensor the backbone uses and ignores the
+classifier's.
+
+Nothing is read inside `no_pretrained()` (a checkpoint's weights come next, or only the architecture is wanted),
+inside `from_scratch()` (train.py --pretrained false), or when YOLOBONE_PRETRAINED=false is set (the same switch for
+every command; the test suite sets it).
 """
 from __future__ import annotations
 
@@ -19,9 +25,13 @@ import torch
 import torch.nn as nn
 
 from yolobone.models.registry import ModelConfigError
+from yolobone.utils.download import DownloadError, download_file, hash_prefix_of
 
 _PATH_SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
-_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("pretrained_enabled", default=True)
+PRETRAINED_ENV = "YOLOBONE_PRETRAINED"
+SCRATCH_HINT = "or train from scratch with --pretrained false (weights: false in the YAML)"
+# "load": read weights; "rebuild": a checkpoint's weights come next (no report); "scratch": random init, reported
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("pretrained_mode", default="load")
 
 
 class PretrainedWeightsError(ModelConfigError):
@@ -45,18 +55,34 @@ class StateDict(dict):
 
 
 def pretrained_enabled() -> bool:
-    """False inside no_pretrained() (a checkpoint's weights come next)."""
-    return _enabled.get()
+    """Whether backbone blocks read pretrained weights now (see the module docstring for what switches it off)."""
+    switched_off = os.environ.get(PRETRAINED_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return _mode.get() == "load" and not switched_off
+
+
+def weights_reported() -> bool:
+    """False while rebuilding a checkpoint (no_pretrained): its tensors replace the build's, so no report."""
+    return _mode.get() != "rebuild"
 
 
 @contextlib.contextmanager
-def no_pretrained() -> Iterator[None]:
-    """Build models without reading pretrained files (rebuilding a checkpoint whose weights come next)."""
-    token = _enabled.set(False)
+def _pretrained_mode(mode: str) -> Iterator[None]:
+    token = _mode.set(mode)
     try:
         yield
     finally:
-        _enabled.reset(token)
+        _mode.reset(token)
+
+
+def no_pretrained() -> contextlib.AbstractContextManager:
+    """Build models without reading pretrained files (rebuilding a checkpoint whose weights come next, or a model
+    built only for its summary or profile)."""
+    return _pretrained_mode("rebuild")
+
+
+def from_scratch() -> contextlib.AbstractContextManager:
+    """Build models with randomly initialised backbones (train.py --pretrained false); the report says so."""
+    return _pretrained_mode("scratch")
 
 
 WeightsSource = Union[Path, Any]  # a local file or a torchvision WeightsEnum member
@@ -66,7 +92,7 @@ def resolve_weights(model: str, weights: Any) -> Optional[WeightsSource]:
     """The YAML value -> None, a torchvision WeightsEnum member, or an existing local file."""
     if weights is None or weights is False or (isinstance(weights, str) and weights.lower() in ("", "none")):
         return None
-    if not _enabled.get():
+    if not pretrained_enabled():
         return None
     if weights is True:
         weights = "DEFAULT"
@@ -97,31 +123,39 @@ def looks_like_path(value: str) -> bool:
     return "/" in value or os.sep in value or value.endswith(_PATH_SUFFIXES) or Path(value).expanduser().is_file()
 
 
+def offline_error(what: str, url: str, path: Path, why: str) -> PretrainedWeightsError:
+    """The one-line error of a weights file that is not cached and could not be downloaded."""
+    return PretrainedWeightsError(f"{what}: {path.name} is not cached and could not be downloaded ({why}): put "
+                                  f"{path.name} (from {url}) in {path.parent}/, {SCRATCH_HINT}")
+
+
+def fetch_to_cache(what: str, url: str, path: Path) -> Path:
+    """path when it is there, else url downloaded into it (sha256-checked against the hash in its name)."""
+    if path.is_file():
+        return path
+    try:
+        return download_file(url, path, hash_prefix_of(path.name))
+    except DownloadError as e:
+        raise offline_error(what, url, path, str(e)) from None
+
+
 def cached_file(weights: Any) -> Path:
-    """Where torch hub keeps a torchvision weights file; raises a one-line instruction when it is not there."""
+    """The torch hub cache file of a torchvision weights member, downloaded on first use."""
     name = os.path.basename(urlparse(weights.url).path)
     path = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if not path.is_file():
-        raise PretrainedWeightsError(f"pretrained weights {weights!r} are not cached and nothing is downloaded: put "
-                                     f"{name} (from {weights.url}) in {path.parent}/, or pass a local file path as the "
-                                     f"weights argument")
-    return path
+    return fetch_to_cache(f"pretrained weights {weights!r}", weights.url, path)
 
 
 def read_state_dict(source: WeightsSource) -> StateDict:
-    """Tensors of a torchvision weights member (from the cache) or of a local file (state dict, or a dict holding one
-    under 'state_dict' or 'model'); loaded with weights_only=True."""
-    if isinstance(source, Path):
-        path = source
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
-            raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
-                                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    else:
-        path = cached_file(source)
-        obj = source.get_state_dict(model_dir=str(path.parent), map_location="cpu", progress=False,
-                                    check_hash=False, weights_only=True)
+    """Tensors of a torchvision weights member (from the cache, downloaded on first use) or of a local file (state
+    dict, or a dict holding one under 'state_dict' or 'model'); loaded with weights_only=True."""
+    path = source if isinstance(source, Path) else cached_file(source)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types; all mean "not a weights file"
+        again = "" if isinstance(source, Path) else "; delete it to download it again"
+        raise PretrainedWeightsError(f"{path}: cannot read as a state dict ({type(e).__name__}: "
+                                     f"{str(e).splitlines()[0] if str(e) else ''}){again}") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -8,8 +8,8 @@
 Args [model, weights=False, out_indices=None, kwargs={}]. Stages, strides and channels come from timm's
 `feature_info` (read from a meta-device build: no memory, no init): by default the last stage at each of the strides
 8, 16 and 32; `out_indices` picks timm's feature indices instead (e.g. [1, 2, 3, 4] adds P2). Widths are the
-model's own (width_multiple does not apply). `weights`: false; true (timm's default pretrained weights, read from
-the Hugging Face or torch hub cache, never downloaded); or a local file (a state dict of the timm model, `.pth`,
+model's own (width_multiple does not apply). `weights`: false; true (timm's default pretrained weights, from the
+Hugging Face or torch hub cache, downloaded there on first use with the hash checked); or a local file (a state dict of the timm model, `.pth`,
 `.bin` or `.safetensors`). Channels-last outputs (Swin) are returned channels-first.
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ import torch
 import torch.nn as nn
 
 from yolobone.models.backbones.features import FrozenKwargs, freeze_kwargs
-from yolobone.models.backbones.pretrained import (LoadedWeights, PretrainedWeightsError, looks_like_path, pretrained_enabled,
-                                         read_state_dict)
+from yolobone.models.backbones.pretrained import (SCRATCH_HINT, LoadedWeights, PretrainedWeightsError, looks_like_path,
+                                                 pretrained_enabled, read_state_dict)
 from yolobone.models.registry import Channels, LayerContext, ModelConfigError, register_block
+from yolobone.utils.download import DownloadError, download_file, download_from_hub, hash_prefix_of
 
 TARGET_STRIDES = (8, 16, 32)
 
@@ -112,11 +113,11 @@ def _timm_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], Chann
     return [ctx.c1, *args], list(spec.channels)
 
 
-# ---- pretrained weights, offline -------------------------------------------------------------------------------
+# ---- pretrained weights ----------------------------------------------------------------------------------------
 
 def timm_weights_file(name: str, weights: Any) -> Optional[Path]:
-    """The YAML `weights` value -> a local file (None: random init). True means timm's default pretrained weights,
-    found in the Hugging Face cache or the torch hub cache; nothing is downloaded."""
+    """The YAML `weights` value -> a local file (None: random init). True means timm's default pretrained weights:
+    found in the Hugging Face or torch hub cache, else downloaded (the Hub first, as timm does, then timm's URL)."""
     if weights is None or weights is False or (isinstance(weights, str) and weights.lower() in ("", "none", "false")):
         return None
     if not pretrained_enabled():
@@ -131,25 +132,50 @@ def timm_weights_file(name: str, weights: Any) -> Optional[Path]:
                                      f"pretrained tag goes in the model name, e.g. convnext_atto.d2_in1k)")
     from timm.models import get_pretrained_cfg
     cfg = get_pretrained_cfg(name)
-    if cfg is None:
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise PretrainedWeightsError(f"timm {name}: timm knows no pretrained weights for it; pass a local file path")
-    tried = []
+    return _cached_timm_file(cfg) or _download_timm_file(name, cfg)
+
+
+def _hub_filename(cfg: Any) -> str:
+    return cfg.hf_hub_filename or "model.safetensors"
+
+
+def _url_cache_path(cfg: Any) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+
+
+def _cached_timm_file(cfg: Any) -> Optional[Path]:
     if cfg.hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
-            found = try_to_load_from_cache(cfg.hf_hub_id, filename) if filename else None
+        for filename in dict.fromkeys((_hub_filename(cfg), "model.safetensors", "pytorch_model.bin")):
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found)
-        tried.append(f"model.safetensors from https://huggingface.co/{cfg.hf_hub_id} in the Hugging Face cache "
-                     f"(huggingface-cli download {cfg.hf_hub_id})")
+    if cfg.url and _url_cache_path(cfg).is_file():
+        return _url_cache_path(cfg)
+    return None
+
+
+def _download_timm_file(name: str, cfg: Any) -> Path:
+    """From the Hugging Face Hub, else timm's URL into the torch hub cache; one line naming both when both fail."""
+    why, ways = [], []
+    if cfg.hf_hub_id:
+        try:
+            return download_from_hub(cfg.hf_hub_id, _hub_filename(cfg))
+        except DownloadError as e:
+            why.append(str(e))
+        ways.append(f"fetch https://huggingface.co/{cfg.hf_hub_id}/resolve/main/{_hub_filename(cfg)} into the "
+                    f"Hugging Face cache (huggingface-cli download {cfg.hf_hub_id})")
     if cfg.url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
-        if path.is_file():
-            return path
-        tried.append(f"{path.name} (from {cfg.url}) in {path.parent}/")
-    raise PretrainedWeightsError(f"timm {name}: pretrained weights are not cached and nothing is downloaded: put "
-                                 f"{' or '.join(tried) or 'a weights file'}, or pass a local file path as the weights "
-                                 f"argument")
+        path = _url_cache_path(cfg)
+        try:
+            return download_file(cfg.url, path, hash_prefix_of(path.name))
+        except DownloadError as e:
+            why.append(str(e))
+        ways.insert(0, f"put {path.name} (from {cfg.url}) in {path.parent}/")
+    raise PretrainedWeightsError(f"timm {name}: pretrained weights are not cached and could not be downloaded "
+                                 f"({'; '.join(dict.fromkeys(why))}): {' or '.join(ways)}, {SCRATCH_HINT}")
 
 
 def _read_weights(path: Path) -> Dict[str, torch.Tensor]:
@@ -202,7 +228,7 @@ class Timm(nn.Module):
 
     Args:
         model: a timm model name (`timm.list_models()`), optionally with a pretrained tag (convnext_atto.d2_in1k).
-        weights: false, true (timm's pretrained weights from the local cache) or a local weights file.
+        weights: false, true (timm's pretrained weights, downloaded once into the cache) or a local file.
         out_indices: timm feature indices to return (default: the last stage at strides 8, 16 and 32).
         kwargs: extra timm.create_model arguments, e.g. {drop_path_rate: 0.1}.
     """
