@@ -1,7 +1,8 @@
 """Suite-wide settings: one intra-op thread (tiny tensors gain nothing from more, and a loaded 2-core machine
 loses a lot), headless matplotlib, no pretrained backbone weights and no downloads (the shipped backbone configs load
 ImageNet weights by default: a test that wants them asks with the `pretrained_on` fixture and writes the files it
-reads); fixtures that capture the project logger's messages."""
+reads), the same torch seed before every test, the random order's seed in the summary; fixtures that capture the
+project logger's messages."""
 import contextlib
 import logging
 import os
@@ -29,6 +30,21 @@ def _captured_log() -> Iterator[List[str]]:
         yield lines
     finally:
         LOGGER.removeHandler(handler)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """Every test (and the module fixtures it sets up first) starts from the same torch random state, whatever ran
+    before it in this worker: the order cannot change a test's random tensors (pytest-randomly reseeds random and
+    numpy the same way)."""
+    torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The random order's seed at the end, also under -q (pytest-randomly prints it only in the header)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random test order: replay with -p randomly --randomly-seed={seed}")
 
 
 @pytest.fixture(scope="session")

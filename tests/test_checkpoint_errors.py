@@ -2,6 +2,7 @@
 needs code is refused without torch's advice to retry with weights_only=False."""
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -24,10 +25,22 @@ def test_text_file_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: not a checkpoint .*is empty"):
         load_checkpoint(tmp_path / "empty.pt")
-    from yolobone.cli.train import main
-    assert main(["--weights", str(weights), "--device", "cpu", "--project", str(tmp_path / "runs")]) == 2
+
+
+@pytest.mark.parametrize("cli, argv", [("train", []), ("train", ["--task", "classify", "--data", "shapes-cls"]),
+                                       ("val", []), ("val", ["--task", "classify", "--data", "shapes-cls"]),
+                                       ("export", ["--int8", "--data", "shapes"])])
+def test_bad_weights_are_refused_before_any_dataset_work(cli, argv, tmp_path, monkeypatch, capsys):
+    """An empty dataset cache (a newcomer's machine): the one-line refusal comes first, nothing is generated."""
+    weights = tmp_path / "notes.pt"
+    weights.write_text("these are my notes, not weights\n")
+    monkeypatch.setenv("YOLOBONE_DATASETS", str(tmp_path / "datasets"))
+    main = importlib.import_module(f"yolobone.cli.{cli}").main
+    extra = ["--device", "cpu", "--project", str(tmp_path / "runs")] if cli != "export" else []
+    assert main(["--weights", str(weights), *extra, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a checkpoint" in err[0], err
+    assert len(err) == 1 and "notes.pt: not a checkpoint" in err[0], err
+    assert not (tmp_path / "datasets").exists()
 
 
 def test_code_carrying_pickle_is_refused_without_unsafe_advice(tmp_path):

@@ -237,7 +237,8 @@ def test_reloaded_best_pt_gives_identical_predictions(yolo_run, colour_data):
         assert torch.equal(model(probe), logits[result.best_epoch])
     metrics = val_classifier(weights=result.best, data=colour_data, imgsz=IMGSZ, batch_size=8, device="cpu",
                              workers=0, verbose=False)
-    assert metrics.top1 == result.best_fitness
+    # another batch size may run other CPU kernels: an image whose two best logits are within rounding may flip
+    assert abs(metrics.top1 - result.best_fitness) <= 1 / len(result.data.val) + 1e-9
     assert metrics.confusion.sum() == len(result.data.val) and np.trace(metrics.confusion) == round(
         metrics.top1 * len(result.data.val))
 

@@ -14,26 +14,40 @@ def test_class_colors_distinct_and_valid():
     assert class_colors(3) == class_colors(3)
 
 
+def _tag_extent(out: np.ndarray, colour: tuple, min_width: int) -> tuple:
+    """(widest run of rows, first row, last row) of the tag: rows with more than min_width pixels of the colour."""
+    counts = (out == np.array(colour)).all(2).sum(1)
+    rows = np.flatnonzero(counts > min_width)
+    return int(counts.max()), int(rows.min()), int(rows.max())
+
+
 def test_draw_boxes_keeps_tags_inside_the_image():
-    img = np.zeros((200, 300, 3), np.uint8)
+    img = np.zeros((300, 300, 3), np.uint8)  # tall enough that the tag keeps its line_thickness size
     out = draw_boxes(img, np.array([[270, 0, 299, 30]]), np.array([1]), np.array([0.87]), names=["a", "longname"],
                      line_thickness=2)
     assert out is not img and img.max() == 0  # the input is not modified
-    colour = np.array(class_colors(1))
+    colour = class_colors(1)
     (tw, _), _ = cv2.getTextSize("longname 0.87", cv2.FONT_HERSHEY_SIMPLEX, 2 / 3, 1)
-    rows = [(out[y] == colour).all(1).sum() for y in range(200)]
-    assert max(rows) >= tw  # the whole tag background fits, shifted left from the box at the right edge
+    widest, _, _ = _tag_extent(out, colour, 30 + 2)
+    assert widest >= tw  # the whole tag background fits, shifted left from the box at the right edge
     assert tw > 30 and (out[:, :265] == colour).all(2).any()
 
 
 def test_draw_boxes_shrinks_tags_on_small_images():
-    """A tag sized for line_thickness 3 would cover a 96-px image: it is shrunk to at most half the width."""
-    img = np.zeros((96, 96, 3), np.uint8)
-    out = draw_boxes(img, np.array([[80, 40, 90, 90]]), np.array([1]), np.array([0.87]), names=["a", "longname"],
-                     line_thickness=3)  # a narrow box, so a long coloured row can only be the tag
-    colour = np.array(class_colors(1))
-    tag_rows = [(out[y] == colour).all(1).sum() for y in range(96)]
-    assert 20 < max(tag_rows) <= 96 // 2 + 2
+    """A tag sized for line_thickness 3 would cover a 96-px image: it is shrunk to at most half the width, and the
+    same tag on a large image is not. Relations only: glyph widths differ between OpenCV builds."""
+    box, colour = np.array([[80, 40, 90, 90]]), class_colors(1)  # a narrow box: a long coloured row is the tag
+    tags = {}
+    for size in (96, 400):
+        out = draw_boxes(np.zeros((size, size, 3), np.uint8), box, np.array([1]), np.array([0.87]),
+                         names=["a", "longname"], line_thickness=3)
+        tags[size] = _tag_extent(out, colour, 10 + 2 * 3)
+        widest, top, bottom = tags[size]
+        cols = np.flatnonzero((out[top:bottom + 1] == colour).all(2).any(0))
+        inside = out[top:bottom + 1, cols.min():cols.max() + 1]
+        assert ((inside != colour).any(2) & (inside > 0).any(2)).any(), size  # text ink inside the tag
+    assert 10 + 2 * 3 < tags[96][0] <= 96 // 2 + 1
+    assert tags[400][0] > tags[96][0] and tags[400][2] - tags[400][1] > tags[96][2] - tags[96][1]
 
 
 def test_draw_boxes_hide_labels_and_empty():

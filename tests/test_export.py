@@ -74,60 +74,110 @@ def test_every_config_exports(cfg, tmp_path):
 
 # ------------------------------------------------------------------------------ val.py / detect.py across backends
 IMGSZ = 64
-DETECT_CONF = 0.001  # a model trained for one epoch is unsure; a low threshold still gives boxes to compare
+LOW_CONF = 0.001  # to see the whole score distribution before picking a threshold inside one of its gaps
+FIT_STEPS = 60
+MIN_GAP = 0.005  # backends' scores differ by ~1e-5: a threshold this far from every score is crossed by none
+
+
+def _fit_detector(data: Path, steps: int) -> nn.Module:
+    """yolov5n fitted to the validation images themselves (full batch, Adam, no augmentation): a model that has
+    learned something, with confident boxes on the objects standing far above the low-score tail."""
+    from yolobone.data.datasets import check_dataset, create_dataloader
+    from yolobone.models.loss import ComputeLoss
+    from yolobone.utils.hyp import load_hyp
+
+    loader, _ = create_dataloader(check_dataset(str(data))["val"], IMGSZ, 8, 32, nc=len(SHAPE_NAMES))
+    imgs, targets = next(iter(loader))[:2]
+    torch.manual_seed(0)
+    model = build_model(str(ROOT / "configs" / "yolov5n.yaml"), nc=len(SHAPE_NAMES)).train()
+    loss_fn = ComputeLoss(model.model[-1], load_hyp(None), imgsz=IMGSZ)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        loss, _ = loss_fn(model(imgs.float() / 255), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # BatchNorm statistics of the fitted weights (the running means lag behind 60 steps)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        model(imgs.float() / 255)
+    return model.eval()
+
+
+def _separated_threshold(scores: np.ndarray, lo: float = 0.05, hi: float = 0.5) -> float:
+    """The middle of the widest gap between the scores in [lo, hi]: no score of any backend can round across it."""
+    s = np.unique(np.concatenate([[lo, hi], scores[(scores > lo) & (scores < hi)]]))
+    k = int(np.argmax(np.diff(s)))
+    assert s[k + 1] - s[k] > MIN_GAP, f"no score gap wider than {MIN_GAP} in [{lo}, {hi}]: {s}"
+    return float(s[k] + s[k + 1]) / 2
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
-    """best.pt of a 1-epoch yolov5n training on a tiny generated set, exported to dynamic ONNX and OpenVINO."""
-    from yolobone.engine.train import train
-
+    """A fitted yolov5n checkpoint on a tiny generated set, exported to dynamic ONNX and OpenVINO."""
     root = tmp_path_factory.mktemp("export")
-    data = make_detection_dataset(root / "data", n_train=4, n_val=6, imgsz=IMGSZ, seed=1, max_objects=3,
-                                  min_size=0.25, max_size=0.6, verbose=False)
-    result = train({"cfg": str(ROOT / "configs" / "yolov5n.yaml"), "data": str(data), "epochs": 1, "imgsz": IMGSZ,
-                    "batch_size": 4, "device": "cpu", "workers": 0, "project": str(root), "name": "train",
-                    "noplots": True, "seed": 0})
-    files = export_model(ExportConfig(weights=result.best, include=("onnx", "openvino"), imgsz=IMGSZ,
-                                      dynamic=True))
-    return {"root": root, "data": str(data), "pt": str(result.best), **{k: str(v) for k, v in files.items()}}
+    data = make_detection_dataset(root / "data", n_train=1, n_val=4, imgsz=IMGSZ, seed=1, max_objects=2,
+                                  min_size=0.3, max_size=0.6, verbose=False)
+    model = _fit_detector(data, FIT_STEPS)
+    pt = save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect",
+                          "nc": len(SHAPE_NAMES), "names": list(SHAPE_NAMES)}, root / "best.pt")
+    files = export_model(ExportConfig(weights=pt, include=("onnx", "openvino"), imgsz=IMGSZ, dynamic=True))
+    return {"root": root, "data": str(data), "pt": str(pt), **{k: str(v) for k, v in files.items()}}
 
 
-def _val(trained, weights: str, name: str) -> dict:
+def test_raw_outputs_equal_across_backends(trained):
+    """Network outputs on the validation images agree within rounding scaled to their size (boxes ~ pixels,
+    objectness and class scores ~ 1), for every backend."""
+    from yolobone.data.datasets import check_dataset, create_dataloader
+
+    loader, _ = create_dataloader(check_dataset(trained["data"])["val"], IMGSZ, 4, 32, nc=len(SHAPE_NAMES))
+    x = next(iter(loader))[0].float() / 255
+    ref = load_backend(trained["pt"], "cpu")(x)
+    for kind in ("onnx", "openvino"):
+        got = load_backend(trained[kind], "cpu")(x)
+        assert got.shape == ref.shape
+        assert_close_scaled(got[..., :4], ref[..., :4], rtol=0.0)
+        assert_close_scaled(got[..., 4:], ref[..., 4:], rtol=0.0)
+
+
+def _val(trained, weights: str, name: str, conf: float) -> dict:
     from yolobone.engine.detect.val_run import ValConfig, run_val
 
     report = run_val(ValConfig(weights=weights, data=trained["data"], imgsz=IMGSZ, batch_size=4, device="cpu",
-                               workers=0, plots=False, save_json=True, project=str(trained["root"] / "val"),
-                               name=name))
+                               workers=0, plots=False, save_json=True, conf_thres=conf,
+                               project=str(trained["root"] / "val"), name=name))
     records = json.loads(report.json_path.read_text())
-    return {"map": report.result.map50_95, "map50": report.result.map50, "records": records}
+    rows = np.array([[r["category_id"], *r["bbox"], r["score"]] for r in records]).reshape(-1, 6)
+    return {"map": report.result.map50_95, "map50": report.result.map50, "rows": rows}
 
 
-def _match(ref: np.ndarray, got: np.ndarray, tol: float, conf: float) -> None:
-    """Every row of ref (cls, 4 coords, score) has a row of got with the same class and coordinates within tol.
-
-    Rows scored within 1e-3 of the threshold `conf` may fall on either side of it from float rounding alone.
-    """
-    assert abs(len(ref) - len(got)) <= max(1, len(ref) // 50), (len(ref), len(got))
+def _match(ref: np.ndarray, got: np.ndarray, tol: float) -> None:
+    """The same detections: equal count, and each row of ref (cls, 4 coords, score) has a row of got with the same
+    class, coordinates within tol and a score within 1e-3."""
+    assert len(ref) == len(got), (len(ref), len(got))
     for row in ref:
-        same = got[(got[:, 0] == row[0]) & (np.abs(got[:, 1:5] - row[1:5]).max(1) <= tol)]
-        assert len(same) or row[-1] < conf + 1e-3, f"no match within {tol} for {row}"
+        same = got[(got[:, 0] == row[0]) & (np.abs(got[:, 1:5] - row[1:5]).max(1) <= tol)
+                   & (np.abs(got[:, 5] - row[5]) <= 1e-3)]
+        assert len(same), f"no match within {tol} for {row}"
 
 
 def test_val_map_equal_across_backends(trained):
-    ref = _val(trained, trained["pt"], "pt")
-    rows = lambda recs: np.array([[r["category_id"], *r["bbox"], r["score"]] for r in recs])  # noqa: E731
-    assert len(ref["records"]) > 0
+    """mAP of a model that has learned something, at a confidence threshold inside a wide gap of its scores."""
+    conf = _separated_threshold(_val(trained, trained["pt"], "pt_low", LOW_CONF)["rows"][:, 5])
+    ref = _val(trained, trained["pt"], "pt", conf)
+    assert len(ref["rows"]) > 0 and ref["map50"] > 0.3  # it has learned the shapes it was fitted on
     for kind in ("onnx", "openvino"):
-        got = _val(trained, trained[kind], kind)
-        assert abs(got["map"] - ref["map"]) <= 0.002 and abs(got["map50"] - ref["map50"]) <= 0.002
-        _match(rows(ref["records"]), rows(got["records"]), tol=0.01 * IMGSZ, conf=0.001)
+        got = _val(trained, trained[kind], kind, conf)
+        assert abs(got["map"] - ref["map"]) <= 1e-3 and abs(got["map50"] - ref["map50"]) <= 1e-3
+        _match(ref["rows"], got["rows"], tol=0.01 * IMGSZ)
 
 
-def _detect_txt(trained, weights: str, name: str) -> dict:
+def _detect_txt(trained, weights: str, name: str, conf: float) -> dict:
     out = trained["root"] / "detect"
     rc = detect.main(["--weights", weights, "--source", str(Path(trained["data"]).parent / "images" / "val"),
-                      "--imgsz", str(IMGSZ), "--conf-thres", str(DETECT_CONF), "--max-det", "30", "--device", "cpu",
+                      "--imgsz", str(IMGSZ), "--conf-thres", str(conf), "--max-det", "30", "--device", "cpu",
                       "--save-txt", "--save-conf", "--nosave", "--project", str(out), "--name", name])
     assert rc == 0
     return {f.stem: np.array([[float(v) for v in line.split()] for line in f.read_text().splitlines()]).reshape(-1, 6)
@@ -135,13 +185,15 @@ def _detect_txt(trained, weights: str, name: str) -> dict:
 
 
 def test_detect_boxes_agree_within_1px(trained):
-    ref = _detect_txt(trained, trained["pt"], "pt")
+    low = _detect_txt(trained, trained["pt"], "pt_low", LOW_CONF)
+    conf = _separated_threshold(np.concatenate([rows[:, 5] for rows in low.values()]))
+    ref = _detect_txt(trained, trained["pt"], "pt", conf)
     assert sum(len(v) for v in ref.values()) > 0
     for kind in ("onnx", "openvino"):
-        got = _detect_txt(trained, trained[kind], kind)
+        got = _detect_txt(trained, trained[kind], kind, conf)
         assert set(got) == set(ref)
         for stem, rows in ref.items():  # normalised cx cy w h: 1 px of the 64 px image = 1 / 64
-            _match(rows, got[stem], tol=1 / IMGSZ, conf=DETECT_CONF)
+            _match(rows, got[stem], tol=1 / IMGSZ)
 
 
 def test_static_export_runs_at_its_own_shape(trained, tmp_path, capture_log):
@@ -155,10 +207,11 @@ def test_static_export_runs_at_its_own_shape(trained, tmp_path, capture_log):
     assert rc == 0 and any("static shape" in m for m in lines)
     from yolobone.engine.detect.predictor import Detector
 
-    det = Detector(files["torchscript"], device="cpu")
-    res = det.predict(str(Path(trained["data"]).parent / "images" / "val"), imgsz=IMGSZ, conf=DETECT_CONF, max_det=30)
-    ref = Detector(trained["pt"], device="cpu").predict(str(Path(trained["data"]).parent / "images" / "val"),
-                                                         imgsz=IMGSZ, conf=DETECT_CONF, max_det=30)
+    images = str(Path(trained["data"]).parent / "images" / "val")
+    low = Detector(trained["pt"], device="cpu").predict(images, imgsz=IMGSZ, conf=LOW_CONF, max_det=30)
+    conf = _separated_threshold(np.concatenate([r.scores for r in low]))
+    res = Detector(files["torchscript"], device="cpu").predict(images, imgsz=IMGSZ, conf=conf, max_det=30)
+    ref = Detector(trained["pt"], device="cpu").predict(images, imgsz=IMGSZ, conf=conf, max_det=30)
     assert [r.input_shape for r in res] == [(IMGSZ, IMGSZ)] * len(ref)
     for a, b in zip(res, ref):  # square images: the static letterbox equals the PyTorch one
         assert len(a) == len(b) and np.allclose(a.boxes, b.boxes, atol=1.0)
@@ -196,7 +249,12 @@ def test_classifier_export_validates_and_predicts(tmp_path):
     for f in files.values():
         got = val_classifier(weights=f, data=root, imgsz=32, batch_size=4, device="cpu", workers=0, plots=False,
                              verbose=False)
-        assert got.top1 == ref.top1 and (got.ranked[:, 0] == ref.ranked[:, 0]).all()
+        # an untrained net: an image whose two best logits are within rounding may rank them either way on
+        # another runtime, so one such flip is allowed; the logits themselves are compared below
+        n = len(ref.ranked)
+        assert (got.ranked[:, 0] != ref.ranked[:, 0]).sum() <= 1 and abs(got.top1 - ref.top1) <= 1 / n + 1e-9
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        assert_close_scaled(load_backend(f, "cpu")(x), load_backend(tmp_path / "c.pt", "cpu")(x), rtol=0.0)
         preds = predict_classifier(weights=f, source=str(Path(root) / "val" / SHAPE_NAMES[0]), imgsz=32,
                                    verbose=False).predictions
         assert preds and preds[0].name in SHAPE_NAMES

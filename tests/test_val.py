@@ -15,8 +15,8 @@ import yaml
 import yolobone.engine.detect.val_run
 from yolobone.cli import val
 from yolobone.engine.detect.coco_eval import evaluate_json_files
+from yolobone.engine.backends import load_backend
 from yolobone.engine.detect.val_run import ValConfig, run_val
-from yolobone.models import load_model
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import save_checkpoint
 from yolobone.data.datasets import create_dataloader
@@ -125,14 +125,18 @@ def test_table_and_speed_line(run):
 
 
 def _replay(work) -> dict:
-    """The run's predictions recomputed here: same loader, model and NMS, boxes unletterboxed by hand."""
-    model = load_model(work["weights"], fuse=True)
+    """The run's predictions recomputed here: same loader, backend and NMS, boxes unletterboxed by hand.
+
+    The backend val.py uses (fused, channels_last, packed), not a plain fused model: another memory layout runs other
+    CPU kernels, whose rounding reorders near-equal scores at NMS and at the max_det cut.
+    """
+    model = load_backend(work["weights"], torch.device("cpu"))
     val_dir = str(Path(work["data"]).parent / "images" / "val")
     loader, _ = create_dataloader(val_dir, IMGSZ, BATCH, 32, pad=0.5, rect=True, workers=0, nc=len(SHAPE_NAMES))
     out, letterboxed = {}, 0
     with torch.no_grad():
         for im, _, paths, shapes in loader:
-            preds = non_max_suppression(model(im.float() / 255)[0], 0.001, 0.6, multi_label=True, max_det=300)
+            preds = non_max_suppression(model(im.float() / 255), 0.001, 0.6, multi_label=True, max_det=300)
             for p, path, ((h0, w0), ((gy, gx), (padw, padh))) in zip(preds, paths, shapes):
                 letterboxed += gx != 1 and (padw > 0 or padh > 0)
                 p = p.double().numpy().copy()

@@ -34,8 +34,11 @@ class OpenVINOBackend(Backend):
         core = ov.Core()
         try:
             model = core.read_model(str(xml))
+            # f32 explicitly: on CPUs with AVX512-BF16 or AMX OpenVINO otherwise computes in bfloat16, so the
+            # same export would give other boxes and scores on another machine.
             self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": cpu_threads(),
-                                                              "PERFORMANCE_HINT": "LATENCY"})
+                                                              "PERFORMANCE_HINT": "LATENCY",
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line details
             raise BackendError(f"{xml}: OpenVINO cannot load it ({str(e).strip().splitlines()[0][:200]})") from None
         self.request = self.compiled.create_infer_request()

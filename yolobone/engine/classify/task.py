@@ -98,10 +98,11 @@ class ClassifyOptions(RunOptions):
         return ClassifyAugment(scale=(crop, 1.0), hflip=self.hflip, vflip=self.vflip, jitter=self.jitter)
 
 
-def build_classifier(o: ClassifyOptions, nc: int) -> YAMLModel:
-    """A new model: from --weights (classification or detection checkpoint), or from --cfg."""
+def build_classifier(o: ClassifyOptions, nc: int, ckpt: Optional[Dict[str, Any]] = None) -> YAMLModel:
+    """A new model: from --weights (classification or detection checkpoint; ckpt when already loaded), or from
+    --cfg."""
     if o.weights:
-        w = load_checkpoint(o.weights)
+        w = load_checkpoint(o.weights) if ckpt is None else ckpt
         if w.get("task", "detect") == "classify":
             if o.cfg:
                 LOGGER.warning(f"--cfg {o.cfg} ignored: the model comes from the classification weights {o.weights}")
@@ -147,7 +148,7 @@ class ClassifyTask(TrainTask):
         t.names, t.nc = list(t.data.names), t.data.nc
 
     def build_model(self, t: "Trainer") -> nn.Module:
-        return build_classifier(t.opt, t.nc)
+        return build_classifier(t.opt, t.nc, t.init_ckpt)
 
     def setup_model(self, t: "Trainer") -> None:
         model, t.frozen = t.model, []

@@ -80,6 +80,7 @@ class Trainer:
             self.callbacks[event] += list(fns) if isinstance(fns, (list, tuple)) else [fns]
         self.dist: DistInfo = dist_from_env()
         self.resume_ckpt: Optional[Dict[str, Any]] = None
+        self.init_ckpt: Optional[Dict[str, Any]] = None  # --weights, loaded before any dataset work
         self.stage = TRAIN  # training_checkpoint.STAGES: where the run stands (an end stage once epochs are done)
         self.end_ckpt: Optional[Dict[str, Any]] = None  # last.pt's content during the end sequence
         self.checkpoint_writer = CheckpointWriter()  # last.pt/best.pt are written while the next epoch trains
@@ -108,6 +109,8 @@ class Trainer:
         if self.opt.resume:
             self._load_resume()
         opt, task = self.opt, self.task
+        if opt.weights and not self.resume_ckpt:  # a bad file is refused before a built-in dataset is generated
+            self.init_ckpt = load_checkpoint(opt.weights)
         if self.dist.distributed and opt.batch_size % self.dist.world_size:
             raise TrainConfigError(f"--batch-size {opt.batch_size} must be a multiple of WORLD_SIZE "
                                    f"{self.dist.world_size}")

@@ -18,6 +18,7 @@ from yolobone.utils.boxes import xywh2xyxy
 PathLike = Union[str, os.PathLike]
 Names = Union[Sequence[str], Dict[int, str], None]
 ArrayLike = Union[np.ndarray, torch.Tensor]
+MIN_FONT_SCALE = 0.1  # Hershey text about 3 px high: the smallest tag still drawn
 
 
 def class_colors(i: int) -> Tuple[int, int, int]:
@@ -42,6 +43,22 @@ def _numpy(x: Optional[ArrayLike]) -> Optional[np.ndarray]:
     if x is None:
         return None
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _fit_tag(text: str, fs: float, ft: int, W: int, H: int) -> Tuple[float, int, Tuple[int, int], int]:
+    """Font scale, thickness, text size and baseline for a tag at most half the image wide and an eighth high.
+
+    Text size is not linear in the scale (glyph rounding, thickness), so the scale is reduced until the measured
+    tag fits, down to a floor where the text is a few pixels high.
+    """
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, ft)
+    for _ in range(20):
+        shrink = min(0.5 * W / (tw + 2), H / 8 / (th + base + 2))
+        if shrink >= 1.0 or fs <= MIN_FONT_SCALE:
+            break
+        fs, ft = max(fs * min(shrink, 0.95), MIN_FONT_SCALE), max(int(ft * shrink), 1)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, ft)
+    return fs, ft, (tw, th), base
 
 
 def draw_boxes(img_bgr: np.ndarray, boxes_xyxy: ArrayLike, cls: ArrayLike, conf: Optional[ArrayLike] = None,
@@ -69,14 +86,7 @@ def draw_boxes(img_bgr: np.ndarray, boxes_xyxy: ArrayLike, cls: ArrayLike, conf:
         text = _name(names, c)
         if confs is not None and not hide_conf:
             text = f"{text} {float(confs.reshape(-1)[k]):.2f}"
-        fs, ft = font_scale, tf
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, ft)
-        # On small images a tag sized for line_thickness would cover the picture: cap it at half the width
-        # and an eighth of the height.
-        shrink = min(1.0, 0.5 * W / (tw + 2), H / 8 / (th + base + 2))
-        if shrink < 1.0:
-            fs, ft = max(fs * shrink, 0.25), max(int(ft * shrink), 1)
-            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, ft)
+        fs, ft, (tw, th), base = _fit_tag(text, font_scale, tf, W, H)
         th_full = th + base + 2
         # Tag above the box when it fits, else just inside its top edge; always inside the image.
         ty = y1 - th_full if y1 - th_full >= 0 else y1

@@ -64,9 +64,11 @@ def labels_to_class_weights(labels: Sequence[np.ndarray], nc: int) -> np.ndarray
     return w / w.sum()
 
 
-def transfer_detection_weights(opt: DetectOptions, nc: int, anchors: Optional[int]) -> DetectionModel:
-    """--weights: a new DetectionModel (from --cfg or the checkpoint's YAML) with every tensor matching by name."""
-    ckpt = load_checkpoint(opt.weights)
+def transfer_detection_weights(opt: DetectOptions, nc: int, anchors: Optional[int],
+                               ckpt: Optional[Dict[str, Any]] = None) -> DetectionModel:
+    """--weights: a new DetectionModel (from --cfg or the checkpoint's YAML) with every tensor matching by name;
+    ckpt: the --weights checkpoint when already loaded."""
+    ckpt = load_checkpoint(opt.weights) if ckpt is None else ckpt
     if not opt.cfg and ckpt.get("task", "detect") != "detect":
         raise CheckpointError(f"{opt.weights}: a {ckpt.get('task')!r} checkpoint has no detection model; "
                               f"pass --cfg with a detection YAML to transfer its weights")
@@ -144,7 +146,7 @@ class DetectTask(TrainTask):
         anchors = int(round(t.hyp.anchors)) if t.hyp.anchors else None
         with contextlib.nullcontext() if t.opt.pretrained else from_scratch():  # --pretrained false
             if t.opt.weights:
-                return transfer_detection_weights(t.opt, t.nc, anchors)
+                return transfer_detection_weights(t.opt, t.nc, anchors, t.init_ckpt)
             return DetectionModel(with_backbone(t.opt.cfg, t.opt.backbone), nc=t.nc, anchors=anchors)
 
     def setup_model(self, t: "Trainer") -> None:
