@@ -2,7 +2,8 @@
 
 Importing this package registers every block (explicit imports below, no star imports).
 """
-from yolobone.models import backbones, blocks, ghost, heads, transformer  # noqa: F401  (registration side effect)
+from yolobone.models import (backbones, blocks, ghost, heads, transformer, yolov7_blocks,  # noqa: F401  (registration)
+                             yolov7_heads)
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import load_model, model_from_checkpoint

@@ -89,7 +89,12 @@ class Focus(nn.Module):
         self.conv = Conv(c1 * 4, c2, k, s, p, g, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
+        return self.conv(pixel_phases(x))
+
+
+def pixel_phases(x: torch.Tensor) -> torch.Tensor:
+    """The four 2x2 pixel phases stacked on channels: (B, C, H, W) -> (B, 4C, H/2, W/2)."""
+    return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1)
 
 
 @register_block(channels=scaled_out)

@@ -1,0 +1,90 @@
+"""YOLOv7's published YAMLs (configs/yolov7/) build exactly, and its blocks fuse for deployment without changing
+outputs.
+
+Expected parameter counts were measured with YOLOv7's own `Model` (yolov7detect 1.0.1, `from yolov7.models.yolo
+import Model`) on these same files at nc=80, before fusing.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tolerance import assert_close_scaled
+from yolobone.models import ModelConfigError, build_model
+from yolobone.models.parse import load_model_yaml, parse_model
+from yolobone.models.yolov7_blocks import RepConv
+from yolobone.models.yolov7_heads import IAuxDetect, IDetect
+
+YOLOV7_DIR = Path(__file__).resolve().parents[1] / "configs" / "yolov7"
+YOLOV7_PARAMS: Dict[str, int] = {
+    "yolov7-tiny": 6_228_762, "yolov7": 37_622_682, "yolov7x": 71_347_394, "yolov7-w6": 82_312_436,
+    "yolov7-e6": 111_898_292, "yolov7-d6": 154_709_364, "yolov7-e6e": 166_408_884,
+}
+_INDEX_COMMENT = re.compile(r"^\s*\[.*\]\s*,?\s*#\s*(\d+)\b")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def slim(name: str, width: float = 0.125) -> dict:
+    """The config at a fraction of its width (every row and block as written) so that CPU forwards stay fast."""
+    d = copy.deepcopy(load_model_yaml(YOLOV7_DIR / f"{name}.yaml").data)
+    d["width_multiple"] = width
+    return d
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BatchNorm statistics and affine terms, and implicit vectors, away from their identity initialisation, so
+    that folding them is actually exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            elif hasattr(m, "implicit"):
+                m.implicit.add_(torch.randn(m.implicit.shape, generator=g) * 0.2)
+    return model
+
+
+def test_every_yolov7_config_has_a_count() -> None:
+    assert {p.stem for p in YOLOV7_DIR.glob("*.yaml")} == set(YOLOV7_PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(YOLOV7_PARAMS))
+def test_param_count_matches_yolov7(name: str) -> None:
+    with torch.device("meta"):
+        layers = parse_model(YOLOV7_DIR / f"{name}.yaml", nc=80)[0]
+    assert n_params(layers) == YOLOV7_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(YOLOV7_PARAMS))
+def test_row_index_comments_match(name: str) -> None:
+    """The `# 37` comments of the pasted files name the row they sit on (nothing was dropped or added)."""
+    path = YOLOV7_DIR / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    spec = load_model_yaml(path)
+    indices = [(i, _INDEX_COMMENT.match(lines[line - 1])) for i, line in enumerate(spec.row_lines)]
+    checked = [(i, int(m.group(1))) for i, m in indices if m]
+    assert len(checked) >= 5 and all(i == n for i, n in checked), checked
+
+
+def test_yolov7_tiny_builds_with_leaky_relu_and_detects() -> None:
+    torch.manual_seed(0)
+    model = build_model(YOLOV7_DIR / "yolov7-tiny.yaml", nc=3).eval()
+    assert n_params(build_model(YOLOV7_DIR / "yolov7-tiny.yaml")) == YOLOV7_PARAMS["yolov7-tiny"]
+    acts = {type(m.act) for m in model.modules() if hasattr(m, "act") and hasattr(m, "conv")}
+    assert acts == {nn.LeakyReLU}
+    assert isinstance(model.detect, IDetect) and model.stride.tolist() == [8.0, 16.0, 32.0]
+    with torch.no_grad():
+        pred, maps = model(torch.rand(1, 3, 64, 64))
+    assert pred.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8) and [m.shape[2] for m in maps] == [8, 4, 2]
