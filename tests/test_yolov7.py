@@ -88,3 +88,82 @@ def test_yolov7_tiny_builds_with_leaky_relu_and_detects() -> None:
     with torch.no_grad():
         pred, maps = model(torch.rand(1, 3, 64, 64))
     assert pred.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8) and [m.shape[2] for m in maps] == [8, 4, 2]
+
+
+@pytest.mark.parametrize("c1,c2,s,g", [(8, 8, 1, 1), (8, 8, 1, 2), (8, 16, 1, 1), (8, 16, 2, 1)])
+def test_repconv_fuses_to_one_conv(c1: int, c2: int, s: int, g: int) -> None:
+    torch.manual_seed(0)
+    block = randomize_(RepConv(c1, c2, 3, s, None, g)).eval()
+    assert (block.identity is not None) == (c1 == c2 and s == 1)
+    x = torch.randn(2, c1, 12, 12)
+    with torch.no_grad():
+        ref = block(x)
+        block.fuse_deploy()
+        got = block(x)
+    assert isinstance(block.fused, nn.Conv2d) and block.fused.kernel_size == (3, 3)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules())
+    assert_close_scaled(got, ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("name,head", [("yolov7", IDetect), ("yolov7-w6", IAuxDetect)])
+def test_deploy_fused_model_gives_the_same_outputs(name: str, head: type) -> None:
+    """RepConv branches, BatchNorms and the implicit terms folded: same decoded predictions as unfused."""
+    torch.manual_seed(0)
+    model = randomize_(build_model(slim(name), nc=3)).eval()
+    assert type(model.detect) is head
+    size = int(model.stride.max()) * 2
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        ref = model(x)[0]
+        model.fuse()
+        got = model(x)[0]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(hasattr(m, "fused") for m in model.modules() if isinstance(m, RepConv))
+    assert model.detect.ia is None and model.detect.im is None
+    assert not any(hasattr(m, "implicit") for m in model.modules())
+    assert_close_scaled(got, ref, rel=1e-4)
+
+
+def test_aux_head_trains_on_main_and_auxiliary_maps() -> None:
+    torch.manual_seed(0)
+    model = build_model(slim("yolov7-w6"), nc=3).train()
+    maps = model(torch.rand(1, 3, 128, 128))
+    assert len(maps) == 8 and [m.shape[2] for m in maps] == [16, 8, 4, 2] * 2
+    assert all(m.shape[-1] == 8 for m in maps)
+    model.eval()
+    with torch.no_grad():
+        pred, main = model(torch.rand(1, 3, 128, 128))
+    assert len(main) == 4 and pred.shape == (1, 3 * (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2), 8)
+
+
+def test_yolov7_tiny_exports_to_onnx(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from yolobone.engine.backends import load_backend, model_meta
+    from yolobone.engine.export.onnx_format import export_onnx
+    from yolobone.engine.export.prepare import dummy_input, export_ready
+
+    torch.manual_seed(0)
+    model = randomize_(build_model(YOLOV7_DIR / "yolov7-tiny.yaml", nc=2))
+    model = export_ready(model, torch.device("cpu"), half=False)
+    assert model.detect.ia is None  # export_ready fuses, implicit terms included
+    size = (64, 64)
+    x = dummy_input(1, size, torch.device("cpu"), False) + torch.rand(1, 3, *size)
+    with torch.no_grad():
+        ref = model(x)
+    path = export_onnx(model, x, tmp_path / "yolov7-tiny.onnx", model_meta(model, imgsz=size, dynamic=False))
+    assert_close_scaled(load_backend(path, "cpu")(x), ref, rtol=0.0)
+
+
+def test_yolov7_block_errors_name_the_problem() -> None:
+    d = slim("yolov7-e6e")
+    d["backbone"][23] = [[-1, -12], 1, "Shortcut", [1]]  # 160 + 64 channels
+    with pytest.raises(ModelConfigError, match=r"layer 23: Shortcut adds two inputs with equal channels, got inputs with \[24, 40\]"):
+        parse_model(d)
+    d = slim("yolov7-w6")
+    d["head"][-1][0] = d["head"][-1][0][:-1]
+    with pytest.raises(ModelConfigError, match="IAuxDetect needs the main inputs then as many auxiliary inputs"):
+        parse_model(d)
+    d = slim("yolov7-w6")
+    d["backbone"][0] = [-1, 1, "ReOrg", [2]]
+    with pytest.raises(ModelConfigError, match="ReOrg takes no arguments"):
+        parse_model(d)
