@@ -26,6 +26,7 @@ YOLOV7_PARAMS: Dict[str, int] = {
     "yolov7-tiny": 6_228_762, "yolov7": 37_622_682, "yolov7x": 71_347_394, "yolov7-w6": 82_312_436,
     "yolov7-e6": 111_898_292, "yolov7-d6": 154_709_364, "yolov7-e6e": 166_408_884,
 }
+COMPOSED = {"yolov7-tiny-resnet18": ("yolov7-tiny", "resnet18"), "yolov7-resnet50": ("yolov7", "resnet50")}
 _INDEX_COMMENT = re.compile(r"^\s*\[.*\]\s*,?\s*#\s*(\d+)\b")
 
 
@@ -57,7 +58,7 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def test_every_yolov7_config_has_a_count() -> None:
-    assert {p.stem for p in YOLOV7_DIR.glob("*.yaml")} == set(YOLOV7_PARAMS)
+    assert {p.stem for p in YOLOV7_DIR.glob("*.yaml")} == set(YOLOV7_PARAMS) | set(COMPOSED)
 
 
 @pytest.mark.parametrize("name", sorted(YOLOV7_PARAMS))
@@ -167,3 +168,44 @@ def test_yolov7_block_errors_name_the_problem() -> None:
     d["backbone"][0] = [-1, 1, "ReOrg", [2]]
     with pytest.raises(ModelConfigError, match="ReOrg takes no arguments"):
         parse_model(d)
+
+
+def test_neck_on_its_own_backbone_is_the_published_model(tmp_path: Path) -> None:
+    """yolov7.yaml's backbone rows as a backbone file under its own neck: the neck's reads of rows 24, 37, 50
+    become P3, P4, P5 (row 40, a stride-16 branch after the stride-32 max-pool, is not P4) and the model is
+    yolov7 again, parameter for parameter."""
+    import yaml
+    from yolobone.models.compose import with_backbone
+
+    own = tmp_path / "elan.yaml"
+    own.write_text(yaml.safe_dump({"backbone": load_model_yaml(YOLOV7_DIR / "yolov7.yaml").data["backbone"]}))
+    spec = load_model_yaml(with_backbone(YOLOV7_DIR / "yolov7.yaml", str(own)))
+    froms = [row[0] for row in spec.data["head"]]
+    assert froms[0] == "P5" and "P4" in froms and "P3" in froms
+    with torch.device("meta"):
+        assert n_params(parse_model(spec, nc=80)[0]) == YOLOV7_PARAMS["yolov7"]
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSED))
+def test_composed_yolov7_matches_cli_backbone_swap(name: str) -> None:
+    """configs/yolov7/<neck>-<backbone>.yaml is `--cfg <neck>.yaml --backbone <backbone>`, reading P3-P5."""
+    from yolobone.models.compose import with_backbone
+
+    neck, backbone = COMPOSED[name]
+    spec = load_model_yaml(YOLOV7_DIR / f"{name}.yaml")
+    swapped = load_model_yaml(with_backbone(YOLOV7_DIR / f"{neck}.yaml", backbone))
+    assert spec.data["head"] == swapped.data["head"] and spec.data["backbone"] == swapped.data["backbone"]
+    assert {r[0] for r in spec.data["head"] if isinstance(r[0], str)} == {"P3", "P4", "P5"}
+
+
+def test_yolov7_tiny_on_resnet18_runs_and_fuses() -> None:
+    torch.manual_seed(0)
+    model = randomize_(build_model(YOLOV7_DIR / "yolov7-tiny-resnet18.yaml", nc=2)).eval()
+    assert isinstance(model.detect, IDetect) and model.stride.tolist() == [8.0, 16.0, 32.0]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[0]
+        model.fuse()
+        got = model(x)[0]
+    assert ref.shape == (1, 3 * (64 + 16 + 4), 7)
+    assert_close_scaled(got, ref, rel=1e-4)
