@@ -75,6 +75,7 @@ class ComputeLoss:
     """
 
     gr = 1.0  # objectness target = gr * IoU + (1 - gr)
+    corner_wh = False  # CIoU arithmetic of YOLOv5 v7.0 (True: YOLOv7's, see bbox_iou)
 
     def __init__(self, detect: Detect, hyp, imgsz: int = 640, label_smoothing: float = 0.0):
         get = (lambda k: hyp[k]) if isinstance(hyp, dict) else (lambda k: getattr(hyp, k))
@@ -108,7 +109,7 @@ class ComputeLoss:
                 pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
                 pxy = pxy.sigmoid() * 2 - 0.5
                 pwh = (pwh.sigmoid() * 2) ** 2 * anchors[i]
-                iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox[i], CIoU=True).squeeze(1)
+                iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox[i], CIoU=True, corner_wh=self.corner_wh).squeeze(1)
                 lbox += (1.0 - iou).mean()
                 iou = iou.detach().clamp(0).to(tobj.dtype)
                 tobj[b, a, gj, gi] = (1.0 - self.gr) + self.gr * iou
