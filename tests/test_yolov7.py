@@ -209,3 +209,11 @@ def test_yolov7_tiny_on_resnet18_runs_and_fuses() -> None:
         got = model(x)[0]
     assert ref.shape == (1, 3 * (64 + 16 + 4), 7)
     assert_close_scaled(got, ref, rel=1e-4)
+
+
+def test_yolov7_tiny_hyp_file_differs_from_scratch_low_where_yolov7_does() -> None:
+    """hyp.scratch.tiny of YOLOv7 = our scratch-low but mixup 0.05 and the OTA loss."""
+    from yolobone.utils.hyp import Hyp, load_hyp
+
+    hyp = load_hyp(YOLOV7_DIR.parent / "hyp" / "hyp.yolov7-scratch-tiny.yaml").to_dict()
+    assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == {"mixup": 0.05, "loss_ota": 1.0}

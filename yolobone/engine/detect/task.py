@@ -20,6 +20,8 @@ from yolobone.models.autoanchor import anchors_pixels, check_anchors
 from yolobone.models.compose import with_backbone
 from yolobone.models.freeze import freeze_layers
 from yolobone.models.loss import ComputeLoss
+from yolobone.models.loss_ota import ComputeLossOTA
+from yolobone.models.yolov7_heads import IAuxDetect
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
@@ -162,11 +164,16 @@ class DetectTask(TrainTask):
                           seed=t.opt.seed, force=forced)
 
     def setup_loss(self, t: "Trainer") -> None:
-        loss = ComputeLoss(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
+        kind = ComputeLossOTA if t.hyp.loss_ota else ComputeLoss
+        loss = kind(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
         scale = t.dist.world_size if t.dist.distributed else 1  # DDP averages gradients over processes
+        nl = t.model.detect.nl
+        if isinstance(t.model.detect, IAuxDetect):
+            LOGGER.warning("IAuxDetect: the loss reads the lead head only; its auxiliary head is not trained "
+                           "(YOLOv7's ComputeLossAuxOTA is not implemented)")
 
         def criterion(pred: Any, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            total, items = loss(pred, targets)
+            total, items = loss(pred[:nl], targets)
             return total * scale, items
 
         t.compute_loss, t.criterion = loss, criterion
