@@ -21,27 +21,32 @@ def _implicit_channels(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], i
     return [ctx.c1, *args], ctx.c1
 
 
-@register_block(channels=_implicit_channels)
-class ImplicitA(nn.Module):
-    """x + a learned per-channel vector (initialised around `mean`)."""
+class _Implicit(nn.Module):
+    """A learned per-channel vector (1, C, 1, 1) drawn from N(mean, std)."""
 
-    def __init__(self, channel: int, mean: float = 0.0, std: float = 0.02):
+    def __init__(self, channel: int, mean: float, std: float):
         super().__init__()
         self.implicit = nn.Parameter(torch.empty(1, channel, 1, 1))
         nn.init.normal_(self.implicit, mean=mean, std=std)
+
+
+@register_block(channels=_implicit_channels)
+class ImplicitA(_Implicit):
+    """x + a learned per-channel vector (initialised around 0)."""
+
+    def __init__(self, channel: int, mean: float = 0.0, std: float = 0.02):
+        super().__init__(channel, mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.implicit + x
 
 
 @register_block(channels=_implicit_channels)
-class ImplicitM(nn.Module):
-    """x * a learned per-channel vector (initialised around `mean`)."""
+class ImplicitM(_Implicit):
+    """x * a learned per-channel vector (initialised around 1)."""
 
     def __init__(self, channel: int, mean: float = 1.0, std: float = 0.02):
-        super().__init__()
-        self.implicit = nn.Parameter(torch.empty(1, channel, 1, 1))
-        nn.init.normal_(self.implicit, mean=mean, std=std)
+        super().__init__(channel, mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.implicit * x
