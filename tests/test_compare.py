@@ -9,8 +9,8 @@ import yaml
 
 from yolobone.cli.compare import build_parser, main as compare_main
 from yolobone.engine.compare import CompareError, CompareOptions, compare
-from yolobone.engine.compare_report import (ConfigResult, RunHistory, RunResultsError, latency_axis, markdown_table,
-                                   pareto_front, plot_pareto, read_run_history, write_results_csv)
+from yolobone.engine.compare.report import (ConfigResult, RunHistory, RunResultsError, latency_axis, markdown_table,
+                                            pareto_front, plot_pareto, read_run_history, write_results_csv)
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.profiling import ModelProfile

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from yolobone.engine.compare import compare
-from yolobone.engine.compare_jobs import device_slots
-from yolobone.engine.compare_protocol import ProtocolError
-from yolobone.engine.compare_stats import welch_test
+from yolobone.engine.compare.jobs import device_slots
+from yolobone.engine.compare.protocol import ProtocolError
+from yolobone.engine.compare.stats import welch_test
 from test_compare import _tiny_cfg
 from yolobone.utils.faults import FAULT_ENV
 from yolobone.data.synthetic import make_classification_dataset

@@ -62,3 +62,13 @@ def test_dict_round_trip_and_overrides():
     hyp = load_hyp({"lr0": 0.02, "anchors": 3, "fliplr": 0})
     assert hyp.lr0 == 0.02 and hyp.anchors == 3.0 and hyp.fliplr == 0.0 and hyp.mosaic == 1.0
     assert load_hyp(hyp.to_dict()) == hyp and load_hyp(hyp) is not hyp
+
+
+def test_ultralytics_file_holds_its_published_detection_defaults():
+    hyp = load_hyp(HYP_DIR / "hyp.ultralytics.yaml").to_dict()
+    published = dict(lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=0.0005, warmup_epochs=3.0, warmup_momentum=0.8,
+                     warmup_bias_lr=0.1, box=7.5, cls=0.5, dfl=1.5, hsv_h=0.015, hsv_s=0.7, hsv_v=0.4, degrees=0.0,
+                     translate=0.1, scale=0.5, shear=0.0, perspective=0.0, flipud=0.0, fliplr=0.5, mosaic=1.0,
+                     mixup=0.0, copy_paste=0.0)
+    assert {k: hyp[k] for k in published} == published
+    assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == {"box": 7.5}  # the rest as scratch-low

@@ -121,7 +121,7 @@ def test_half_cuda_and_caller_models_are_not_packed():
 
 
 def test_compare_latency_times_the_deployed_backend():
-    from yolobone.engine.compare import deployed_torch
+    from yolobone.engine.compare.profile import deployed_torch
     from yolobone.utils.profiling import median_latency_ms
 
     model, calls = _model(), []

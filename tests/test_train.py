@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from tests.interrupt import Interrupt, stop_after_first_epoch
 from yolobone.engine.core.loggers import RunLogger, csv_header, csv_row
 from yolobone.engine.detect.task import RESULT_KEYS
 from yolobone.engine.detect.options import DetectOptions
@@ -97,17 +98,9 @@ def test_resume_after_epoch_1_matches_uninterrupted(work, first_run):
     # default hyp (warmup, mosaic, HSV, flips) and multi-scale: the RNG streams all matter here
     base = dict(cfg=work["cfg"], data=work["small"], epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0,
                 multi_scale=True, noval=True, noplots=True, deterministic=True, project=str(work["root"] / "runs"))
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(trainer):
-        if trainer.epoch == 0:
-            raise Interrupt
-
     full = train(base, name="full")
     with pytest.raises(Interrupt):
-        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first})
+        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first_epoch})
     last = work["root"] / "runs" / "cut" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
     # a kill between logging epoch 1 and saving last.pt: resume repeats epoch 1 and must not log it twice

@@ -154,9 +154,9 @@ def test_registry_duplicate_and_unknown():
 def test_script_exit_code_without_traceback(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(textwrap.dedent(HEADER + GOOD_BACKBONE.replace("C3, [512]", "Nope, [512]") + GOOD_HEAD))
-    # the script's own folder comes first on sys.path: PYTHONPATH makes `models` this checkout's package
+    # the script's own folder comes first on sys.path: PYTHONPATH makes `yolobone` this checkout's package
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, str(ROOT / "models" / "yolo.py"), "--cfg", str(cfg)],
+    proc = subprocess.run([sys.executable, str(ROOT / "yolobone" / "models" / "yolo.py"), "--cfg", str(cfg)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

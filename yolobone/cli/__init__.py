@@ -1,4 +1,4 @@
-"""The command line: `yolobone train|val|detect|export|compare ARGS`, the same commands as the top-level scripts
+"""The command line: `yolobone train|val|detect|export|compare|dataset ARGS`, the same commands as the top-level scripts
 (`python train.py ARGS`), with YOLOv5's flags."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "detect": "run inference on images, videos, folders or streams",
     "export": "export a checkpoint to ONNX, OpenVINO or TorchScript",
     "compare": "train, validate and profile several configs (backbones) under one protocol",
+    "dataset": "convert a set between YOLO txt, COCO JSON and VOC XML, or report what it holds",
 }
 
 

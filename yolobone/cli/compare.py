@@ -23,8 +23,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from yolobone.engine.compare import BACKENDS, CompareOptions
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.compare.options import BACKENDS, CompareOptions
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.utils.cli import run_cli
 
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads of each parallel job (the CPUs a Ray task asks for)")
     p.add_argument("--protocol", default=d.protocol, help="rerun the comparison a protocol.yaml describes")
     p.add_argument("--hyp", type=str, default=None, help="detection hyperparameter YAML (default: scratch-low)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+    p.add_argument("--optimizer", choices=list(OPTIMIZER_CHOICES), default=None,
                    help="optimizer for every config (default: SGD for detect, Adam for classify)")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--noplots", action="store_true", help="no plot files inside each training run")
@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opt = build_parser().parse_args(argv)
 
     def job() -> None:
-        from yolobone.engine.compare import compare
+        from yolobone.engine.compare.run import compare
         print(compare(opt).results_md.read_text())
 
     return run_cli(job, errors=(ValueError, FileNotFoundError),

@@ -17,7 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from yolobone.engine.core.acceleration import add_speedup_args
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
 from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, run_cli
 
@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
-    p.add_argument("--close-mosaic", type=int, default=0, help="train the last N epochs without mosaic (0: never)")
+    p.add_argument("--close-mosaic", type=int, default=None,
+                   help="train the last N epochs without mosaic (0: never; default 10 for anchor-free heads, else 0)")
     p.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
-    p.add_argument("--optimizer", type=str, choices=list(OPTIMIZERS), default="SGD", help="optimizer")
+    p.add_argument("--optimizer", type=str, choices=list(OPTIMIZER_CHOICES), default=None,
+                   help="optimizer (default: auto for anchor-free heads, SGD for anchor-based ones, Adam to classify)")
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
     add_run_folder_args(p, "runs/train")

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     p.add_argument("--save-json", action="store_true", help="save a COCO results JSON (<weights>_predictions.json)")
     p.add_argument("--coco-eval", action="store_true",
-                   help="write a COCO ground-truth JSON from the labels and score the results JSON with pycocotools")
+                   help="score the results JSON with pycocotools against the split's COCO JSON (a COCO-format set) "
+                        "or against a ground-truth JSON written from its labels")
     add_run_folder_args(p, "runs/val")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     add_compile_arg(p)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from yolobone.data.datasets import EpochLoader, build_loader
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 from yolobone.data.media import IMG_FORMATS, is_image
 
@@ -35,7 +36,7 @@ NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
 Sample = Tuple[str, int]  # (image path, class index)
 
 
-class ClassifyDataError(ValueError):
+class ClassifyDataError(YoloboneError, ValueError):
     """A classification dataset that cannot be used (missing folders, no images, class mismatch)."""
 
 
@@ -246,7 +247,7 @@ def color_jitter(im: np.ndarray, strength: float, rng: np.random.Generator) -> n
 
     Works on uint8 and rounds to uint8 after every step (lookup tables; saturation blends with OpenCV's saturating
     addWeighted), as YOLOv5's albumentations ColorJitter does: on digits at a 0.08 crop, jittering in float32 instead
-    cost 0.02 top-1 against YOLOv5 (see README, Classification)."""
+    lost top-1 against YOLOv5 (docs/benchmarks.md, Classification)."""
     lo, hi = max(0.0, 1.0 - strength), 1.0 + strength
     im = np.ascontiguousarray(im, dtype=np.uint8)
     levels = np.arange(256, dtype=np.float64)

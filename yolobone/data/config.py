@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from yolobone.data.errors import DatasetError
 from yolobone.data.media import IMG_FORMATS, is_image
 from yolobone.utils.yaml_io import load_yaml
 
 PathLike = Union[str, os.PathLike]
-
-
-class DatasetError(ValueError):
-    """A data YAML or dataset that cannot be used; the message names the file and what is wrong."""
 
 
 def _load_yaml(path: Path) -> dict:
@@ -48,13 +45,8 @@ def _has_images(p: Path) -> bool:
     return is_image(p)
 
 
-def check_dataset(data: Union[PathLike, Dict[str, Any]]) -> Dict[str, Any]:
-    """Validate a YOLOv5 data YAML (path or dict) and return it with absolute paths, ``names`` as a list and ``nc``.
-
-    ``path`` is relative to the YAML's folder (the current folder for a dict); ``train``/``val``/``test`` are
-    relative to ``path``. ``builtin: <name>`` (or passing the bare name, e.g. ``"shapes"``) generates the built-in
-    synthetic set into the cache on first use. Raises DatasetError with a one-line message.
-    """
+def _source(data: Union[PathLike, Dict[str, Any]]) -> Tuple[Dict[str, Any], str, Path]:
+    """(config, where, base folder) of a data YAML path, a dict or a built-in's name / ``builtin:`` key."""
     from yolobone.data.synthetic import BUILTIN_DETECTION, ensure_builtin_dataset  # lazy: only needed for built-ins
 
     if isinstance(data, dict):
@@ -66,63 +58,92 @@ def check_dataset(data: Union[PathLike, Dict[str, Any]]) -> Dict[str, Any]:
         cfg, where, base = _load_yaml(p), str(p), p.resolve().parent
     else:
         raise DatasetError(f"--data: expected a YAML path or a dict, got {type(data).__name__}")
+    if "builtin" not in cfg:
+        return cfg, where, base
+    name = cfg["builtin"]
+    if name not in BUILTIN_DETECTION:
+        raise DatasetError(f"{where}: unknown builtin dataset {name!r}, known: {', '.join(BUILTIN_DETECTION)}")
+    generated = ensure_builtin_dataset(name)
+    gen = _load_yaml(generated)
+    if "names" in cfg and _names_list(cfg["names"], where) != _names_list(gen["names"], str(generated)):
+        raise DatasetError(f"{where}: names {cfg['names']!r} do not match builtin {name!r} ({gen['names']!r})")
+    if "nc" in cfg and cfg["nc"] != gen["nc"]:
+        raise DatasetError(f"{where}: nc {cfg['nc']!r} does not match builtin {name!r} ({gen['nc']!r})")
+    return {**gen, "builtin": name}, str(generated), generated.parent
 
-    if "builtin" in cfg:
-        name = cfg["builtin"]
-        if name not in BUILTIN_DETECTION:
-            raise DatasetError(f"{where}: unknown builtin dataset {name!r}, known: {', '.join(BUILTIN_DETECTION)}")
-        generated = ensure_builtin_dataset(name)
-        gen = _load_yaml(generated)
-        if "names" in cfg and _names_list(cfg["names"], where) != _names_list(gen["names"], str(generated)):
-            raise DatasetError(f"{where}: names {cfg['names']!r} do not match builtin {name!r} ({gen['names']!r})")
-        if "nc" in cfg and cfg["nc"] != gen["nc"]:
-            raise DatasetError(f"{where}: nc {cfg['nc']!r} does not match builtin {name!r} ({gen['nc']!r})")
-        cfg = {**gen, "builtin": name}
-        where, base = str(generated), generated.parent
 
-    for key in ("train", "val"):
-        if not cfg.get(key):
-            raise DatasetError(f"{where}: missing key {key!r} (a data YAML needs train, val and names)")
-    if cfg.get("names") is None:
-        if cfg.get("nc") is None:
-            raise DatasetError(f"{where}: missing key 'names' (a list of class names)")
-        names = [f"class{i}" for i in range(int(cfg["nc"]))]
-    else:
-        names = _names_list(cfg["names"], where)
-    nc = cfg.get("nc", len(names))
-    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
-        raise DatasetError(f"{where}: 'nc' must be a positive integer, got {nc!r}")
-    if nc != len(names):
-        raise DatasetError(f"{where}: nc is {nc} but names has {len(names)} entries")
-
+def _root(cfg: Dict[str, Any], where: str, base: Path) -> Path:
     root = Path(cfg["path"]) if cfg.get("path") else base
     if not root.is_absolute():
         root = (base / root).resolve()
     if not root.is_dir():
         raise DatasetError(f"{where}: 'path' folder not found: {root}")
+    return root
 
-    def resolve(key: str) -> Union[str, List[str], None]:
-        value = cfg.get(key)
-        if value in (None, "", []):
-            return None
-        items = value if isinstance(value, (list, tuple)) else [value]
-        out = []
-        for item in items:
-            if not isinstance(item, (str, os.PathLike)):
-                raise DatasetError(f"{where}: {key!r} must be a path or a list of paths, got {item!r}")
-            p = Path(item).expanduser()
-            p = p if p.is_absolute() else root / p
-            if not p.exists():
-                hint = " (downloads are not supported: fetch it yourself)" if cfg.get("download") else ""
-                raise DatasetError(f"{where}: {key!r} path not found: {p}{hint}")
-            if not _has_images(p):
-                raise DatasetError(f"{where}: {key!r} has no images ({', '.join(IMG_FORMATS)}): {p}")
-            out.append(str(p))
-        return out if isinstance(value, (list, tuple)) else out[0]
 
+def _resolve_paths(cfg: Dict[str, Any], key: str, root: Path, where: str) -> Union[str, List[str], None]:
+    """A YOLO-form split: a folder, a .txt list of images, an image, or a list of those (absolute, checked)."""
+    value = cfg.get(key)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise DatasetError(f"{where}: {key!r} must be a path or a list of paths, got {item!r}")
+        p = Path(item).expanduser()
+        p = p if p.is_absolute() else root / p
+        if not p.exists():
+            hint = " (downloads are not supported: fetch it yourself)" if cfg.get("download") else ""
+            raise DatasetError(f"{where}: {key!r} path not found: {p}{hint}")
+        if not _has_images(p):
+            raise DatasetError(f"{where}: {key!r} has no images ({', '.join(IMG_FORMATS)}): {p}")
+        out.append(str(p))
+    return out if isinstance(value, (list, tuple)) else out[0]
+
+
+def _yaml_names(cfg: Dict[str, Any], where: str) -> Optional[List[str]]:
+    if cfg.get("names") is not None:
+        return _names_list(cfg["names"], where)
+    return [f"class{i}" for i in range(int(cfg["nc"]))] if cfg.get("nc") is not None else None
+
+
+def _checked_nc(cfg: Dict[str, Any], names: List[str], where: str) -> int:
+    nc = cfg.get("nc", len(names))
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise DatasetError(f"{where}: 'nc' must be a positive integer, got {nc!r}")
+    if nc != len(names):
+        raise DatasetError(f"{where}: nc is {nc} but names has {len(names)} entries")
+    return nc
+
+
+def check_dataset(data: Union[PathLike, Dict[str, Any]]) -> Dict[str, Any]:
+    """Validate a data YAML (path or dict) and return it with absolute paths, ``names`` as a list and ``nc``.
+
+    ``path`` is relative to the YAML's folder (the current folder for a dict); ``train``/``val``/``test`` are
+    relative to ``path``: YOLO image folders or lists, or COCO JSON / VOC splits (``{coco: x.json, images: dir}``,
+    ``x.json``, ``{voc: ImageSets/Main/train.txt}``), which come back as spec dicts whose class names are the
+    dataset's. ``builtin: <name>`` (or the bare name, e.g. ``"shapes"``) generates the built-in synthetic set into
+    the cache on first use. Raises DatasetError with a one-line message.
+    """
+    from yolobone.data.annotation_sets import names_from_specs, split_spec
+
+    cfg, where, base = _source(data)
+    for key in ("train", "val"):
+        if not cfg.get(key):
+            raise DatasetError(f"{where}: missing key {key!r} (a data YAML needs train, val and names)")
+    root = _root(cfg, where, base)
+    specs = {k: split_spec(cfg.get(k), k, root, where) for k in ("train", "val", "test")}
+    names = _yaml_names(cfg, where)
+    if any(specs.values()):
+        names = names_from_specs([s for s in specs.values() if s], None if cfg.get("names") is None else names,
+                                 where)
+    elif names is None:
+        raise DatasetError(f"{where}: missing key 'names' (a list of class names)")
+    nc = _checked_nc(cfg, names, where)
+    splits = {k: {**specs[k], "names": names} if specs[k] else
+              (_resolve_paths(cfg, k, root, where) if cfg.get(k) not in (None, "", []) else None)
+              for k in ("train", "val", "test")}
     result = {k: v for k, v in cfg.items() if k not in ("path", "train", "val", "test", "names", "nc")}
-    result.update(path=str(root), train=resolve("train"), val=resolve("val"), test=resolve("test"),
-                  names=names, nc=nc, yaml_file=None if isinstance(data, dict) else where)
+    result.update(path=str(root), **splits, names=names, nc=nc, yaml_file=None if isinstance(data, dict) else where)
     return result
 
 
@@ -141,8 +162,13 @@ def img2label_paths(img_paths: Sequence[PathLike]) -> List[str]:
     return out
 
 
-def list_image_files(path: Union[PathLike, Sequence[PathLike]], prefix: str = "") -> List[str]:
-    """Sorted absolute image paths from a folder (recursive), a .txt list of paths, an image, or a list of these."""
+def list_image_files(path: Union[PathLike, Sequence[PathLike], Dict[str, Any]], prefix: str = "") -> List[str]:
+    """Sorted absolute image paths from a folder (recursive), a .txt list of paths, an image, or a list of these;
+    or the images of a COCO/VOC split spec (check_dataset's)."""
+    if isinstance(path, dict):
+        from yolobone.data.annotation_sets import spec_image_files
+
+        return sorted(spec_image_files(path))
     files: List[str] = []
     for item in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(item).expanduser()

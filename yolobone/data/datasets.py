@@ -12,7 +12,7 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from yolobone.data.annotation_sets import scan_split
 from yolobone.data.augment import augment_hsv, letterbox, mixup, mosaic4, random_flip, random_perspective
 from yolobone.utils.boxes import xywhn2xyxy, xyxy2xywhn
 from yolobone.data.config import (DatasetError, check_cls_dataset, check_dataset, img2label_paths,  # noqa: F401
@@ -32,10 +33,11 @@ from yolobone.data.media import IMG_FORMATS, VID_FORMATS  # noqa: F401
 from yolobone.data.ram_cache import resolve_cache
 
 PathLike = Union[str, os.PathLike]
+DataSource = Union[PathLike, Sequence[PathLike], Dict[str, Any]]  # images (YOLO labels) or a COCO/VOC split spec
 
 __all__ = ["DatasetError", "DetectionDataset", "EpochLoader", "build_loader", "SeededShuffleSampler", "IMG_FORMATS",
            "VID_FORMATS", "check_cls_dataset", "check_dataset", "create_dataloader", "img2label_paths",
-           "list_image_files", "scan_labels", "seed_worker", "verify_image_label"]
+           "list_image_files", "scan_labels", "scan_source", "seed_worker", "verify_image_label"]
 
 
 class DetectionDataset(Dataset):
@@ -46,7 +48,7 @@ class DetectionDataset(Dataset):
     ``set_epoch``; ``EpochLoader`` does it for you).
     """
 
-    def __init__(self, path: Union[PathLike, Sequence[PathLike]], img_size: int = 640, batch_size: int = 16,
+    def __init__(self, path: DataSource, img_size: int = 640, batch_size: int = 16,
                  augment: bool = False, hyp: Union[Hyp, dict, PathLike, None] = None, rect: bool = False,
                  cache: Union[str, bool, None] = None, single_cls: bool = False, stride: int = 32, pad: float = 0.0,
                  nc: Optional[int] = None, image_weights: bool = False, seed: int = 0, prefix: str = ""):
@@ -64,20 +66,21 @@ class DetectionDataset(Dataset):
             LOGGER.warning(f"{prefix}copy_paste={self.hyp.copy_paste} ignored: it needs polygon labels, "
                            "which are reduced to boxes")
 
-        files = list_image_files(path, prefix)
-        label_files = img2label_paths(files)
-        labels_dir = Path(label_files[0]).parent
-        cache_path = labels_dir.with_name(labels_dir.name + ".cache")  # not with_suffix: 'train.v2' keeps its dot
-        scan, from_cache = scan_labels(files, label_files, nc, cache_path, prefix)
+        scan, from_cache, where = scan_source(path, nc, prefix)
         self.problems: List[Tuple[str, str]] = [(f, why) for f, why in scan["problems"]]
-        summary = summarize(scan, labels_dir, from_cache, prefix)
+        summary = summarize(scan, where, from_cache, prefix)
         (LOGGER.warning if self.problems else LOGGER.info)(summary)
         if not scan["entries"]:
-            raise DatasetError(f"{prefix}no usable images in {path}: all {len(files)} were skipped "
+            raise DatasetError(f"{prefix}no usable images in {where}: all {scan['counts']['images']} were skipped "
                                f"({self.problems[0][1] if self.problems else 'unknown reason'})")
 
         self.im_files = [e[0] for e in scan["entries"]]
-        self.label_files = img2label_paths(self.im_files)
+        # COCO/VOC sets: each image's original id and each class's category id, for --save-json
+        self.image_ids = dict(zip(self.im_files, scan["image_ids"])) if "image_ids" in scan else None
+        self.category_ids: Optional[List[int]] = scan.get("category_ids")
+        self.annotation_file: Optional[str] = path.get("source") if isinstance(path, dict) else None
+        self.label_files = ([self.annotation_file] * len(self.im_files) if self.annotation_file else
+                            img2label_paths(self.im_files))
         self.shapes = np.array([[e[1], e[2]] for e in scan["entries"]], dtype=np.int64)  # (N, 2) w, h
         self.labels = [np.array(e[3], np.float32).reshape(-1, 5) for e in scan["entries"]]
         if single_cls:
@@ -260,6 +263,19 @@ class DetectionDataset(Dataset):
         return images, torch.cat(labels, 0), paths, shapes
 
 
+def scan_source(path: DataSource, nc: Optional[int], prefix: str = "") -> Tuple[dict, bool, Path]:
+    """(scan, from_cache, where) for YOLO images + txt labels or a COCO/VOC split spec (see check_dataset)."""
+    if isinstance(path, dict):
+        scan, from_cache = scan_split(path, prefix)
+        return scan, from_cache, Path(path["source"])
+    files = list_image_files(path, prefix)
+    label_files = img2label_paths(files)
+    labels_dir = Path(label_files[0]).parent
+    cache_path = labels_dir.with_name(labels_dir.name + ".cache")  # not with_suffix: 'train.v2' keeps its dot
+    scan, from_cache = scan_labels(files, label_files, nc, cache_path, prefix)
+    return scan, from_cache, labels_dir
+
+
 # ----------------------------------------------------------------------------------------------- loading
 class SeededShuffleSampler(Sampler[int]):
     """A fresh permutation per epoch drawn from (seed, epoch): resumed runs see the same order."""
@@ -326,7 +342,7 @@ def seed_worker(worker_id: int) -> None:
     cv2.setNumThreads(0)
 
 
-def create_dataloader(path: Union[PathLike, Sequence[PathLike]], imgsz: int, batch_size: int, stride: int, *,
+def create_dataloader(path: DataSource, imgsz: int, batch_size: int, stride: int, *,
                       hyp: Union[Hyp, dict, PathLike, None] = None, augment: bool = False,
                       cache: Union[str, bool, None] = None, pad: float = 0.0, rect: bool = False, workers: int = 0,
                       shuffle: bool = False, single_cls: bool = False, nc: Optional[int] = None, seed: int = 0,

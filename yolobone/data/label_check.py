@@ -19,13 +19,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from yolobone.data.box_rules import CLIPPED, COORD_TOL, OUTSIDE, ZERO, keep, repair_boxes
 from yolobone.utils.boxes import segment2box
 from yolobone.utils.logging import LOGGER
 from yolobone.data.media import IMG_FORMATS
 
-CACHE_VERSION = 2  # bump when the checks change so old .cache files are rescanned
+CACHE_VERSION = 3  # bump when the checks change so old .cache files are rescanned
 NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
-COORD_TOL = 0.01  # cx, cy, w, h this far outside [0, 1] are clipped; further out the row is dropped
 MAX_LISTED_PROBLEMS = 100  # lines in the summary; dataset.problems keeps them all
 
 
@@ -40,7 +40,7 @@ def _exif_size(img: Image.Image) -> Tuple[int, int]:
     return w, h
 
 
-def _check_image(im_file: str) -> Tuple[Optional[Tuple[int, int]], List[str]]:
+def check_image(im_file: str) -> Tuple[Optional[Tuple[int, int]], List[str]]:
     """(w, h) or None when unusable, plus notes. Read only: a truncated JPEG that OpenCV can decode is kept (the
     decoder fills the missing part every time it is loaded); the dataset's files are never written."""
     if not os.path.isfile(im_file):
@@ -69,6 +69,57 @@ def _check_image(im_file: str) -> Tuple[Optional[Tuple[int, int]], List[str]]:
     return shape, []
 
 
+def _parse_row(parts: List[str], nc: Optional[int]) -> Tuple[Optional[Tuple[float, np.ndarray]], List[str]]:
+    """((class, normalised x1 y1 x2 y2) or None when the row is dropped, notes) for one split label line."""
+    try:
+        vals = [float(v) for v in parts]
+    except ValueError:
+        return None, [f"not numbers {' '.join(parts)[:40]!r}, row dropped"]
+    if not all(math.isfinite(v) for v in vals):
+        return None, ["non-finite value, row dropped"]
+    c = vals[0]
+    if c < 0 or c != int(c):
+        return None, [f"class {parts[0]!r} is not a non-negative integer, row dropped"]
+    if nc is not None and c >= nc:
+        return None, [f"class {int(c)} >= nc {nc}, row dropped"]
+    if len(vals) == 5:
+        cx, cy, w, h = vals[1:]
+        return (c, np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])), []
+    if len(vals) >= 7 and len(vals) % 2 == 1:  # polygon row (YOLOv5 segments): use its bounding box
+        notes = []
+        if len(vals) == 7:  # also what a box row with two stray values looks like: say how it was read
+            notes.append("7 values read as a 3-point polygon (cls x1 y1 x2 y2 x3 y3), not as a box "
+                         "(cls cx cy w h has 5)")
+        pts = np.array(vals[1:], np.float64).reshape(-1, 2)
+        if pts.min() < -COORD_TOL or pts.max() > 1 + COORD_TOL:
+            return None, notes + ["polygon outside [0, 1], row dropped"]
+        cx, cy, w, h = segment2box(pts.clip(0, 1)).astype(np.float64)
+        return (c, np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])), notes
+    return None, [f"{len(vals)} values, expected 5 (cls cx cy w h) or a polygon, row dropped"]
+
+
+def _repair_rows(classes: List[float], boxes: List[np.ndarray], lines: List[int], texts: List[str]
+                 ) -> Tuple[np.ndarray, List[str]]:
+    """(rows (n, 5) cls cx cy w h float32, notes) after the shared box rule and duplicate removal."""
+    if not boxes:
+        return np.zeros((0, 5), np.float32), []
+    xywh, status = repair_boxes(np.stack(boxes))
+    notes = []
+    for ln, text, st in zip(lines, texts, status):
+        if st == OUTSIDE:
+            notes.append(f"line {ln}: coordinates outside [0, 1] ({text}), row dropped")
+        elif st == CLIPPED:
+            notes.append(f"line {ln}: coordinates slightly outside [0, 1], clipped")
+        elif st == ZERO:
+            notes.append(f"line {ln}: zero-size box, row dropped")
+    arr = np.concatenate([np.array(classes, np.float32)[:, None], xywh], 1)[keep(status)]
+    _, first = np.unique(arr, axis=0, return_index=True)
+    if len(first) < len(arr):
+        notes.append(f"{len(arr) - len(first)} duplicate rows removed")
+        arr = arr[np.sort(first)]
+    return arr, notes
+
+
 def _parse_labels(lb_file: str, nc: Optional[int]) -> Tuple[np.ndarray, List[str], str]:
     """(rows (n, 5) cls cx cy w h, notes, state) with state 'found', 'empty' or 'missing'; bad rows dropped."""
     if not os.path.isfile(lb_file):
@@ -77,65 +128,30 @@ def _parse_labels(lb_file: str, nc: Optional[int]) -> Tuple[np.ndarray, List[str
         text = Path(lb_file).read_text(encoding="utf-8-sig")  # editors on Windows may start it with a BOM
     except (OSError, UnicodeDecodeError) as e:
         return np.zeros((0, 5), np.float32), [f"unreadable label file ({type(e).__name__})"], "found"
-    notes, rows = [], []
+    notes: List[str] = []
+    classes, boxes, lines, texts = [], [], [], []
     for ln, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        try:
-            vals = [float(v) for v in parts]
-        except ValueError:
-            notes.append(f"line {ln}: not numbers {line.strip()[:40]!r}, row dropped")
-            continue
-        if not all(math.isfinite(v) for v in vals):
-            notes.append(f"line {ln}: non-finite value, row dropped")
-            continue
-        c = vals[0]
-        if c < 0 or c != int(c):
-            notes.append(f"line {ln}: class {parts[0]!r} is not a non-negative integer, row dropped")
-            continue
-        if nc is not None and c >= nc:
-            notes.append(f"line {ln}: class {int(c)} >= nc {nc}, row dropped")
-            continue
-        if len(vals) == 5:
-            box = np.array(vals[1:], np.float64)
-        elif len(vals) >= 7 and len(vals) % 2 == 1:  # polygon row (YOLOv5 segments): use its bounding box
-            if len(vals) == 7:  # also what a box row with two stray values looks like: say how it was read
-                notes.append(f"line {ln}: 7 values read as a 3-point polygon (cls x1 y1 x2 y2 x3 y3), not as a box "
-                             f"(cls cx cy w h has 5)")
-            pts = np.array(vals[1:], np.float64).reshape(-1, 2)
-            if pts.min() < -COORD_TOL or pts.max() > 1 + COORD_TOL:
-                notes.append(f"line {ln}: polygon outside [0, 1], row dropped")
-                continue
-            box = segment2box(pts.clip(0, 1)).astype(np.float64)
-        else:
-            notes.append(f"line {ln}: {len(vals)} values, expected 5 (cls cx cy w h) or a polygon, row dropped")
-            continue
-        if box.min() < -COORD_TOL or box.max() > 1 + COORD_TOL:
-            notes.append(f"line {ln}: coordinates outside [0, 1] ({' '.join(parts[1:5])}), row dropped")
-            continue
-        if box.min() < 0 or box.max() > 1:
-            notes.append(f"line {ln}: coordinates slightly outside [0, 1], clipped")
-        x1, y1 = np.clip(box[:2] - box[2:] / 2, 0, 1)
-        x2, y2 = np.clip(box[:2] + box[2:] / 2, 0, 1)
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
-            notes.append(f"line {ln}: zero-size box, row dropped")
-            continue
-        rows.append([c, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-    if not rows:
-        return np.zeros((0, 5), np.float32), notes, "found" if notes else "empty"
-    arr = np.array(rows, np.float32)
-    _, first = np.unique(arr, axis=0, return_index=True)
-    if len(first) < len(arr):
-        notes.append(f"{len(arr) - len(first)} duplicate rows removed")
-        arr = arr[np.sort(first)]
+        row, row_notes = _parse_row(parts, nc)
+        notes += [f"line {ln}: {n}" for n in row_notes]
+        if row is not None:
+            classes.append(row[0])
+            boxes.append(row[1])
+            lines.append(ln)
+            texts.append(" ".join(parts[1:5]))
+    arr, box_notes = _repair_rows(classes, boxes, lines, texts)
+    notes += box_notes
+    if not len(arr):
+        return arr, notes, "found" if notes else "empty"
     return arr, notes, "found"
 
 
 def verify_image_label(im_file: str, lb_file: str, nc: Optional[int] = None) -> Dict[str, Any]:
     """Check one image and its label file: {'shape': (w, h) or None, 'labels', 'state', 'problems': [(file, why)]}."""
     try:
-        shape, im_notes = _check_image(im_file)
+        shape, im_notes = check_image(im_file)
     except OSError as e:  # permissions, vanished files: skip the image rather than stop the scan
         shape, im_notes = None, [f"unreadable image ({type(e).__name__}: {e})"]
     problems = [(im_file, n) for n in im_notes]
@@ -146,9 +162,9 @@ def verify_image_label(im_file: str, lb_file: str, nc: Optional[int] = None) -> 
     return {"shape": shape, "labels": labels, "state": state, "problems": problems}
 
 
-def _files_hash(files: Sequence[str], nc: Optional[int]) -> str:
-    """Hash of paths, sizes and modification times (and nc, and the check version)."""
-    h = hashlib.sha256(f"v{CACHE_VERSION} nc={nc}".encode())
+def files_digest(files: Sequence[str], head: str) -> str:
+    """Hash of `head` and every file's path, size and modification time (a missing file counts as such)."""
+    h = hashlib.sha256(head.encode())
     for f in files:
         try:
             st = os.stat(f)
@@ -158,15 +174,19 @@ def _files_hash(files: Sequence[str], nc: Optional[int]) -> str:
     return h.hexdigest()
 
 
-def _read_cache(path: Path, digest: str) -> Optional[dict]:
+def read_cache(path: Path, digest: Optional[str]) -> Optional[dict]:
+    """The cache at path when it is of this version and (unless digest is None) made for these files."""
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return cache if cache.get("version") == CACHE_VERSION and cache.get("hash") == digest else None
+    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
+        return None
+    return cache if digest is None or cache.get("hash") == digest else None
 
 
-def _write_cache(path: Path, cache: dict, prefix: str) -> None:
+def write_cache(path: Path, cache: dict, prefix: str) -> None:
+    """Write the cache atomically; an unwritable folder only warns."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(cache))
@@ -183,8 +203,8 @@ def scan_labels(im_files: Sequence[str], label_files: Sequence[str], nc: Optiona
     Returns ({'entries': [[im_file, w, h, labels], ...] for usable images, 'problems': [[file, why], ...],
     'counts': {...}}, from_cache).
     """
-    digest = _files_hash(list(im_files) + list(label_files), nc)
-    cache = _read_cache(cache_path, digest)
+    digest = files_digest(list(im_files) + list(label_files), f"v{CACHE_VERSION} nc={nc}")
+    cache = read_cache(cache_path, digest)
     if cache is not None:
         return cache, True
     entries, problems = [], []
@@ -198,7 +218,7 @@ def scan_labels(im_files: Sequence[str], label_files: Sequence[str], nc: Optiona
             if r["shape"] is not None:
                 entries.append([im_file, r["shape"][0], r["shape"][1], r["labels"].tolist()])
     cache = {"version": CACHE_VERSION, "hash": digest, "entries": entries, "problems": problems, "counts": counts}
-    _write_cache(cache_path, cache, prefix)
+    write_cache(cache_path, cache, prefix)
     return cache, False
 
 
@@ -208,6 +228,8 @@ def summarize(cache: dict, where: Path, from_cache: bool, prefix: str) -> str:
     text = (f"{prefix}{'Cached' if from_cache else 'Scanned'} {where}: {c['images']} images, {c['found']} with labels, "
             f"{c['missing']} without label file and {c['empty']} empty (background), {c['corrupt']} skipped, "
             f"{len(cache['problems'])} problems")
+    if cache.get("ignored"):  # COCO iscrowd / VOC difficult: not trained, as their evaluations ignore them
+        text += f" ({cache['ignored']} crowd/difficult objects left out)"
     shown = cache["problems"][:MAX_LISTED_PROBLEMS]
     lines = [f"  {f}: {why}" for f, why in shown]
     if len(cache["problems"]) > len(shown):

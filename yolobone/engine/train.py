@@ -21,7 +21,7 @@ TASKS: Dict[str, TrainTask] = {t.name: t for t in (DetectTask(), ClassifyTask())
 def get_task(name: str) -> TrainTask:
     """The task plugin called `name` (TASKS); an unknown name raises TrainConfigError with the known ones."""
     if name not in TASKS:
-        raise TrainConfigError(f"--task {name!r}: expected one of {', '.join(TASKS)}")
+        raise TrainConfigError(f"task {name!r}: expected one of {', '.join(TASKS)}")
     return TASKS[name]
 
 

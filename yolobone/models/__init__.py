@@ -1,9 +1,10 @@
 """Model building blocks, the YAML builder and the model classes.
 
-Importing this package registers every block (explicit imports below, no star imports).
+Importing this package registers every block and the `neck:` composition files (explicit imports below, no star
+imports).
 """
-from yolobone.models import (backbones, blocks, ghost, heads, transformer, yolov7_blocks,  # noqa: F401  (registration)
-                             yolov7_heads)
+from yolobone.models import (backbones, blocks, compose, ghost, heads, transformer,  # noqa: F401  (registration)
+                             yolov7_blocks, yolov7_heads)
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import load_model, model_from_checkpoint

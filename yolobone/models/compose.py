@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from yolobone.models.levels import level_of, levels_from_strides, row_strides
-from yolobone.models.parse import ModelSpec, load_model_yaml, parse_model, read_yaml_rows
+from yolobone.models.parse import ModelSpec, load_model_yaml, parse_model, read_yaml_rows, register_file_kind
 from yolobone.models.registry import ModelConfigError
 
 BACKBONES_DIR = Path(__file__).resolve().parents[1] / "configs" / "backbones"
@@ -227,6 +227,9 @@ def compose_file(path: Path, data: Dict[str, Any]) -> ModelSpec:
         spec.data["nc"] = data["nc"]
     spec.source = str(path)
     return load_model_yaml(spec)
+
+
+register_file_kind("neck", compose_file)  # load_model_yaml reads `neck:` files through compose_file
 
 
 def with_backbone(cfg: CfgLike, backbone: Optional[str]) -> CfgLike:

@@ -14,11 +14,13 @@ from typing import List, Sequence, Union
 
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 FreezeSpec = Union[str, int, Sequence[Union[int, str]], None]
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-class FreezeSpecError(ValueError):
+class FreezeSpecError(YoloboneError, ValueError):
     """A --freeze value that names no valid layers."""
 
 

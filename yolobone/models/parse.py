@@ -19,7 +19,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch.nn as nn
 import yaml
@@ -68,6 +68,17 @@ class ModelSpec:
         return list(self.data.get("backbone") or []) + list(self.data.get("head") or [])
 
 
+# A model YAML file whose top level has one of these keys is another kind of file, read by its registered loader
+# (path, data) -> ModelSpec: compose.py registers `neck:` composition files. Registered from above, so this module
+# never imports the modules that build on it.
+FILE_KINDS: Dict[str, Callable[[Path, Dict[str, Any]], "ModelSpec"]] = {}
+
+
+def register_file_kind(key: str, loader: Callable[[Path, Dict[str, Any]], "ModelSpec"]) -> None:
+    """Files with top-level `key` are loaded by `loader` (yolobone.models imports every module that registers)."""
+    FILE_KINDS[key] = loader
+
+
 def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSpec:
     """Read and structurally check a model YAML (a path, an already-loaded dict, or a ModelSpec)."""
     if isinstance(cfg, ModelSpec):
@@ -78,9 +89,9 @@ def load_model_yaml(cfg: Union[str, Path, Dict[str, Any], ModelSpec]) -> ModelSp
     else:
         path = Path(cfg)
         data, lines = read_yaml_rows(path, "model YAML")
-        if "neck" in data:  # a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
-            from yolobone.models.compose import compose_file
-            return compose_file(path, data)
+        kind = next((k for k in FILE_KINDS if k in data), None)
+        if kind is not None:  # e.g. a composition file: `neck: yolov5s.yaml` + `backbone: resnet50`
+            return FILE_KINDS[kind](path, data)
         spec = ModelSpec(data, str(path))
         spec.row_lines = lines.get("backbone", []) + lines.get("head", [])
     _check_structure(spec)

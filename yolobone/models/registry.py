@@ -16,10 +16,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 Channels = Union[int, List[int]]
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(YoloboneError, ValueError):
     """A model YAML (or a block in it) is invalid; the message is one line naming file, line and layer."""
 
 

@@ -50,72 +50,69 @@ def _reported_modules(model: nn.Module) -> Dict[nn.Module, str]:
     return chosen
 
 
-def model_summary(model: nn.Module, imgsz: Union[int, Sequence[int]] = 224, channels: int = 3,
-                  batch_size: int = 1) -> str:
-    """Layer table + totals + memory estimate (float32) from one eval-mode forward pass at imgsz.
+class _LayerRecorder:
+    """Forward hooks that record one row per reported module call: (layer (name), output shapes, new params)."""
 
-    Parameters shared by several layers are counted once (in the first row that uses them); parameters of layers
-    the forward pass never reaches are listed in rows marked "not run", so the rows add up to the total.
-    """
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
-    modules = _reported_modules(model)
-    rows: List[Tuple[str, str, int]] = []
-    seen_params: set = set()
-    activations = 0
+    def __init__(self, model: nn.Module):
+        self.modules = _reported_modules(model)
+        self.rows: List[Tuple[str, str, int]] = []
+        self.seen_params: set = set()
+        self.activations = 0
+        # A module object may sit at several places (YOLOv5 blocks share one activation): name each call by its
+        # parent.
+        self.names = {(id(parent), id(child)): f"{pname}.{cname}" if pname else cname
+                      for pname, parent in model.named_modules(remove_duplicate=False)
+                      for cname, child in parent.named_children()}
+        self.stack: List[nn.Module] = []
 
-    def own_params(m: nn.Module) -> int:
+    def own_params(self, m: nn.Module) -> int:
+        """Parameters of m not counted in an earlier row."""
         n = 0
-        params = m.parameters(recurse=not list(m.children()))
-        for p in params:
-            if id(p) not in seen_params:
-                seen_params.add(id(p))
+        for p in m.parameters(recurse=not list(m.children())):
+            if id(p) not in self.seen_params:
+                self.seen_params.add(id(p))
                 n += p.numel()
         return n
 
-    def record(m: nn.Module, name: str, out: Any) -> None:
-        nonlocal activations
-        activations += _numel(out)
-        shapes = _shapes(out)
-        shape_text = ", ".join(str(s) for s in shapes) if shapes else "-"
-        rows.append((f"{type(m).__name__} ({name})", shape_text, own_params(m)))
+    def push(self, m: nn.Module, _inputs: Any) -> None:
+        self.stack.append(m)
 
-    p0 = next(model.parameters(), None)
-    device = p0.device if p0 is not None else torch.device("cpu")
-    dtype = p0.dtype if p0 is not None and p0.is_floating_point() else torch.float32
-    # A module object may sit at several places (YOLOv5 blocks share one activation): name each call by its parent.
-    names = {(id(parent), id(child)): f"{pname}.{cname}" if pname else cname
-             for pname, parent in model.named_modules(remove_duplicate=False)
-             for cname, child in parent.named_children()}
-    stack: List[nn.Module] = []
+    def pop(self, m: nn.Module, _inputs: Any, out: Any) -> None:
+        self.stack.pop()
+        if m in self.modules:
+            parent = self.stack[-1] if self.stack else None
+            self.activations += _numel(out)
+            shapes = _shapes(out)
+            shape_text = ", ".join(str(s) for s in shapes) if shapes else "-"
+            name = self.names.get((id(parent), id(m)), self.modules[m])
+            self.rows.append((f"{type(m).__name__} ({name})", shape_text, self.own_params(m)))
 
-    def push(m: nn.Module, _inputs: Any) -> None:
-        stack.append(m)
+    def run(self, model: nn.Module, x: torch.Tensor) -> None:
+        """One eval-mode forward pass of x with the hooks on; then rows for the layers it skipped that own
+        parameters."""
+        handles = [h for m in model.modules()
+                   for h in (m.register_forward_pre_hook(self.push), m.register_forward_hook(self.pop))]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.train(was_training)
+        for m, name in self.modules.items():
+            n = self.own_params(m)
+            if n:
+                self.rows.append((f"{type(m).__name__} ({name})", "not run", n))
 
-    def pop(m: nn.Module, _inputs: Any, out: Any) -> None:
-        stack.pop()
-        if m in modules:
-            parent = stack[-1] if stack else None
-            record(m, names.get((id(parent), id(m)), modules[m]), out)
 
-    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(batch_size, channels, h, w, device=device, dtype=dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    for m, name in modules.items():  # layers the forward pass skipped still own parameters
-        n = own_params(m)
-        if n:
-            rows.append((f"{type(m).__name__} ({name})", "not run", n))
-
+def _table(rows: Sequence[Tuple[str, str, int]], model: nn.Module, input_numel: int, activations: int,
+           bytes_per: int) -> str:
+    """The layer rows, the parameter totals and the memory estimate as text."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    bytes_per = torch.finfo(dtype).bits // 8
-    input_mb = batch_size * channels * h * w * bytes_per / MB
+    input_mb = input_numel * bytes_per / MB
     # every layer output is kept for the backward pass and gets a gradient of the same size: x2 (torchsummary's rule)
     pass_mb = 2 * activations * bytes_per / MB
     params_mb = total * bytes_per / MB
@@ -137,3 +134,19 @@ def model_summary(model: nn.Module, imgsz: Union[int, Sequence[int]] = 224, chan
             line]
     return "\n".join(out)
 
+
+def model_summary(model: nn.Module, imgsz: Union[int, Sequence[int]] = 224, channels: int = 3,
+                  batch_size: int = 1) -> str:
+    """Layer table + totals + memory estimate (float32) from one eval-mode forward pass at imgsz.
+
+    Parameters shared by several layers are counted once (in the first row that uses them); parameters of layers
+    the forward pass never reaches are listed in rows marked "not run", so the rows add up to the total.
+    """
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    p0 = next(model.parameters(), None)
+    device = p0.device if p0 is not None else torch.device("cpu")
+    dtype = p0.dtype if p0 is not None and p0.is_floating_point() else torch.float32
+    x = torch.zeros(batch_size, channels, h, w, device=device, dtype=dtype)
+    recorder = _LayerRecorder(model)
+    recorder.run(model, x)
+    return _table(recorder.rows, model, x.numel(), recorder.activations, torch.finfo(dtype).bits // 8)

@@ -2,10 +2,9 @@
 
 PyTorch takes every CPU tensor from malloc. By default glibc serves large requests with fresh mmap()s and hands
 memory at the top of the heap back to the kernel, so each training step maps its activations again and the kernel
-zero-fills them page by page. A yolov5n training step at 320 px, batch 16 (1 thread, benchmarks/train_step.py's
-random data) measured 36,500 page faults, 0.11 s of system time and 1.58 s of CPU in all; with the settings below,
-700 faults, 0.003 s and 1.29 s. The cost: the process keeps its peak heap (+200 MB RSS in that step) instead of
-returning it between steps.
+zero-fills them page by page. With the settings below a training step reuses the previous step's buffers: far fewer
+page faults and less system time (benchmarks/train_step.py measures a step; docs/training.md, Speed). The cost: the
+process keeps its peak heap instead of returning it between steps.
 """
 from __future__ import annotations
 

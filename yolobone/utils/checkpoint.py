@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Dict, Iterator, List
 
 import torch
 
-from yolobone.utils.errors import first_line
+from yolobone.utils.errors import first_line, YoloboneError
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
 
@@ -22,7 +22,7 @@ _ADVICE = ("weights_only", "safe_globals", "Weights only load failed", "document
            "trust the source", "allowlist")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(YoloboneError, ValueError):
     """A checkpoint file is missing, unreadable or not one of ours."""
 
 

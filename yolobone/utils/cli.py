@@ -6,18 +6,20 @@ import argparse
 import sys
 from typing import Callable, Optional, Tuple, Type
 
-from yolobone.utils.errors import first_line
+from yolobone.utils.errors import YoloboneError, first_line
 
 RESUME_HINT = "weights/last.pt holds the last finished epoch; continue with --resume"
-INPUT_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, OSError)  # our input errors subclass ValueError
+# Besides YoloboneError (always caught): files that cannot be read, and the plain ValueErrors a few checks still raise.
+INPUT_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, OSError)
 
 
 def run_cli(job: Callable[[], Optional[int]], errors: Tuple[Type[BaseException], ...] = INPUT_ERRORS,
             interrupted: Optional[str] = None) -> int:
-    """Run `job` and return its exit code (None = 0); `interrupted` is the hint for Ctrl-C (None = re-raise)."""
+    """Run `job` and return its exit code (None = 0): a YoloboneError or one of `errors` prints one line and gives 2;
+    `interrupted` is the hint for Ctrl-C (None = re-raise)."""
     try:
         code = job()
-    except errors as e:
+    except (YoloboneError, *errors) as e:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

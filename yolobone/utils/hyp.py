@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.yaml_io import load_yaml
 
 
-class HypError(ValueError):
+class HypError(YoloboneError, ValueError):
     """A hyperparameter file or dict that cannot be used (unknown key, wrong type, bad value)."""
 
 
@@ -28,6 +29,7 @@ class Hyp:
     warmup_bias_lr: float = 0.1  # bias learning rate at the start of warmup
     box: float = 0.05  # box loss gain
     cls: float = 0.5  # class loss gain
+    dfl: float = 1.5  # distribution focal loss gain (anchor-free heads only)
     cls_pw: float = 1.0  # class BCE positive weight
     obj: float = 1.0  # objectness loss gain (scaled with image pixels)
     obj_pw: float = 1.0  # objectness BCE positive weight

@@ -20,17 +20,17 @@ def select_device(device: str | int | torch.device | None = "") -> torch.device:
         return torch.device("cpu")
     if spec == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError("--device mps requested but MPS is not available on this machine")
+            raise ValueError("device 'mps' requested but MPS is not available on this machine")
         return torch.device("mps")
     ids = [s for s in spec.split(",") if s]
     if not all(s.isdigit() for s in ids):
-        raise ValueError(f"--device {device!r}: expected 'cpu', 'mps', a CUDA index like '0' or a list like '0,1'")
+        raise ValueError(f"device {device!r}: expected 'cpu', 'mps', a CUDA index like '0' or a list like '0,1'")
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {device!r} requested but CUDA is not available (use --device cpu)")
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use the device 'cpu')")
     n = torch.cuda.device_count()
     bad = [i for i in ids if int(i) >= n]
     if bad:
-        raise ValueError(f"--device {device!r}: CUDA device {bad[0]} not found, this machine has {n}")
+        raise ValueError(f"device {device!r}: CUDA device {bad[0]} not found, this machine has {n}")
     return torch.device(f"cuda:{ids[0]}")
 
 

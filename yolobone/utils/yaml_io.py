@@ -13,13 +13,15 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import yaml
 
+from yolobone.utils.errors import YoloboneError
+
 MAX_BYTES = 2 ** 20  # 1 MiB: model, data, hyp and comparison YAMLs are a few kB (a 20k-class names list ~0.4 MB)
 MAX_NODES = 100_000  # after alias expansion; a model YAML has a few hundred, a 20k-class data YAML ~20k
 
 ErrorFactory = Callable[[str], Exception]
 
 
-class YAMLFileError(ValueError):
+class YAMLFileError(YoloboneError, ValueError):
     """A YAML file that cannot be read, is not valid YAML, or is beyond the size bounds."""
 
 

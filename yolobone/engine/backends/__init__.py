@@ -28,7 +28,7 @@ def backend_kind(weights: Union[str, os.PathLike]) -> str:
         return "openvino"
     kind = FORMATS.get(p.suffix.lower())
     if kind is None:
-        raise BackendError(f"--weights {weights}: unknown format; expected a .pt checkpoint, a .onnx file, a "
+        raise BackendError(f"{weights}: unknown format; expected a .pt checkpoint, a .onnx file, a "
                            f"*{OPENVINO_SUFFIX}/ folder or a .torchscript file")
     return kind
 
@@ -48,7 +48,7 @@ def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str,
     if kind == "torch":
         return TorchBackend.load(path, device, half=half, fuse=fuse, channels_last=channels_last, compile=compile)
     if not path.exists():
-        raise BackendError(f"--weights {weights}: file not found")
+        raise BackendError(f"{weights}: file not found")
     if kind == "onnx":
         from yolobone.engine.backends.onnx_backend import OnnxBackend
         return OnnxBackend(path, device)

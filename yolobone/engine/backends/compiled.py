@@ -1,11 +1,11 @@
 """Inductor-compiled PyTorch inference for one pinned input shape, and when compiling pays for itself.
 
 `torch.compile(model, options={"freezing": True})` folds the fused weights into constants, prepacks them for
-oneDNN and fuses conv + SiLU: yolov5n/s at 640 on CPU ran 5-25 % faster than eager channels_last; against the
-packed eager default (yolobone/engine/backends/onednn_pack.py) it saved 15 ms per yolov5s image and nothing on yolov5n (see
-benchmarks/export.py and the README's Deployment section). Compiling takes tens of seconds, so --compile auto
-compiles only on the CPU and only when at least COMPILE_MIN_MEGAPIXELS of input will run at one shape. Compiling is pinned to that shape (dynamic=False):
-inputs of any other shape run eagerly, so rect batches and mixed image sizes never trigger recompiles.
+oneDNN and fuses conv + SiLU. Whether that beats the packed eager default (yolobone/engine/backends/onednn_pack.py)
+depends on the model and the CPU: benchmarks/export.py measures it (docs/benchmarks.md, Deployment speed). Compiling
+takes tens of seconds, so --compile auto compiles only on the CPU and only when at least COMPILE_MIN_MEGAPIXELS of
+input will run at one shape. Compiling is pinned to that shape (dynamic=False): inputs of any other shape run
+eagerly, so rect batches and mixed image sizes never trigger recompiles.
 The options are passed per call, so the global inductor config that training's torch.compile uses is untouched.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ from yolobone.engine.core.acceleration import compile_unavailable_reason as comp
 from yolobone.utils.logging import LOGGER
 
 Shape = Tuple[int, ...]
-# auto compiles when images x height x width at the pinned shape reach this. benchmarks/export.py, 640 px, empty
-# inductor cache, loaded 2-core AMD EPYC (AVX2), 1 thread: yolov5n compiled in 59 s and saved 15.5 ms per image
-# (repaid after ~3800 images = ~1570 Mpx); yolov5s in 36 s saving 41.5 ms (~880 images). The smallest model sets
-# the bar; a repeated compile of the same model hits inductor's on-disk cache (6-12 s) and pays off much sooner
+# auto compiles when images x height x width at the pinned shape reach this: about the input after which yolov5n's
+# first compile (empty inductor cache) was repaid by its per-image saving on a 2-core AVX2 CPU (benchmarks/export.py;
+# docs/benchmarks.md, Deployment speed). The smallest model sets the bar; a repeated compile of the same model hits
+# inductor's on-disk cache and pays off much sooner
 COMPILE_MIN_MEGAPIXELS = 1600.0
 INDUCTOR_OPTIONS = {"freezing": True}  # constant weights: prepacked oneDNN convs, conv + activation fusion
 

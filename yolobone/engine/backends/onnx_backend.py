@@ -32,7 +32,7 @@ class OnnxBackend(Backend):
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise BackendError(f"{path}: --device {device} needs onnxruntime-gpu (pip install onnxruntime-gpu); "
+                raise BackendError(f"{path}: device {device} needs onnxruntime-gpu (pip install onnxruntime-gpu); "
                                    f"this onnxruntime has {ort.get_available_providers()}")
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         opts = ort.SessionOptions()

@@ -29,7 +29,7 @@ class OpenVINOBackend(Backend):
     def __init__(self, path: Path, device: torch.device):
         ov = require("openvino", f"{path} (OpenVINO backend)")
         if device.type != "cpu":
-            raise BackendError(f"{path}: the OpenVINO backend runs on the CPU here; use --device cpu")
+            raise BackendError(f"{path}: the OpenVINO backend runs on the CPU here, not on {device}")
         xml, meta_file = openvino_files(path)
         core = ov.Core()
         try:

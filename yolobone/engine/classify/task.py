@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Collection, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ from yolobone.data.classify import ClassifyAugment, create_classify_loader, defa
 from yolobone.engine.classify.val_run import ClassifyMetrics, evaluate
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.task import Batch, TrainTask
 from yolobone.models.base import YAMLModel
@@ -126,16 +126,8 @@ class ClassifyTask(TrainTask):
     default_optimizer = ClassifyOptions.optimizer
     min_imgsz = ClassifyOptions.MIN_IMGSZ
     default_data = ClassifyOptions.data
-    builtin_data_name = "built-in shapes-cls"
-    # measured: yolov5s-cls, 32 px, batch 64, 1 thread: 0.314 s contiguous vs 0.346 s channels_last (CPU s/step)
+    # contiguous was faster than channels_last for yolov5s-cls steps at 32 px on CPU (docs/training.md, Speed)
     channels_last_on_cpu = False
-    metric_columns = {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"}
-    pareto_metric = "top1"
-    best_epoch_note = "highest top-1, the epoch saved as best.pt"
-
-    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
-        top1 = metrics["top1"]
-        return max(range(len(top1)), key=lambda i: (top1[i], i))  # the trainer keeps the latest of equal epochs
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
         return resolve_classify_data(data or None, seed=seed, verbose=False).nc
@@ -226,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="train, val image size")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer, help="optimizer")
+    p.add_argument("--optimizer", choices=list(OPTIMIZER_CHOICES), default=d.optimizer, help="optimizer")
     p.add_argument("--lr0", type=float, default=d.lr0, help="initial learning rate")
     p.add_argument("--lrf", type=float, default=d.lrf, help="final learning rate fraction (lr0 * lrf)")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum / Adam beta1")

@@ -20,6 +20,7 @@ from yolobone.engine.backends import Backend, load_backend
 from yolobone.data.classify import ClassifyDataError, create_classify_loader, resolve_classify_data
 from yolobone.engine.core.validator import EvalStep, evaluate_loop
 from yolobone.utils.cli import add_run_folder_args, run_cli
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.paths import increment_path
 from yolobone.utils.torch_utils import select_device
@@ -28,7 +29,7 @@ PathLike = Union[str, os.PathLike]
 TOPK = 5
 
 
-class ClassifierLoadError(ValueError):
+class ClassifierLoadError(YoloboneError, ValueError):
     """The weights given are not a classification checkpoint."""
 
 

@@ -17,13 +17,14 @@ import torch
 import torch.nn as nn
 
 from yolobone.utils.allocator import keep_freed_memory
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 
 COMPILE_CHOICES = ("auto", "on", "off")
 PROGRESS_INTERVAL_S = 0.5  # the tqdm loss readout is refreshed at most this often (each refresh syncs on CUDA)
 
 
-class AccelerationError(ValueError):
+class AccelerationError(YoloboneError, ValueError):
     """An acceleration option value train() cannot use."""
 
 

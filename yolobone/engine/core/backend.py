@@ -11,12 +11,13 @@ from typing import Any, Dict, List, Tuple
 
 import torch
 
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 
 TASKS = ("detect", "classify")
 
 
-class BackendError(ValueError):
+class BackendError(YoloboneError, ValueError):
     """Weights that no backend can load, a runtime that is not installed, or an input the export cannot take."""
 
 

@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from yolobone.utils.errors import YoloboneError
+
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
+AUTO = "auto"  # --optimizer auto: chosen from the schedule length and the class count (choose_optimizer)
+OPTIMIZER_CHOICES = OPTIMIZERS + (AUTO,)
 NOMINAL_BATCH = 64  # gradients accumulate to this many images per optimizer step
+AUTO_MAX_ITERATIONS = 10_000  # auto: AdamW up to this many iterations, SGD beyond (Ultralytics' rule)
 
 
-class OptimizerError(ValueError):
+class OptimizerError(YoloboneError, ValueError):
     """Unknown optimizer name or unusable optimizer settings."""
 
 
@@ -54,10 +60,45 @@ def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.01, momen
     elif name == "AdamW":
         opt = torch.optim.AdamW(groups["bias"], lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
     else:
-        raise OptimizerError(f"--optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+        raise OptimizerError(f"optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
     opt.add_param_group({"params": groups["weight"], "weight_decay": decay})
     opt.add_param_group({"params": groups["norm"], "weight_decay": 0.0})
     return opt
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """What build_optimizer and the warmup use: the optimizer, its initial lr and momentum, the bias warmup lr."""
+
+    name: str
+    lr0: float
+    momentum: float
+    warmup_bias_lr: float
+    auto: bool = False
+
+    @property
+    def note(self) -> str:
+        """' (chosen by --optimizer auto ...)' or ''."""
+        return (f" (chosen by --optimizer auto: momentum {self.momentum}, bias warmup from {self.warmup_bias_lr})"
+                if self.auto else "")
+
+
+def auto_iterations(dataset_size: int, batch_size: int, nominal: Optional[int], epochs: int) -> int:
+    """The schedule length that --optimizer auto weighs: ceil(images / max(batch, nominal batch)) x epochs."""
+    return math.ceil(dataset_size / max(batch_size, nominal or 0)) * epochs
+
+
+def choose_optimizer(name: str, lr0: float, momentum: float, warmup_bias_lr: float, nc: int,
+                     iterations: int) -> OptimizerChoice:
+    """name as given, or for 'auto' Ultralytics' rule: AdamW at lr round(0.002 x 5 / (4 + nc), 6), momentum 0.9 for
+    schedules of at most 10,000 iterations, else SGD at lr 0.01, momentum 0.9; the bias warmup then starts at 0."""
+    if name != AUTO:
+        if name not in OPTIMIZERS:
+            raise OptimizerError(f"--optimizer {name!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
+        return OptimizerChoice(name, lr0, momentum, warmup_bias_lr)
+    if iterations > AUTO_MAX_ITERATIONS:
+        return OptimizerChoice("SGD", 0.01, 0.9, 0.0, auto=True)
+    return OptimizerChoice("AdamW", round(0.002 * 5 / (4 + nc), 6), 0.9, 0.0, auto=True)
 
 
 def describe_optimizer(opt: torch.optim.Optimizer, lr: float) -> str:

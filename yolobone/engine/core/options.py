@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Collection, Dict, Mapping, Union
 
 from yolobone.engine.core.acceleration import parse_compile
-from yolobone.engine.core.optim import OPTIMIZERS
+from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.option_values import option_values
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(YoloboneError, ValueError):
     """An option value train() cannot use."""
 
 
@@ -26,7 +27,7 @@ class RunOptions:
     batch_size: int = 16  # total over all DDP processes
     nbs: int = 0  # nominal batch: images per optimizer step (0 = the task default: 64 detect, none classify)
     imgsz: int = 640  # train and val image size (pixels)
-    optimizer: str = "SGD"  # SGD, Adam or AdamW
+    optimizer: str = "SGD"  # SGD, Adam, AdamW or auto (AdamW or SGD by schedule length, engine/core/optim.py)
     cos_lr: bool = False  # cosine instead of linear LR decay
     label_smoothing: float = 0.0
     resume: Union[bool, str] = False  # True = the newest last*.pt under --project, or a path
@@ -71,8 +72,8 @@ class RunOptions:
         for (rule, ok), value in zip(rules, values):
             if not ok:
                 raise TrainConfigError(f"{rule}, got {value}")
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer and self.optimizer not in OPTIMIZER_CHOICES:  # '' = the task's default for the model
+            raise TrainConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         try:
             self.compile = parse_compile(self.compile)
         except ValueError as e:

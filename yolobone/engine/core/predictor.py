@@ -20,13 +20,14 @@ import torch
 
 from yolobone.engine.core.prediction_output import OutputWriter, describe
 from yolobone.engine.core.sources import Failure, Frame, Source, SourceError, SourceSpec, batched, iter_frames, resolve_source
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.torch_utils import time_sync
 
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
 
 
-class InputReadError(ValueError):
+class InputReadError(YoloboneError, ValueError):
     """An input given to a predictor's predict() could not be read (path + reason)."""
 
 
@@ -64,7 +65,7 @@ class PredictStep:
         raise NotImplementedError
 
     def save_crops(self, result: Any, folder: Path, stem: str) -> None:
-        raise SourceError("--save-crop: this task has no boxes to crop")
+        raise SourceError("crops: this task has no boxes to crop")
 
 
 @dataclass

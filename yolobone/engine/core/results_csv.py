@@ -8,10 +8,12 @@ from typing import Dict, List, Union
 
 import numpy as np
 
+from yolobone.utils.errors import YoloboneError
+
 PathLike = Union[str, os.PathLike]
 
 
-class PlotInputError(ValueError):
+class PlotInputError(YoloboneError, ValueError):
     """Raised when plot inputs do not fit: a results file without the expected columns, names vs classes."""
 
 

@@ -17,13 +17,14 @@ import cv2
 import numpy as np
 
 from yolobone.data.media import IMG_FORMATS, VID_FORMATS
+from yolobone.utils.errors import YoloboneError
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "tcp://", "udp://")
 SourceItem = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821  (PIL is optional here)
 SourceSpec = Union[SourceItem, int, Sequence[SourceItem]]
 
 
-class SourceError(ValueError):
+class SourceError(YoloboneError, ValueError):
     """The source spec itself cannot be used (nothing found, bad option); individual bad files are Failures."""
 
 
@@ -101,7 +102,7 @@ def _expand(spec: str, base: Optional[Path] = None) -> List[str]:
     if any(c in spec for c in "*?["):
         hits = sorted(f for f in glob.glob(str(p), recursive=True) if os.path.isfile(f))
         if not hits:
-            raise SourceError(f"--source {spec}: the glob matches no files")
+            raise SourceError(f"source {spec}: the glob matches no files")
         return hits
     if p.is_dir():
         return _folder_files(p)
@@ -109,7 +110,7 @@ def _expand(spec: str, base: Optional[Path] = None) -> List[str]:
         if _suffix(p) == "txt":
             return _read_list(p)
         return [str(p)]
-    raise SourceError(f"--source {spec}: no such file, folder or glob match (nor a webcam index or stream URL)")
+    raise SourceError(f"source {spec}: no such file, folder or glob match (nor a webcam index or stream URL)")
 
 
 def _read_list(txt: Path) -> List[str]:
@@ -128,7 +129,7 @@ def _read_list(txt: Path) -> List[str]:
         else:
             files.append(str(p))  # a missing entry becomes a Failure when read, so the rest still runs
     if not files:
-        raise SourceError(f"--source {txt}: the list has no paths")
+        raise SourceError(f"source {txt}: the list has no paths")
     return files
 
 
@@ -139,12 +140,12 @@ def resolve_source(source: SourceSpec) -> Source:
     if isinstance(source, (str, os.PathLike)):
         spec = str(source).strip()
         if not spec:
-            raise SourceError("--source is empty: give an image, folder, glob, .txt list, video, webcam index or URL")
+            raise SourceError("the source is empty: give an image, folder, glob, .txt list, video, webcam index or URL")
         if _is_stream_spec(spec) and not Path(spec).exists():
             return Source(stream=int(spec) if spec.isdigit() else spec)
         files = _expand(spec)
         if not files:
-            raise SourceError(f"--source {spec}: the folder has no files")
+            raise SourceError(f"source {spec}: the folder has no files")
         return Source(files=files)
     if _is_array_like(source):
         return Source(arrays=[_to_bgr(source, 0)])

@@ -6,7 +6,7 @@ model, loss, validation metrics, results.csv columns and plots. A task never see
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,18 +32,9 @@ class TrainTask:
     default_optimizer: str = "SGD"
     min_imgsz: int = 32
     default_data: str = ""  # --data when none is given
-    builtin_data_name: str = ""  # how reports name the built-in dataset that an empty --data means
     default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
     channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
     lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
-    # compare.py's tables: our metric name -> results.csv column (the first is also the curves' y-axis)
-    metric_columns: Dict[str, str] = {}
-    pareto_metric: str = ""  # the metric of compare's Pareto plot and of its significance test
-    best_epoch_note: str = ""  # how the epoch saved as best.pt is chosen, as compare's notes say it
-
-    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
-        """Position of the epoch saved as best.pt, from per-epoch metrics (metric_columns' names)."""
-        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------- set-up
     def dataset_nc(self, data: str, seed: int = 0) -> int:
@@ -66,6 +57,10 @@ class TrainTask:
         """A new model for this run (from --cfg and/or --weights); resumed runs are rebuilt by the Trainer."""
         raise NotImplementedError
 
+    def resolve_defaults(self, t: "Trainer") -> None:
+        """Right after t.model is built (new runs and resumes): fill the options whose default depends on the model
+        (and t.hyp with them); what is set here is what opt.yaml and the checkpoints record."""
+
     def setup_model(self, t: "Trainer") -> None:
         """Adjust t.model before training (frozen layers, dropout, class names); sets t.frozen."""
         t.frozen = []
@@ -84,6 +79,14 @@ class TrainTask:
     def setup_loss(self, t: "Trainer") -> None:
         """Set t.criterion: criterion(pred, targets) -> (loss for backward, detached per-part losses)."""
         raise NotImplementedError
+
+    def loss_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        """The per-part training losses of this run (after setup_loss): progress bar and results.csv names."""
+        return self.loss_names
+
+    def result_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        """This run's results.csv columns after "epoch" (after setup_loss)."""
+        return self.result_keys
 
     # ---------------------------------------------------------------------------------------- epochs
     def before_epoch(self, t: "Trainer", epoch: int) -> None:

@@ -25,8 +25,8 @@ from yolobone.engine.core import acceleration as accel  # issue 18 speed-ups: ev
 from yolobone.engine.core.checkpoint_writer import CheckpointWriter
 from yolobone.engine.core.ddp import DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp
 from yolobone.engine.core.loggers import RunLogger
-from yolobone.engine.core.optim import accumulation, apply_warmup, build_optimizer, describe_optimizer, lr_lambda, \
-    warmup_iterations
+from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iterations, build_optimizer, choose_optimizer, \
+    describe_optimizer, lr_lambda, warmup_iterations
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.stopping import EarlyStopping
 from yolobone.engine.core.task import TrainTask
@@ -120,6 +120,7 @@ class Trainer:
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
         task.setup_data(self)
         self.model = accel.to_memory_format(self._build_model().to(self.device), self.acc)  # speed-ups
+        task.resolve_defaults(self)
         self._setup_save_dir()
         task.setup_model(self)
         self.gs = task.grid_size(self.model)
@@ -140,7 +141,8 @@ class Trainer:
         if self.is_rank0:
             LOGGER.info(self.acc.describe())
         task.setup_loss(self)
-        self.logger = RunLogger(self.save_dir, task.result_keys, enabled=self.is_rank0, tensorboard=True)
+        self.loss_names, self.result_keys = task.loss_columns(self), task.result_columns(self)
+        self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0, tensorboard=True)
         if self.resume_ckpt:
             self.logger.drop_rows_from(self.start_epoch)
 
@@ -196,10 +198,14 @@ class Trainer:
     def _setup_optimizer(self) -> None:
         opt, hyp = self.opt, self.hyp
         self.accumulate, decay_scale = accumulation(opt.batch_size, self.nominal_batch)
-        self.optimizer = build_optimizer(self.model, opt.optimizer, hyp.lr0, hyp.momentum,
+        iterations = auto_iterations(len(self.train_loader.dataset), opt.batch_size, self.nominal_batch, opt.epochs)
+        self.optim_choice = choose_optimizer(opt.optimizer or self.task.default_optimizer, hyp.lr0, hyp.momentum,
+                                             hyp.warmup_bias_lr, self.nc, iterations)
+        choice = self.optim_choice
+        self.optimizer = build_optimizer(self.model, choice.name, choice.lr0, choice.momentum,
                                          hyp.weight_decay * decay_scale)
         accel.fuse_optimizer(self.optimizer, self.acc)  # speed-ups
-        LOGGER.info(describe_optimizer(self.optimizer, hyp.lr0))
+        LOGGER.info(describe_optimizer(self.optimizer, choice.lr0) + choice.note)
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         if self.task.lr_lags_one_epoch:  # one more epoch at the full rate; a resume restores the count anyway
@@ -258,14 +264,14 @@ class Trainer:
             set_frozen_bn_eval(self.model)
         task.before_epoch(self, epoch)
         self.train_loader.set_epoch(epoch)
-        mloss = torch.zeros(len(task.loss_names), device=self.device)
+        mloss = torch.zeros(len(self.loss_names), device=self.device)
         pbar = self._progress_bar()
         self.optimizer.zero_grad()
         bar_due = accel.ProgressThrottle(self.nb)  # speed-ups: the loss readout syncs, so not every step
         for i, batch in pbar:
             ni = i + self.nb * epoch
             if ni <= self.nw:
-                self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.hyp.warmup_bias_lr,
+                self.accumulate = apply_warmup(self.optimizer, ni, self.nw, self.lf(epoch), self.optim_choice.warmup_bias_lr,
                                                self.hyp.warmup_momentum, self.hyp.momentum, self.opt.batch_size,
                                                self.nominal_batch)
             imgs, targets, instances = task.prepare_batch(self, batch, ni)
@@ -289,7 +295,7 @@ class Trainer:
         return tuple(mloss.tolist()), lr
 
     def _progress_bar(self) -> tqdm:
-        header = ("Epoch",) + (("GPU_mem",) if self.cuda else ()) + tuple(self.task.loss_names) + ("Instances",
+        header = ("Epoch",) + (("GPU_mem",) if self.cuda else ()) + tuple(self.loss_names) + ("Instances",
                                                                                                     "Size")
         if self.is_rank0:
             LOGGER.info(("\n" + "%11s" * len(header)) % header)
@@ -322,7 +328,7 @@ class Trainer:
         if fi == self.best_fitness:
             self.best_epoch = epoch  # as YOLOv5: the latest epoch reaching the best fitness is best.pt
         row = task.csv_values(mloss, self.results, lr)
-        self.history.append(dict(zip(task.result_keys, row)))
+        self.history.append(dict(zip(self.result_keys, row)))
         self.logger.log_epoch(epoch, row)
         last_epoch = epoch + 1 == opt.epochs or stop
         if not opt.nosave or final_epoch or last_epoch:

@@ -79,7 +79,7 @@ def latest_checkpoint(search_dir: Path) -> Path:
     """Most recently written last*.pt under search_dir (for a bare --resume)."""
     runs = sorted(Path(search_dir).rglob("last*.pt"), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise CheckpointError(f"--resume: no last*.pt found under {search_dir}; pass the checkpoint path")
+        raise CheckpointError(f"resume: no last*.pt found under {search_dir}; pass the checkpoint path")
     return runs[-1]
 
 

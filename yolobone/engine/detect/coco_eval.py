@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from yolobone.utils.boxes import xywhn2xyxy
 from yolobone.engine.detect.metrics import coco_evaluate, coco_ground_truth
+from yolobone.utils.errors import YoloboneError
 
 PathLike = Union[str, os.PathLike]
 ImageId = Union[int, str]
@@ -36,7 +37,7 @@ COCO_STAT_NAMES = (
 )
 
 
-class CocoEvalError(ValueError):
+class CocoEvalError(YoloboneError, ValueError):
     """The ground truth or results JSON cannot be evaluated together (duplicate or unknown image ids)."""
 
 
@@ -47,9 +48,12 @@ def coco_image_id(path: PathLike) -> ImageId:
 
 
 def labels_ground_truth(im_files: Sequence[str], shapes: np.ndarray, labels: Sequence[np.ndarray],
-                        names: Sequence[str]) -> dict:
-    """COCO ground truth from YOLO labels: shapes (N, 2) original (w, h), labels[i] (m, 5) normalised cls cx cy w h."""
-    ids = [coco_image_id(f) for f in im_files]
+                        names: Sequence[str], image_ids: Optional[Dict[str, ImageId]] = None,
+                        category_ids: Optional[Sequence[int]] = None) -> dict:
+    """COCO ground truth from YOLO labels: shapes (N, 2) original (w, h), labels[i] (m, 5) normalised cls cx cy w h.
+
+    image_ids (file -> id) and category_ids (class -> id) replace the stem and class-index defaults."""
+    ids = [image_ids[f] if image_ids else coco_image_id(f) for f in im_files]
     seen: Dict[ImageId, str] = {}
     for image_id, f in zip(ids, im_files):
         if image_id in seen:
@@ -60,7 +64,7 @@ def labels_ground_truth(im_files: Sequence[str], shapes: np.ndarray, labels: Seq
     for (w, h), lb in zip(shapes, labels):
         lb = np.asarray(lb, np.float64).reshape(-1, 5)
         targets.append(np.concatenate((lb[:, :1], xywhn2xyxy(lb[:, 1:], float(w), float(h))), 1))
-    gt = coco_ground_truth(targets, len(names), names=list(names), image_ids=ids)
+    gt = coco_ground_truth(targets, len(names), names=list(names), image_ids=ids, class_map=category_ids)
     for image, f, (w, h) in zip(gt["images"], im_files, shapes):
         image.update(file_name=Path(f).name, width=int(w), height=int(h))
     return gt

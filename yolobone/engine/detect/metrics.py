@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from yolobone.utils.boxes import box_iou_np
+from yolobone.utils.errors import YoloboneError
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -27,7 +28,7 @@ CONF_GRID_SIZE = 1000
 _MAX_PAIRS_PER_CHUNK = 2_000_000  # bounds the memory of the vectorised IoU step
 
 
-class MetricsInputError(ValueError):
+class MetricsInputError(YoloboneError, ValueError):
     """Raised when predictions or ground truth handed to the metrics have the wrong shape or classes."""
 
 

@@ -7,9 +7,10 @@ import torch
 import torchvision
 
 from yolobone.utils.boxes import xywh2xyxy
+from yolobone.utils.errors import YoloboneError
 
 
-class NMSInputError(ValueError):
+class NMSInputError(YoloboneError, ValueError):
     """Raised when non_max_suppression receives arguments it cannot use."""
 
 

@@ -135,9 +135,14 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Names, save_path: PathLike,
 
 # ------------------------------------------------------------------------------------------ training results
 
-# The 2 x 5 grid of results.png (the learning-rate columns are not plotted).
-RESULTS_PANELS = ("train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
-                  "val/box_loss", "val/obj_loss", "val/cls_loss", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95")
+def results_panels(columns: Sequence[str]) -> Tuple[str, ...]:
+    """The 2 x 5 grid of results.png: train losses, P, R / val losses, mAP50, mAP50-95 (lr columns not plotted).
+
+    The loss columns are whatever the head's loss reports (box/obj/cls for YOLOv5's heads, box/cls/dfl anchor-free).
+    """
+    train = tuple(c for c in columns if c.startswith("train/"))
+    val = tuple(c for c in columns if c.startswith("val/"))
+    return train + ("metrics/precision", "metrics/recall") + val + ("metrics/mAP_0.5", "metrics/mAP_0.5:0.95")
 
 
 def gaussian_smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
@@ -152,14 +157,17 @@ def plot_results(csv_path: PathLike, save_path: Optional[PathLike] = None) -> Pa
     """results.png (beside the CSV unless save_path): each YOLOv5 results column vs epoch, with a smoothed line."""
     csv_path = Path(csv_path)
     data = read_results_csv(csv_path)
-    missing = [c for c in ("epoch",) + RESULTS_PANELS if c not in data]
+    panels = results_panels(list(data))
+    missing = [c for c in ("epoch",) + panels if c not in data]
+    if len(panels) != 10:
+        missing.append("3 train/ and 3 val/ loss columns")
     if missing:
         raise PlotInputError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(data)}")
     epoch = data["epoch"]
     # a fixed grid: tight layout would cost more than all the drawing
     fig, axes = _figure(figsize=(12, 6), nrows=2, ncols=5, tight=False)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06, top=0.94, wspace=0.45, hspace=0.3)
-    for ax, name in zip(axes.ravel(), RESULTS_PANELS):
+    for ax, name in zip(axes.ravel(), panels):
         y = data[name]
         ax.plot(epoch, y, marker=".", linewidth=2, markersize=8, label="results")
         if len(y) > 2:

@@ -28,6 +28,7 @@ from yolobone.engine.backends import Backend, TorchBackend, load_backend
 from yolobone.engine.backends.compiled import dominant_shape
 from yolobone.data.augment import letterbox, letterbox_geometry
 from yolobone.utils.boxes import scale_boxes
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
 from yolobone.engine.detect.nms import non_max_suppression
@@ -36,7 +37,7 @@ from yolobone.utils.torch_utils import select_device
 ImgSize = Union[int, Sequence[int]]
 
 
-class DetectorError(ValueError):
+class DetectorError(YoloboneError, ValueError):
     """Weights that cannot be used for detection, or prediction options out of range."""
 
 

@@ -14,18 +14,21 @@ from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.core.task import Batch, TrainTask
-from yolobone.engine.detect.options import DetectOptions
+from yolobone.engine.core.optim import AUTO
+from yolobone.engine.detect.options import ANCHOR_FREE_CLOSE_MOSAIC, ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
 from yolobone.engine.detect.validator import ValResult, validate
 from yolobone.models.autoanchor import anchors_pixels, check_anchors
 from yolobone.models.compose import with_backbone
 from yolobone.models.freeze import freeze_layers
 from yolobone.models.loss import ComputeLoss
+from yolobone.models.loss_af import AnchorFreeLoss
 from yolobone.models.loss_ota import ComputeLossOTA
 from yolobone.models.yolov7_heads import IAuxDetect
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
 from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.data.report import dataset_report, split_of
 from yolobone.utils.hyp import Hyp, load_hyp
 from yolobone.utils.logging import LOGGER
 from yolobone.engine.detect.metrics import fitness
@@ -34,10 +37,21 @@ if TYPE_CHECKING:
     from yolobone.engine.core.trainer import Trainer
 
 PLOT_TRAIN_BATCHES = 3  # train_batch0..2.jpg
-RESULT_KEYS = ("train/box_loss", "train/obj_loss", "train/cls_loss",
-               "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-               "val/box_loss", "val/obj_loss", "val/cls_loss",
-               "x/lr0", "x/lr1", "x/lr2")
+ANCHOR_BASED_LOSSES = ("box_loss", "obj_loss", "cls_loss")  # YOLOv5's loss items (models/loss.py)
+
+
+def result_keys(loss_names: Sequence[str]) -> Tuple[str, ...]:
+    """results.csv columns after "epoch" for a head whose loss reports loss_names."""
+    return (*(f"train/{n}" for n in loss_names), "metrics/precision", "metrics/recall", "metrics/mAP_0.5",
+            "metrics/mAP_0.5:0.95", *(f"val/{n}" for n in loss_names), "x/lr0", "x/lr1", "x/lr2")
+
+
+RESULT_KEYS = result_keys(ANCHOR_BASED_LOSSES)  # YOLOv5's columns; anchor-free heads: result_keys(LOSS_NAMES)
+
+
+def is_anchor_free(model: nn.Module) -> bool:
+    """The model's detection head is anchor-free (YOLOv8 / YOLO11 / YOLOv5u: `anchor_free = True`)."""
+    return bool(getattr(getattr(model, "detect", None), "anchor_free", False))
 
 
 def labels_to_class_weights(labels: Sequence[np.ndarray], nc: int) -> np.ndarray:
@@ -61,7 +75,8 @@ def transfer_detection_weights(opt: DetectOptions, nc: int, anchors: Optional[in
     csd = intersect_state_dicts({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
                                 state, exclude=exclude)
     model.load_state_dict(csd, strict=False)
-    model.detect.reset_grids()
+    if hasattr(model.detect, "reset_grids"):  # anchor-based heads cache their anchor grids
+        model.detect.reset_grids()
     LOGGER.info(f"Transferred {len(csd)}/{len(state)} items from {opt.weights}")
     LOGGER.info(f"pretrained: {weights_report(model, {k: f'checkpoint {opt.weights}' for k in csd})}")
     if not csd:
@@ -73,22 +88,14 @@ class DetectTask(TrainTask):
     name = "detect"
     options = DetectOptions
     result_keys = RESULT_KEYS
-    n_results = 7  # P, R, mAP50, mAP50-95, val box, val obj, val cls
-    loss_names = ("box_loss", "obj_loss", "cls_loss")
+    n_results = 7  # P, R, mAP50, mAP50-95, and the 3 validation loss items
+    loss_names = ANCHOR_BASED_LOSSES
     nominal_batch = 64
     default_optimizer = "SGD"
     min_imgsz = DetectOptions.MIN_IMGSZ
     default_data = DetectOptions.data
-    builtin_data_name = DetectOptions.data
-    default_hyp = DetectOptions.hyp
+    default_hyp = DEFAULT_HYP  # anchor-based heads; anchor-free ones default to ANCHOR_FREE_HYP (resolve_defaults)
     lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
-    metric_columns = {"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"}
-    pareto_metric = "mAP50-95"
-    best_epoch_note = "highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as best.pt"
-
-    def best_epoch_index(self, metrics: Dict[str, List[float]]) -> int:
-        fit = [fitness(a, b) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])]
-        return max(range(len(fit)), key=lambda i: (fit[i], i))  # the trainer keeps the latest of equal epochs
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
         return len(check_dataset(data or self.default_data)["names"])
@@ -97,7 +104,24 @@ class DetectTask(TrainTask):
         return DetectionModel(cfg, nc=nc)
 
     def hyp(self, opt: DetectOptions, saved: Optional[Dict[str, Any]]) -> Hyp:
-        return load_hyp(saved if saved is not None else opt.hyp)
+        """The saved hyp of a resumed run, else --hyp, else DEFAULT_HYP's values until resolve_defaults sees the head."""
+        return load_hyp(saved if saved is not None else (opt.hyp or DEFAULT_HYP))
+
+    def resolve_defaults(self, t: "Trainer") -> None:
+        """Defaults by head: anchor-free heads train as Ultralytics does (ANCHOR_FREE_HYP, --optimizer auto,
+        --close-mosaic 10), YOLOv5's anchor-based heads as YOLOv5 (DEFAULT_HYP, SGD, no close-mosaic)."""
+        opt, free = t.opt, is_anchor_free(t.model)
+        if not opt.hyp:
+            opt.hyp = ANCHOR_FREE_HYP if free else DEFAULT_HYP
+            if t.resume_ckpt is None:
+                t.hyp = load_hyp(opt.hyp)
+        if not opt.optimizer:
+            opt.optimizer = AUTO if free else "SGD"
+        if opt.close_mosaic is None:
+            opt.close_mosaic = ANCHOR_FREE_CLOSE_MOSAIC if free else 0
+        if free and opt.label_smoothing:
+            raise TrainConfigError(f"--label-smoothing {opt.label_smoothing}: the anchor-free loss has no label "
+                                   f"smoothing (its class targets are IoU-scaled already)")
 
     def setup_data(self, t: "Trainer") -> None:
         opt = t.opt
@@ -154,26 +178,34 @@ class DetectTask(TrainTask):
     def before_first_epoch(self, t: "Trainer") -> None:
         """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
         labels = t.train_set.labels
+        _write_dataset_report(t)
         if not t.opt.noplots:
             from yolobone.engine.detect.drawing import plot_labels
             all_labels = np.concatenate([lb for lb in labels if len(lb)] or [np.zeros((0, 5), np.float32)], 0)
             plot_labels(all_labels, t.names, t.save_dir)
         forced = t.hyp.anchors is not None
+        if is_anchor_free(t.model):
+            return  # no anchors to check
         if not t.opt.noautoanchor or forced:
             check_anchors(t.model.detect, labels, t.train_set.shapes, imgsz=t.imgsz, thr=t.hyp.anchor_t,
                           seed=t.opt.seed, force=forced)
 
     def setup_loss(self, t: "Trainer") -> None:
-        kind = ComputeLossOTA if t.hyp.loss_ota else ComputeLoss
-        loss = kind(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
+        """Anchor-free heads: models.loss_af (task-aligned, CIoU + DFL, BCE); anchor-based: YOLOv5's ComputeLoss, or
+        YOLOv7's ComputeLossOTA when the hyp sets loss_ota."""
+        if is_anchor_free(t.model):
+            loss = AnchorFreeLoss(t.model.detect, t.hyp)
+        else:
+            kind = ComputeLossOTA if t.hyp.loss_ota else ComputeLoss
+            loss = kind(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
         scale = t.dist.world_size if t.dist.distributed else 1  # DDP averages gradients over processes
-        nl = t.model.detect.nl
-        if isinstance(t.model.detect, IAuxDetect):
+        lead = t.model.detect.nl if isinstance(t.model.detect, IAuxDetect) else None
+        if lead is not None:
             LOGGER.warning("IAuxDetect: the loss reads the lead head only; its auxiliary head is not trained "
                            "(YOLOv7's ComputeLossAuxOTA is not implemented)")
 
         def criterion(pred: Any, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            total, items = loss(pred[:nl], targets)
+            total, items = loss(pred if lead is None else pred[:lead], targets)
             return total * scale, items
 
         t.compute_loss, t.criterion = loss, criterion
@@ -216,13 +248,31 @@ class DetectTask(TrainTask):
     def fitness(self, results: Sequence[float]) -> float:
         return fitness(*results[2:4])
 
+    def loss_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        return tuple(getattr(t.compute_loss, "loss_names", ANCHOR_BASED_LOSSES))
+
+    def result_columns(self, t: "Trainer") -> Tuple[str, ...]:
+        return result_keys(self.loss_columns(t))
+
     def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:
         return (*loss, *results, *lr)
 
     def checkpoint_yaml(self, t: "Trainer") -> Dict[str, Any]:
+        if is_anchor_free(t.model):
+            return {**t.model.yaml, "nc": t.nc}
         return {**t.model.yaml, "nc": t.nc, "anchors": anchors_pixels(t.model.detect)}
 
     def final_plots(self, t: "Trainer", metrics: ValResult) -> None:
         from yolobone.engine.detect.plots import plot_results
         if t.logger.csv.is_file():
             plot_results(t.logger.csv)
+
+
+def _write_dataset_report(t: "Trainer") -> None:
+    """dataset.txt in the run folder (and the log): per split counts, classes, box sizes, train/val duplicates."""
+    splits = {"train": split_of(t.train_set)}
+    if t.val_loader is not None:
+        splits["val"] = split_of(t.val_loader.dataset)
+    text = dataset_report(splits, t.names)
+    (t.save_dir / "dataset.txt").write_text(text + "\n")
+    LOGGER.info(f"Dataset report ({t.save_dir / 'dataset.txt'}):\n{text}")

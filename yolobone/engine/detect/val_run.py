@@ -23,6 +23,7 @@ from yolobone.engine.detect.coco_eval import evaluate_json_files, format_stats, 
 from yolobone.engine.detect.options import DEFAULT_DATA
 from yolobone.engine.detect.validator import TABLE_HEADER, ValResult, validate
 from yolobone.data.datasets import check_dataset, create_dataloader
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.paths import increment_path
@@ -35,7 +36,7 @@ SPEED_CONF, SPEED_IOU = 0.25, 0.45  # --task speed times NMS at deployment thres
 VAL_PAD = 0.5  # rect batch shapes get half a stride of extra padding, as in YOLOv5's val loader
 
 
-class ValRunError(ValueError):
+class ValRunError(YoloboneError, ValueError):
     """An option, checkpoint or data split that val.py cannot use; the message names the value and what is expected."""
 
 
@@ -215,7 +216,7 @@ def run_val(cfg: ValConfig, model: Union[nn.Module, Backend, None] = None) -> Va
     if save_json:
         report.json_path = save_dir / predictions_name(cfg.weights)
         if cfg.coco_eval:
-            _coco_eval(report, dataset, names, split)
+            _coco_eval(report, dataset, names, split, cfg.single_cls)
     if save_dir is not None:
         extra = ""
         if cfg.save_txt:
@@ -236,10 +237,16 @@ def _static_shape(backend: Backend, imgsz: int, batch_size: int) -> Tuple[int, i
     return h, backend.meta.batch
 
 
-def _coco_eval(report: ValReport, dataset, names: list, split: str) -> None:
-    """Write the split's ground truth as COCO JSON and score the saved predictions with pycocotools."""
-    gt = labels_ground_truth(dataset.im_files, dataset.shapes, dataset.labels, names)
-    report.gt_json_path = write_json(gt, report.save_dir / f"{split}_ground_truth.json")
+def _coco_eval(report: ValReport, dataset, names: list, split: str, single_cls: bool) -> None:
+    """Score the saved predictions with pycocotools against the split's COCO JSON itself (a COCO-format set) or
+    against its labels written as COCO JSON."""
+    source = dataset.annotation_file
+    if source and source.lower().endswith(".json") and not single_cls:
+        report.gt_json_path = Path(source)
+    else:
+        gt = labels_ground_truth(dataset.im_files, dataset.shapes, dataset.labels, names, dataset.image_ids,
+                                 None if single_cls else dataset.category_ids)
+        report.gt_json_path = write_json(gt, report.save_dir / f"{split}_ground_truth.json")
     LOGGER.info(f"\nEvaluating pycocotools mAP on {report.json_path.name} against {report.gt_json_path.name}...")
     stats = evaluate_json_files(report.gt_json_path, report.json_path)
     report.coco_stats = stats

@@ -48,7 +48,8 @@ class ValResult:
     map50: float
     map50_95: float
     maps: np.ndarray
-    loss: Tuple[float, float, float]  # (box, obj, cls) mean per batch; zeros without compute_loss
+    loss: Tuple[float, float, float]  # the loss's items ((box, obj, cls) or anchor-free (box, cls, dfl)) mean per
+    # batch; zeros without compute_loss
     speed: Dict[str, float]  # ms per image: 'pre', 'inf', 'nms'
     classes: List[ClassStats]
     seen: int  # images evaluated
@@ -111,12 +112,16 @@ def write_txt(predn: torch.Tensor, original_shape: Sequence[int], path: Path, sa
     path.write_text("".join(line + "\n" for line in lines))
 
 
-def json_records(predn: torch.Tensor, image_path: str) -> List[dict]:
-    """COCO results records for one image: image_id = int(stem) when numeric, bbox [x, y, w, h] in pixels."""
-    stem = Path(image_path).stem
-    image_id = int(stem) if stem.isnumeric() else stem
+def json_records(predn: torch.Tensor, image_path: str, image_id: Any = None,
+                 category_ids: Optional[Sequence[int]] = None) -> List[dict]:
+    """COCO results records for one image, bbox [x, y, w, h] in pixels. image_id defaults to int(stem) when numeric,
+    else the stem (YOLOv5); category_ids[c] is class c's category id (default c)."""
+    if image_id is None:
+        stem = Path(image_path).stem
+        image_id = int(stem) if stem.isnumeric() else stem
     boxes = xyxy2ltwh(predn[:, :4]).tolist()
-    return [{"image_id": image_id, "category_id": int(c), "bbox": [round(v, 3) for v in b], "score": round(s, 5)}
+    cat = (lambda c: int(c)) if category_ids is None else (lambda c: int(category_ids[int(c)]))
+    return [{"image_id": image_id, "category_id": cat(c), "bbox": [round(v, 3) for v in b], "score": round(s, 5)}
             for b, s, c in zip(boxes, predn[:, 4].tolist(), predn[:, 5].tolist())]
 
 
@@ -185,6 +190,13 @@ class DetectionStep(EvalStep):
         self.loss = torch.zeros(3, device=device)
         self.files: List[Path] = []
         self.records: List[dict] = []
+        self.image_ids: Optional[Dict[str, Any]] = None  # a COCO/VOC set's original ids (the dataset's)
+        self.category_ids: Optional[Sequence[int]] = None
+
+    def coco_ids(self, path: str) -> Tuple[Any, Optional[Sequence[int]]]:
+        """(image id, class -> category id) for --save-json: the annotation file's own, else YOLOv5's defaults."""
+        image_id = self.image_ids.get(path) if self.image_ids else None
+        return image_id, None if self.single_cls else self.category_ids
 
     def preprocess(self, batch: Any, device: torch.device) -> Tuple[torch.Tensor, Any]:
         im, targets, paths, shapes = batch
@@ -219,7 +231,7 @@ class DetectionStep(EvalStep):
             original = _original_shape(input_hw, shapes)[0]
             write_txt(predn, original, self.save_dir / "labels" / f"{Path(path).stem}.txt", self.save_conf)
         if self.save_json:
-            self.records += json_records(predn, path)
+            self.records += json_records(predn, path, *self.coco_ids(path))
 
 
 def _check_outputs(model: Union[nn.Module, Backend], compute_loss: Optional[Callable], save_dir: Optional[Path],
@@ -257,6 +269,8 @@ def validate(model: Union[nn.Module, Backend], dataloader, *, names: Names, conf
     _check_outputs(model, compute_loss, save_dir, plots or save_txt or save_json)
     step = DetectionStep(nc, names_d, conf_thres, iou_thres, max_det, single_cls, agnostic, compute_loss, save_dir,
                          plots, save_txt, save_conf, save_json, model_device(model))
+    dataset = getattr(dataloader, "dataset", None)
+    step.image_ids, step.category_ids = getattr(dataset, "image_ids", None), getattr(dataset, "category_ids", None)
     stats = evaluate_loop(model, dataloader, step, half=half, desc=TABLE_HEADER, bar_format="{l_bar}{bar:10}{r_bar}")
     res = _result(step, stats, max(len(dataloader), 1))
     log_results(res, verbose, nc, stats.input_shape)

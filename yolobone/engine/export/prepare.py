@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 
 from yolobone.models.heads import Detect
+from yolobone.utils.errors import YoloboneError
 
 OUTPUT_NAMES = {"detect": "predictions", "classify": "logits"}  # (B, N, 5 + nc) / (B, nc)
 INPUT_NAME = "images"
 
 
-class ExportError(ValueError):
+class ExportError(YoloboneError, ValueError):
     """An export option, checkpoint or block that cannot be exported; the message names what and where."""
 
 

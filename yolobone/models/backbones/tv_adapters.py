@@ -17,8 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from yolobone.utils.errors import YoloboneError
 
-class ImageSizeError(ValueError):
+
+class ImageSizeError(YoloboneError, ValueError):
     """An image size the backbone cannot take."""
 
 

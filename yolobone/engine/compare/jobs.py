@@ -1,12 +1,12 @@
 """Run a comparison's (config, seed) training jobs in parallel: a local pool of worker processes (--jobs N on CPU,
 --device 0,1,2,3 one job per GPU) or Ray tasks (--ray auto|ADDRESS|local), one code path for both.
 
-Every job runs `run_job(<run_dir>/job_spec.json)`: it trains (or resumes, or reads back) through engine.compare's
-train_job, logs to <run_dir>/job.log and writes <run_dir>/job_result.json. The local pool runs it in a fresh
-process per job (`python -m engine.compare_jobs SPEC`, started in the repository root); Ray runs it inside a Ray
-worker, placed by the task's resource request (CPUs, GPUs) on some machine of the cluster. Results land in the
-comparison folder, which must be shared between the machines (and the code importable on each). The driver follows
-progress by reading each run's epoch clock from that folder.
+Every job runs `run_job(<run_dir>/job_spec.json)` (yolobone/engine/compare/worker.py): it trains (or resumes, or
+reads back) through training.train_job, logs to <run_dir>/job.log and writes <run_dir>/job_result.json. The local
+pool runs it in a fresh process per job (`python -m yolobone.engine.compare.worker SPEC`, started in the repository
+root); Ray runs it inside a Ray worker, placed by the task's resource request (CPUs, GPUs) on some machine of the
+cluster. Results land in the comparison folder, which must be shared between the machines (and the code importable
+on each). The driver follows progress by reading each run's epoch clock from that folder.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-JOB_SPEC, JOB_LOG, JOB_RESULT = "job_spec.json", "job.log", "job_result.json"
-JOB_FILES = (JOB_SPEC, JOB_LOG)  # kept when a run folder is cleared for a fresh start
-ROOT = Path(__file__).resolve().parents[2]  # the repository root (holds yolobone/)
+from yolobone.engine.compare.training import JOB_LOG, JOB_RESULT, JOB_SPEC
+
+ROOT = Path(__file__).resolve().parents[3]  # the repository root (holds yolobone/)
 POLL_S = 0.5
 
 
@@ -68,8 +68,8 @@ def start_worker(spec_path: Path, threads: int, env: Optional[Dict[str, str]] = 
     e["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), e.get("PYTHONPATH", "")) if p)
     log = open(spec_path.parent / JOB_LOG, "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "yolobone.engine.compare_jobs", str(spec_path)], cwd=str(ROOT), env=e,
-                                stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", "yolobone.engine.compare.worker", str(spec_path)], cwd=str(ROOT),
+                                env=e, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None)
     finally:
         log.close()
@@ -112,6 +112,8 @@ def _ray_task(spec_path: str, threads: int) -> Dict[str, Any]:
     descriptors 1 and 2, so the logger's and tqdm's too) appended to the job's log. Ray runs one task at a time
     in a worker and keeps the worker (and its imports) for the next task."""
     import torch
+
+    from yolobone.engine.compare.worker import run_job  # here, not at the top: `-m ...worker` must find it unloaded
     spec = Path(spec_path)
     torch.set_num_threads(threads)
     sys.stdout.flush(), sys.stderr.flush()
@@ -168,31 +170,3 @@ def run_ray(jobs: Sequence[Job], address: str, device: str, cpus: int, on_done: 
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
-
-
-# ---------------------------------------------------------------------------------------------------- worker
-def run_job(spec_path: Path) -> int:
-    """Train (or resume, or read back) the job a spec describes; write job_result.json. 0: done."""
-    from yolobone.engine.compare import train_job
-    from yolobone.engine.compare_protocol import environment
-    from yolobone.utils.torch_utils import select_device
-    spec = json.loads(spec_path.read_text())
-    run_dir = spec_path.parent
-    t0 = time.time()
-    try:
-        result = {"status": "done", **train_job(**spec)}
-    except KeyboardInterrupt:
-        result = {"status": "interrupted", "error": "stopped; re-run the command to resume"}
-    except Exception as e:  # reported in the table by the driver
-        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        result = {"status": "failed", "error": f"{type(e).__name__}: {text}"[:300]}
-    result["worker"] = {"host": os.uname().nodename if hasattr(os, "uname") else "", "pid": os.getpid(),
-                        "seconds": time.time() - t0, **environment([str(select_device(spec.get("device", "")))])}
-    tmp = run_dir / (JOB_RESULT + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, run_dir / JOB_RESULT)
-    return 0 if result["status"] == "done" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(run_job(Path(sys.argv[1])))

@@ -1,7 +1,7 @@
 """A comparison's outputs across seeds: results.md, results.csv, results.tex (booktabs), results.json, the plots.
 
 One results.csv / .tex row per config: mean over its finished seeds (the metric columns), std and n beside them,
-and the test against the baseline (the first config, yolobone/engine/compare_stats.py). results.md shows the same table
+and the test against the baseline (the first config, yolobone/engine/compare/stats.py). results.md shows the same table
 (mean ± std (n)) and, with several seeds, every run below it; results.json holds everything (protocol, per-run
 figures and curves, the tests).
 """
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from yolobone.engine.compare_report import (metric_columns, pareto_metric, ConfigResult, _device_label, _duration, _fmt_gflops,
-                                   _latency_keys, _rel, _status_text, csv_fieldnames, markdown_table, plot_curves,
-                                   plot_pareto, write_results_md)
-from yolobone.engine.compare_stats import ALPHA, TEST_NAME, ConfigStats, config_stats
+from yolobone.engine.compare.metrics import metric_columns, pareto_metric
+from yolobone.engine.compare.report import (ConfigResult, _device_label, _duration, _fmt_gflops, _latency_keys, _rel,
+                                            _status_text, csv_fieldnames, markdown_table, plot_curves, plot_pareto,
+                                            write_results_md)
+from yolobone.engine.compare.stats import ALPHA, TEST_NAME, ConfigStats, config_stats
 
 
 @dataclass

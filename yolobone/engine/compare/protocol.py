@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from yolobone.utils.errors import error_summary, YoloboneError
 from yolobone.utils.yaml_io import load_yaml
 
 PROTOCOL_FILE = "protocol.yaml"
@@ -28,7 +29,7 @@ OPTION_KEYS = ("task", "cfgs", "cfg", "backbones", "epochs", "imgsz", "batch_siz
 INFORMATIONAL = ("environment",)  # recorded, not compared
 
 
-class ProtocolError(ValueError):
+class ProtocolError(YoloboneError, ValueError):
     """A protocol file that cannot be used, or a folder whose protocol differs (one line)."""
 
 
@@ -40,7 +41,7 @@ def file_sha1(path: Optional[str]) -> Optional[str]:
 
 
 def _git_commit() -> Optional[str]:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # yolobone/
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -75,8 +76,7 @@ def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any]) -> Dict[
     try:
         model = plugin.new_model(cfg, nc)
     except Exception as e:  # the comparison reports the failure in its table; the protocol says so too
-        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        entry.update(pretrained=None, freeze=None, error=f"{type(e).__name__}: {text}")
+        entry.update(pretrained=None, freeze=None, error=error_summary(e, limit=1000))
         return entry
     from yolobone.models.weights_report import tensor_origins
     origins = sorted(set(tensor_origins(model).values()))

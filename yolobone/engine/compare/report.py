@@ -7,21 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from yolobone.engine.train import get_task
+from yolobone.engine.compare.metrics import metric_columns, pareto_metric, task_metrics
+from yolobone.utils.errors import YoloboneError
 from yolobone.utils.profiling import ModelProfile
 
 
-def metric_columns(task: str) -> Dict[str, str]:
-    """The task's per-epoch metrics: our name -> results.csv column (the first is the curves' y-axis)."""
-    return get_task(task).metric_columns
-
-
-def pareto_metric(task: str) -> str:
-    """The metric of the Pareto plot and of the significance test."""
-    return get_task(task).pareto_metric
-
-
-class RunResultsError(ValueError):
+class RunResultsError(YoloboneError, ValueError):
     """A run's results.csv that cannot be read."""
 
 
@@ -73,7 +64,7 @@ def read_run_history(csv_path: Path, task: str = "detect") -> RunHistory:
         raise RunResultsError(f"{csv_path}: no epoch rows")
     epochs = sorted(by_epoch)
     metrics = {name: [by_epoch[e][name] for e in epochs] for name in columns}
-    return RunHistory(epochs=epochs, metrics=metrics, best_index=get_task(task).best_epoch_index(metrics))
+    return RunHistory(epochs=epochs, metrics=metrics, best_index=task_metrics(task).best_epoch(metrics))
 
 
 @dataclass
@@ -213,8 +204,8 @@ def write_results_md(path: Path, rows: Sequence[ConfigResult], task: str, imgsz:
     lines.append(f"- Parameters and GFLOPs (one forward pass at {imgsz}x{imgsz}) of the model as trained "
                  f"(the data's class count).")
     if trained:
-        t = get_task(task)
-        metric_note = (f"{' and '.join(t.metric_columns)} of the best epoch ({t.best_epoch_note}), read from each "
+        t = task_metrics(task)
+        metric_note = (f"{' and '.join(t.columns)} of the best epoch ({t.best_epoch_note}), read from each "
                        f"run's results.csv.")
         lines += [f"- {metric_note}", "- Epochs are numbered from 0; train time is the wall time of the training "
                   "run (set-up, epochs, final validation)."]

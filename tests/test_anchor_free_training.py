@@ -1,0 +1,169 @@
+"""Training anchor-free heads as Ultralytics does: --optimizer auto, defaults by head, loss and results columns."""
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from tests.interrupt import Interrupt, stop_after_first_epoch
+from yolobone.engine.core.optim import OptimizerError, auto_iterations, choose_optimizer
+from yolobone.engine.core.options import TrainConfigError
+from yolobone.engine.detect.options import ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
+from yolobone.engine.detect.plots import plot_results, results_panels
+from yolobone.engine.detect.task import RESULT_KEYS, DetectTask, is_anchor_free, result_keys
+from yolobone.engine.train import train
+from yolobone.models import DetectionModel, get_block, registered_names
+from yolobone.models.loss import ComputeLoss
+from yolobone.models.loss_af import LOSS_NAMES, AnchorFreeLoss
+from yolobone.data.synthetic import make_detection_dataset
+from yolobone.utils.hyp import load_hyp
+
+YOLOV5_CFG = dict(nc=2, depth_multiple=0.33, width_multiple=0.125,
+                  anchors=[[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+                  backbone=[[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 1, "Conv", [256, 3, 2]],
+                            [-1, 1, "Conv", [512, 3, 2]], [-1, 1, "Conv", [1024, 3, 2]]],
+                  head=[[[2, 3, 4], 1, "Detect", ["nc", "anchors"]]])
+ANCHOR_FREE_CFG = dict(nc=2, depth_multiple=0.33, width_multiple=0.125,
+                       backbone=YOLOV5_CFG["backbone"], head=[[[2, 3, 4], 1, "Detect", ["nc"]]])
+
+
+def _anchor_free_registered() -> bool:
+    return any(getattr(get_block(n).cls, "anchor_free", False) for n in registered_names())
+
+
+def _af_head(nc: int = 2) -> nn.Module:
+    head = nn.Module()
+    head.nc, head.nl, head.reg_max, head.no, head.anchor_free = nc, 3, 16, 64 + nc, True
+    head.stride = torch.tensor([8.0, 16.0, 32.0])
+    return head
+
+
+def _trainer(model: nn.Module, **opt) -> SimpleNamespace:
+    o = DetectOptions.from_any(opt)
+    return SimpleNamespace(opt=o, model=model, resume_ckpt=None, hyp=DetectTask().hyp(o, None), imgsz=64,
+                           dist=SimpleNamespace(distributed=False, world_size=1))
+
+
+def test_auto_optimizer_rule():
+    adamw = choose_optimizer("auto", 0.01, 0.937, 0.1, nc=10, iterations=10_000)
+    assert (adamw.name, adamw.lr0, adamw.momentum, adamw.warmup_bias_lr, adamw.auto) == \
+        ("AdamW", 0.000714, 0.9, 0.0, True)  # round(0.002 * 5 / 14, 6)
+    assert choose_optimizer("auto", 0.01, 0.937, 0.1, nc=80, iterations=5).lr0 == 0.000119
+    sgd = choose_optimizer("auto", 0.001, 0.937, 0.1, nc=10, iterations=10_001)
+    assert (sgd.name, sgd.lr0, sgd.momentum, sgd.warmup_bias_lr) == ("SGD", 0.01, 0.9, 0.0)
+    given = choose_optimizer("Adam", 0.002, 0.95, 0.1, nc=10, iterations=5)
+    assert (given.name, given.lr0, given.momentum, given.warmup_bias_lr, given.note) == ("Adam", 0.002, 0.95, 0.1, "")
+    with pytest.raises(OptimizerError, match="'Lion'.*auto"):
+        choose_optimizer("Lion", 0.01, 0.9, 0.1, nc=1, iterations=1)
+    # 1,200 images, batch 32 (nominal 64), 60 epochs: 19 x 60 iterations
+    assert auto_iterations(1200, 32, 64, 60) == 1140 and auto_iterations(1200, 128, 64, 2) == 20
+    assert auto_iterations(10, 4, None, 3) == 9
+
+
+def test_detect_options_leave_head_dependent_defaults_open():
+    o = DetectOptions.from_any({})
+    assert (o.optimizer, o.close_mosaic, o.hyp) == ("", None, "")
+    assert DetectOptions.from_any({"optimizer": "auto"}).optimizer == "auto"
+    with pytest.raises(TrainConfigError, match="--optimizer 'Lion'"):
+        DetectOptions.from_any({"optimizer": "Lion"})
+    with pytest.raises(TrainConfigError, match="--close-mosaic"):
+        DetectOptions.from_any({"close_mosaic": -1})
+
+
+def test_defaults_by_head():
+    af = _trainer(SimpleNamespace(detect=_af_head()))
+    DetectTask().resolve_defaults(af)
+    assert (af.opt.optimizer, af.opt.close_mosaic, af.opt.hyp) == ("auto", 10, ANCHOR_FREE_HYP)
+    assert af.hyp == load_hyp(ANCHOR_FREE_HYP) and af.hyp.box == 7.5
+    ab = _trainer(DetectionModel(YOLOV5_CFG))
+    DetectTask().resolve_defaults(ab)
+    assert (ab.opt.optimizer, ab.opt.close_mosaic, ab.opt.hyp) == ("SGD", 0, DEFAULT_HYP)
+    assert ab.hyp == load_hyp(DEFAULT_HYP)
+    given = _trainer(SimpleNamespace(detect=_af_head()), optimizer="SGD", close_mosaic=0, hyp={"lr0": 0.02})
+    DetectTask().resolve_defaults(given)
+    assert (given.opt.optimizer, given.opt.close_mosaic, given.hyp.lr0) == ("SGD", 0, 0.02)
+    with pytest.raises(TrainConfigError, match="--label-smoothing 0.1: the anchor-free loss"):
+        DetectTask().resolve_defaults(_trainer(SimpleNamespace(detect=_af_head()), label_smoothing=0.1))
+
+
+def test_loss_and_columns_follow_the_head():
+    task = DetectTask()
+    af = _trainer(SimpleNamespace(detect=_af_head()))
+    task.resolve_defaults(af)
+    task.setup_loss(af)
+    assert isinstance(af.compute_loss, AnchorFreeLoss) and is_anchor_free(af.model)
+    assert task.loss_columns(af) == LOSS_NAMES == ("box_loss", "cls_loss", "dfl_loss")
+    assert task.result_columns(af)[:3] == ("train/box_loss", "train/cls_loss", "train/dfl_loss")
+    assert task.result_columns(af)[7:10] == ("val/box_loss", "val/cls_loss", "val/dfl_loss")
+    preds = [torch.zeros(2, 66, s, s) for s in (8, 4, 2)]
+    total, items = af.criterion(preds, torch.tensor([[0, 1, 0.5, 0.5, 0.5, 0.5]]))
+    assert items.shape == (3,) and total.item() == pytest.approx(items.sum().item() * 2, rel=1e-6)
+    ab = _trainer(DetectionModel(YOLOV5_CFG))
+    task.resolve_defaults(ab)
+    task.setup_loss(ab)
+    assert isinstance(ab.compute_loss, ComputeLoss) and not is_anchor_free(ab.model)
+    assert task.result_columns(ab) == RESULT_KEYS and RESULT_KEYS[:3] == ("train/box_loss", "train/obj_loss",
+                                                                          "train/cls_loss")
+
+
+def test_results_png_from_anchor_free_columns(tmp_path):
+    keys = result_keys(LOSS_NAMES)
+    assert results_panels(["epoch", *keys]) == (*keys[:3], *keys[3:5], *keys[7:10], *keys[5:7])
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", *keys])
+        for e in range(3):
+            w.writerow([e, *[0.1 * (e + 1)] * len(keys)])
+    assert plot_results(path).is_file()
+
+
+@pytest.fixture(scope="module")
+def af_run(tmp_path_factory):
+    """(data YAML, model YAML) of a tiny anchor-free run on 16 generated 64 px images."""
+    root = tmp_path_factory.mktemp("af")
+    data = make_detection_dataset(root / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
+                                  max_size=0.6, verbose=False)
+    cfg = root / "af.yaml"
+    cfg.write_text(yaml.safe_dump(ANCHOR_FREE_CFG, sort_keys=False))
+    return str(data), str(cfg)
+
+
+needs_anchor_free_head = pytest.mark.skipif(not _anchor_free_registered(), reason="the anchor-free Detect head (issue "
+                                            "34 part A) is not registered on this branch")
+
+
+@needs_anchor_free_head
+def test_anchor_free_model_trains_with_its_recipe(af_run, tmp_path):
+    data, cfg = af_run
+    r = train(dict(cfg=cfg, data=data, epochs=3, batch_size=8, imgsz=64, device="cpu", workers=0,
+                   project=str(tmp_path / "runs"), name="af", noplots=True))
+    opt = yaml.safe_load((r.save_dir / "opt.yaml").read_text())
+    assert (opt["optimizer"], opt["close_mosaic"], opt["hyp"]) == ("auto", 10, ANCHOR_FREE_HYP)
+    assert yaml.safe_load((r.save_dir / "hyp.yaml").read_text())["box"] == 7.5
+    header = (r.save_dir / "results.csv").read_text().splitlines()[0]
+    assert [h.strip() for h in header.split(",")][1:4] == ["train/box_loss", "train/cls_loss", "train/dfl_loss"]
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in r.loss_history)
+    assert r.best is not None and r.final is not None
+
+
+@needs_anchor_free_head
+def test_anchor_free_resume_matches_uninterrupted(af_run, tmp_path):
+    """--optimizer auto, the bias warmup from 0 and close-mosaic after a resume: the same run as without the cut."""
+    data, cfg = af_run
+    base = dict(cfg=cfg, data=data, epochs=3, close_mosaic=1, batch_size=8, imgsz=64, device="cpu",
+                workers=0, noval=True, noplots=True, deterministic=True, project=str(tmp_path / "runs"))
+    full = train(base, name="full")
+    with pytest.raises(Interrupt):
+        train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first_epoch})
+    last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
+    resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
+    assert resumed.loss_history == full.loss_history[1:]
+    a = torch.load(full.last, weights_only=True)["model"]
+    b = torch.load(resumed.last, weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
