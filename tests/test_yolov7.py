@@ -158,7 +158,8 @@ def test_yolov7_tiny_exports_to_onnx(tmp_path: Path) -> None:
 def test_yolov7_block_errors_name_the_problem() -> None:
     d = slim("yolov7-e6e")
     d["backbone"][23] = [[-1, -12], 1, "Shortcut", [1]]  # 160 + 64 channels
-    with pytest.raises(ModelConfigError, match=r"layer 23: Shortcut adds two inputs with equal channels, got inputs with \[24, 40\]"):
+    with pytest.raises(ModelConfigError,
+                       match=r"layer 23: Shortcut adds two inputs with equal channels, got inputs with \[24, 40\]"):
         parse_model(d)
     d = slim("yolov7-w6")
     d["head"][-1][0] = d["head"][-1][0][:-1]
@@ -217,3 +218,25 @@ def test_yolov7_tiny_hyp_file_differs_from_scratch_low_where_yolov7_does() -> No
 
     hyp = load_hyp(YOLOV7_DIR.parent / "hyp" / "hyp.yolov7-scratch-tiny.yaml").to_dict()
     assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == {"mixup": 0.05, "loss_ota": 1.0}
+
+
+@pytest.mark.parametrize("name,loss_ota", [("yolov7-tiny", 0.0), ("yolov7-tiny", 1.0), ("yolov7-w6", 1.0)])
+def test_training_loss_follows_hyp_loss_ota(name: str, loss_ota: float) -> None:
+    """DetectTask.setup_loss: YOLOv7's OTA loss when the hyp says loss_ota: 1; IAuxDetect's lead maps only."""
+    from types import SimpleNamespace
+
+    from yolobone.engine.detect.task import DetectTask
+    from yolobone.models.loss import ComputeLoss
+    from yolobone.models.loss_ota import ComputeLossOTA
+    from yolobone.utils.hyp import Hyp
+
+    torch.manual_seed(0)
+    model = build_model(slim(name), nc=2).train()
+    t = SimpleNamespace(model=model, hyp=Hyp(loss_ota=loss_ota), imgsz=128, opt=SimpleNamespace(label_smoothing=0.0),
+                        dist=SimpleNamespace(distributed=False, world_size=1))
+    DetectTask.setup_loss(DetectTask.__new__(DetectTask), t)
+    assert type(t.compute_loss) is (ComputeLossOTA if loss_ota else ComputeLoss)
+    maps = model(torch.rand(2, 3, 128, 128))
+    total, items = t.criterion(maps, torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 0, 0.4, 0.6, 0.2, 0.4]]))
+    total.backward()
+    assert torch.isfinite(total) and items.shape == (3,)
