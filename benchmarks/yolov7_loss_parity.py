@@ -3,12 +3,13 @@ predictions and targets: the loss, its three terms and the gradient with respect
 
     python benchmarks/yolov7_loss_parity.py                       # yolov7-tiny anchors, 4 images, 8 boxes each
     python benchmarks/yolov7_loss_parity.py --cfg configs/yolov7/yolov7.yaml --batch 2 --boxes 20 --seeds 0 1 2
+    python benchmarks/yolov7_loss_parity.py --cfg configs/yolov7/yolov7-w6.yaml --img 256  # ComputeLossAuxOTA
 
 The reference runs in the YOLOv5 reference venv (../shared/yolov5-ref, where yolov7detect is installed with
 `pip install --no-deps yolov7detect==1.0.1`). Predictions are random maps shaped like the model's Detect outputs at
 --img; targets are random boxes (several per image, overlapping, so that SimOTA's dynamic k and its conflict rule
-both act). Hyperparameters are hyp.scratch.tiny's loss gains at nc=80 and --img 640 scaling, which train.py leaves
-unscaled, so both sides see the same gains. Prints per seed whether every figure is bit-identical and the largest
+both act). Hyperparameters are hyp.scratch.tiny's loss gains, scaled for the level count as YOLOv7's train.py and our
+LossGains do (image-size term at 640), so both sides see the same gains. Prints per seed whether every figure is bit-identical and the largest
 difference otherwise.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.learning_parity import REF_SETUP  # noqa: E402
-from yolobone.models.loss_ota import ComputeLossOTA  # noqa: E402
+from yolobone.models.loss_ota import ComputeLossAuxOTA, ComputeLossOTA  # noqa: E402
+from yolobone.models.yolov7_heads import IAuxDetect  # noqa: E402
 from yolobone.models.yolo import DetectionModel  # noqa: E402
 
 HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0}
@@ -34,9 +36,9 @@ HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "fl_ga
 REF_LOSS = """
 import sys, types, torch
 import torch.nn as nn
-from yolov7.utils.loss import ComputeLossOTA
+from yolov7.utils.loss import ComputeLossAuxOTA, ComputeLossOTA
 d = torch.load(sys.argv[1], weights_only=True)
-det = types.SimpleNamespace(na=int(d["na"]), nc=int(d["nc"]), nl=len(d["preds"]), anchors=d["anchors"],
+det = types.SimpleNamespace(na=int(d["na"]), nc=int(d["nc"]), nl=len(d["stride"]), anchors=d["anchors"],
                             stride=d["stride"])
 class Holder(nn.Module):
     def __init__(self):
@@ -45,8 +47,13 @@ class Holder(nn.Module):
         self.model = [det]
 holder = Holder()
 holder.hyp, holder.gr = {hyp}, 1.0
+nl, nc = det.nl, det.nc  # gains scaled as YOLOv7's train.py does (at --img 640 the image term is 1)
+holder.hyp["box"] *= 3. / nl
+holder.hyp["cls"] *= nc / 80. * 3. / nl
+holder.hyp["obj"] *= 1.0 * 3. / nl
 preds = [p.clone().requires_grad_(True) for p in d["preds"]]
-loss, items = ComputeLossOTA(holder)(preds, d["targets"], d["imgs"])
+kind = ComputeLossAuxOTA if len(preds) > len(d["stride"]) else ComputeLossOTA
+loss, items = kind(holder)(preds, d["targets"], d["imgs"])
 loss.backward()
 torch.save({{"loss": loss.detach(), "items": items, "grads": [p.grad for p in preds]}}, sys.argv[2])
 """
@@ -56,8 +63,9 @@ def shared_inputs(model: DetectionModel, batch: int, boxes: int, img: int, seed:
     """Random Detect-shaped maps and targets (img, cls, cx, cy, w, h normalised) for one seed."""
     g = torch.Generator().manual_seed(seed)
     det = model.detect
+    heads = 2 if isinstance(det, IAuxDetect) else 1  # IAuxDetect: lead maps, then auxiliary maps
     preds = [torch.randn(batch, det.na, img // int(s), img // int(s), det.no, generator=g) * 1.5
-             for s in det.stride.tolist()]
+             for _ in range(heads) for s in det.stride.tolist()]
     rows = []
     for b in range(batch):
         xy = torch.rand(boxes, 2, generator=g) * 0.6 + 0.2
@@ -70,7 +78,8 @@ def shared_inputs(model: DetectionModel, batch: int, boxes: int, img: int, seed:
 
 def ours(model: DetectionModel, d: Dict[str, object]) -> Dict[str, object]:
     preds = [p.clone().requires_grad_(True) for p in d["preds"]]
-    loss, items = ComputeLossOTA(model.detect, HYP, imgsz=640)(preds, d["targets"])
+    kind = ComputeLossAuxOTA if isinstance(model.detect, IAuxDetect) else ComputeLossOTA
+    loss, items = kind(model.detect, HYP, imgsz=640)(preds, d["targets"])
     loss.backward()
     return {"loss": loss.detach(), "items": torch.cat((items, loss.detach() / preds[0].shape[0])),
             "grads": [p.grad for p in preds]}

@@ -102,12 +102,15 @@ def test_loss_backward_and_empty_batch():
 
 @pytest.mark.slow  # two interpreters (ours and the reference venv) start: about a minute on 2 busy cores
 @pytest.mark.skipif(not REF_SETUP.is_file(), reason="YOLOv7 reference venv (../shared/yolov5-ref) not present")
-def test_bit_identical_to_yolov7_ota_loss():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "yolov7_loss_parity.py"), "--batch", "2",
-                          "--boxes", "6", "--img", "256", "--seeds", "5", "--ref-setup", str(REF_SETUP)],
+@pytest.mark.parametrize("cfg,img,maps", [("yolov7-tiny.yaml", 256, 3), ("yolov7-w6.yaml", 128, 8)])
+def test_bit_identical_to_yolov7_ota_loss(cfg: str, img: int, maps: int):
+    """ComputeLossOTA (yolov7-tiny) and ComputeLossAuxOTA (yolov7-w6, lead + auxiliary maps) against YOLOv7's."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "yolov7_loss_parity.py"), "--cfg",
+                          str(ROOT / "configs" / "yolov7" / cfg), "--batch", "2", "--boxes", "6", "--img", str(img),
+                          "--seeds", "5", "--ref-setup", str(REF_SETUP)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     if "No module named 'yolov7'" in out.stderr:
         pytest.skip("yolov7detect is not installed in the reference venv")
     assert out.returncode == 0, out.stderr[-2000:]
     line = [x for x in out.stdout.splitlines() if x.startswith("seed 5")][0]
-    assert line.count("identical") == 5 and "diff" not in line, line
+    assert line.count("identical") == 2 + maps and "diff" not in line, line

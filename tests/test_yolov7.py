@@ -220,14 +220,16 @@ def test_yolov7_tiny_hyp_file_differs_from_scratch_low_where_yolov7_does() -> No
     assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == {"mixup": 0.05, "loss_ota": 1.0}
 
 
-@pytest.mark.parametrize("name,loss_ota", [("yolov7-tiny", 0.0), ("yolov7-tiny", 1.0), ("yolov7-w6", 1.0)])
+@pytest.mark.parametrize("name,loss_ota", [("yolov7-tiny", 0.0), ("yolov7-tiny", 1.0), ("yolov7-w6", 0.0),
+                                           ("yolov7-w6", 1.0)])
 def test_training_loss_follows_hyp_loss_ota(name: str, loss_ota: float) -> None:
-    """DetectTask.setup_loss: YOLOv7's OTA loss when the hyp says loss_ota: 1; IAuxDetect's lead maps only."""
+    """DetectTask.setup_loss: YOLOv7's OTA loss when the hyp says loss_ota: 1 (ComputeLossAuxOTA on IAuxDetect's lead
+    and auxiliary maps), else YOLOv5's (IAuxDetect: lead maps only)."""
     from types import SimpleNamespace
 
     from yolobone.engine.detect.task import DetectTask
     from yolobone.models.loss import ComputeLoss
-    from yolobone.models.loss_ota import ComputeLossOTA
+    from yolobone.models.loss_ota import ComputeLossAuxOTA, ComputeLossOTA
     from yolobone.utils.hyp import Hyp
 
     torch.manual_seed(0)
@@ -235,8 +237,14 @@ def test_training_loss_follows_hyp_loss_ota(name: str, loss_ota: float) -> None:
     t = SimpleNamespace(model=model, hyp=Hyp(loss_ota=loss_ota), imgsz=128, opt=SimpleNamespace(label_smoothing=0.0),
                         dist=SimpleNamespace(distributed=False, world_size=1))
     DetectTask.setup_loss(DetectTask.__new__(DetectTask), t)
-    assert type(t.compute_loss) is (ComputeLossOTA if loss_ota else ComputeLoss)
+    aux = isinstance(model.detect, IAuxDetect)
+    assert type(t.compute_loss) is ((ComputeLossAuxOTA if aux else ComputeLossOTA) if loss_ota else ComputeLoss)
     maps = model(torch.rand(2, 3, 128, 128))
-    total, items = t.criterion(maps, torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 0, 0.4, 0.6, 0.2, 0.4]]))
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 0, 0.4, 0.6, 0.2, 0.4]])
+    total, items = t.criterion(maps, targets)
     total.backward()
     assert torch.isfinite(total) and items.shape == (3,)
+    if aux:  # with loss_ota both heads learn; the eval-mode lead maps alone give the validation loss
+        trained = [c.weight.grad is not None and bool(c.weight.grad.abs().sum() > 0) for c in model.detect.m2]
+        assert trained == [bool(loss_ota)] * 4
+        assert torch.isfinite(t.compute_loss([m.detach() for m in maps[:4]], targets)[0])

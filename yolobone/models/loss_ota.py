@@ -18,7 +18,10 @@ from yolobone.models.loss import ComputeLoss
 from yolobone.utils.boxes import box_iou, xywh2xyxy
 
 OTA_TOPK_IOU = 10  # IoUs summed for a ground truth's dynamic k
+AUX_TOPK_IOU = 20  # the same for YOLOv7's ComputeLossAuxOTA (both of its heads)
 OTA_IOU_WEIGHT = 3.0  # weight of -log(IoU) against the class cost
+AUX_WEIGHT = 0.25  # weight of the auxiliary head's terms (ComputeLossAuxOTA)
+AUX_REACH = 1.0  # the auxiliary head's candidates: the target's cell and all four neighbours
 
 
 @dataclass
@@ -37,11 +40,12 @@ class ComputeLossOTA(ComputeLoss):
     """YOLOv7's loss for a model ending in (I)Detect; same arguments, call and return value as ComputeLoss."""
 
     corner_wh = True
+    topk_iou = OTA_TOPK_IOU
 
-    def build_targets(self, preds: Sequence[torch.Tensor], targets: torch.Tensor):
+    def build_targets(self, preds: Sequence[torch.Tensor], targets: torch.Tensor, reach: float = 0.5):
         """Per level: class ids, boxes (xy offset in cell, wh) in grid units, (b, a, gj, gi), anchors - of the
-        SimOTA-matched pairs, images in batch order."""
-        _, _, indices, anchors = super().build_targets(preds, targets)
+        SimOTA-matched pairs, images in batch order (candidates as ComputeLoss.build_targets with `reach`)."""
+        _, _, indices, anchors = super().build_targets(preds, targets, reach)
         per_level: List[List[Tuple[torch.Tensor, ...]]] = [[] for _ in preds]
         stride = self.detect.stride.to(targets.device)
         imgsz = preds[0].shape[2] * stride[0]  # YOLOv7 scales targets by the input height
@@ -81,7 +85,7 @@ class ComputeLossOTA(ComputeLoss):
         """SimOTA for one image -> (level, (b, a, gj, gi), anchors, matched ground-truth row) of kept candidates."""
         boxes = torch.cat(c.boxes)
         iou = box_iou(xywh2xyxy(gts[:, 2:6] * imgsz), boxes, eps=0.0)  # (G, N)
-        k = torch.clamp(torch.topk(iou, min(OTA_TOPK_IOU, iou.shape[1]), dim=1)[0].sum(1).int(), min=1)
+        k = torch.clamp(torch.topk(iou, min(self.topk_iou, iou.shape[1]), dim=1)[0].sum(1).int(), min=1)
         g, n = iou.shape
         one_hot = F.one_hot(gts[:, 1].to(torch.int64), self.nc).float().unsqueeze(1).expand(g, n, self.nc)
         score = (torch.cat(c.cls).float().sigmoid() * torch.cat(c.obj).sigmoid()).sqrt()
@@ -118,3 +122,34 @@ class ComputeLossOTA(ComputeLoss):
             indices.append((b, a, gj, gi))
             anch.append(anchors)
         return tcls, tbox, indices, anch
+
+
+class ComputeLossAuxOTA(ComputeLossOTA):
+    """YOLOv7's loss for IAuxDetect (its ComputeLossAuxOTA): called with the nl lead maps then the nl auxiliary maps.
+
+    Both heads' targets come from SimOTA on the lead predictions; the auxiliary head's candidates reach all four
+    neighbour cells, and its terms weigh AUX_WEIGHT. Dynamic k sums the 20 best IoUs here (10 in ComputeLossOTA).
+    """
+
+    topk_iou = AUX_TOPK_IOU
+
+    def __call__(self, preds: Sequence[torch.Tensor], targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if len(preds) == self.nl:  # eval-mode maps (validation loss): the lead head's terms only
+            return super().__call__(preds, targets)
+        if len(preds) != 2 * self.nl:
+            raise ValueError(f"ComputeLossAuxOTA expects {self.nl} lead and {self.nl} auxiliary maps, got {len(preds)}")
+        device = preds[0].device
+        lead, aux = preds[:self.nl], preds[self.nl:]
+        lbox, lobj, lcls = (torch.zeros(1, device=device) for _ in range(3))
+        targets = targets.to(device)
+        aux_targets = self.build_targets(lead, targets, reach=AUX_REACH)
+        lead_targets = self.build_targets(lead, targets)
+        for i in range(self.nl):
+            box, cls, obj = self.level_terms(lead[i], *(t[i] for t in lead_targets))
+            box_aux, cls_aux, obj_aux = self.level_terms(aux[i], *(t[i] for t in aux_targets))
+            for term, weight, acc in ((box, 1.0, lbox), (cls, 1.0, lcls), (box_aux, AUX_WEIGHT, lbox),
+                                      (cls_aux, AUX_WEIGHT, lcls)):
+                if term is not None:
+                    acc += weight * term
+            lobj += obj * self.balance[i] + AUX_WEIGHT * obj_aux * self.balance[i]
+        return self.total(lbox, lobj, lcls, preds[0].shape[0])

@@ -22,7 +22,7 @@ from yolobone.models.compose import with_backbone
 from yolobone.models.freeze import freeze_layers
 from yolobone.models.loss import ComputeLoss
 from yolobone.models.loss_af import AnchorFreeLoss
-from yolobone.models.loss_ota import ComputeLossOTA
+from yolobone.models.loss_ota import ComputeLossAuxOTA, ComputeLossOTA
 from yolobone.models.yolov7_heads import IAuxDetect
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
@@ -192,17 +192,18 @@ class DetectTask(TrainTask):
 
     def setup_loss(self, t: "Trainer") -> None:
         """Anchor-free heads: models.loss_af (task-aligned, CIoU + DFL, BCE); anchor-based: YOLOv5's ComputeLoss, or
-        YOLOv7's ComputeLossOTA when the hyp sets loss_ota."""
+        YOLOv7's ComputeLossOTA (ComputeLossAuxOTA for IAuxDetect) when the hyp sets loss_ota."""
+        aux = isinstance(t.model.detect, IAuxDetect)
         if is_anchor_free(t.model):
             loss = AnchorFreeLoss(t.model.detect, t.hyp)
         else:
-            kind = ComputeLossOTA if t.hyp.loss_ota else ComputeLoss
+            kind = (ComputeLossAuxOTA if aux else ComputeLossOTA) if t.hyp.loss_ota else ComputeLoss
             loss = kind(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
         scale = t.dist.world_size if t.dist.distributed else 1  # DDP averages gradients over processes
-        lead = t.model.detect.nl if isinstance(t.model.detect, IAuxDetect) else None
+        lead = t.model.detect.nl if aux and not t.hyp.loss_ota else None
         if lead is not None:
-            LOGGER.warning("IAuxDetect: the loss reads the lead head only; its auxiliary head is not trained "
-                           "(YOLOv7's ComputeLossAuxOTA is not implemented)")
+            LOGGER.warning("IAuxDetect with loss_ota 0: YOLOv5's loss reads the lead head only and the auxiliary "
+                           "head is not trained (loss_ota: 1 trains both with YOLOv7's ComputeLossAuxOTA)")
 
         def criterion(pred: Any, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             total, items = loss(pred if lead is None else pred[:lead], targets)
