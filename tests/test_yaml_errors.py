@@ -161,3 +161,27 @@ def test_script_exit_code_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: ") and "unknown module 'Nope'" in proc.stderr
+
+
+@pytest.mark.parametrize("code", ["nn.LeakyReLU(x)", "nn.Conv2d(3, 8, 1)", "nn.LeakyReLU(0.1).__class__",
+                                  "nn.ReLU(*[1])", "nn.LeakyReLU(__import__('os'))"])
+def test_activation_argument_that_is_not_a_plain_activation(tmp_path, capsys, code):
+    """Row arguments written like an activation call pass only as a whitelisted layer with literal numbers."""
+    row = f'[-1, 1, Conv, [128, 3, 2, None, 1, "{code}"]]'
+    text = HEADER + GOOD_BACKBONE.replace("[-1, 1, Conv, [128, 3, 2]]", row) + GOOD_HEAD
+    err = run_cli(tmp_path, text, capsys)
+    assert "looks like code" in err and "layer 1" in err
+
+
+def test_activation_argument_in_a_row(tmp_path):
+    """YOLOv7's rows: Conv [c2, k, s, p, g, nn.LeakyReLU(0.1)] puts the activation in Conv's `act`, dilation 1."""
+    text = HEADER + GOOD_BACKBONE.replace("[-1, 1, Conv, [128, 3, 2]]",
+                                          "[-1, 1, Conv, [128, 3, 2, None, 1, nn.LeakyReLU(0.25)]]") + GOOD_HEAD
+    cfg = tmp_path / "act.yaml"
+    cfg.write_text(text)
+    from yolobone.models.parse import parse_model
+    layers = parse_model(cfg)[0]
+    conv = layers[1]
+    assert isinstance(conv.act, nn.LeakyReLU) and conv.act.negative_slope == 0.25
+    assert conv.conv.dilation == (1, 1) and conv.conv.stride == (2, 2)
+    assert isinstance(layers[0].act, nn.SiLU)

@@ -4,7 +4,8 @@ Importing this package registers every block and the `neck:` composition files (
 imports).
 """
 # registration side effect:
-from yolobone.models import backbones, blocks, c2f, compose, ghost, heads, heads_af, psa, transformer  # noqa: F401
+from yolobone.models import (backbones, blocks, c2f, compose, ghost, heads, heads_af, psa, transformer,  # noqa: F401
+                             yolov7_blocks, yolov7_heads)
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import load_model, model_from_checkpoint

@@ -1,10 +1,10 @@
 """Activation specs from YAML (`activation: nn.LeakyReLU(0.1)`) without eval, scoped to one model build."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
-import re
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 import torch.nn as nn
 
@@ -15,42 +15,74 @@ _ALLOWED = {
     "Hardsigmoid": nn.Hardsigmoid, "Mish": nn.Mish, "GELU": nn.GELU, "ELU": nn.ELU, "CELU": nn.CELU,
     "SELU": nn.SELU, "PReLU": nn.PReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh, "Identity": nn.Identity,
 }
-_SPEC = re.compile(r"^\s*(?:nn\.)?([A-Za-z0-9]+)\s*(?:\((.*)\))?\s*$")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
 _default_act: contextvars.ContextVar[ActFactory] = contextvars.ContextVar("default_act", default=lambda: nn.SiLU())
 
 
-def parse_activation(spec: str) -> ActFactory:
-    """'nn.LeakyReLU(0.1)' -> a factory making nn.LeakyReLU(0.1); only whitelisted layers and literal args."""
-    m = _SPEC.match(str(spec))
-    if not m or m.group(1) not in _ALLOWED:
+class ActivationSpec:
+    """A parsed activation such as `nn.LeakyReLU(0.1)`: calling it makes a new module; repr is the YAML text."""
+
+    def __init__(self, cls: type, args: Tuple[Any, ...], kwargs: Dict[str, Any], text: str):
+        self.cls, self.args, self.kwargs, self.text = cls, args, kwargs, text
+
+    def __call__(self) -> nn.Module:
+        return self.cls(*self.args, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def parse_activation(spec: str) -> ActivationSpec:
+    """'nn.LeakyReLU(0.1)' -> a factory making nn.LeakyReLU(0.1): a whitelisted layer with literal numeric or bool
+    arguments, read with `ast` (nothing is evaluated)."""
+    text = str(spec).strip()
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        node = None
+    name = _layer_name(node.func if isinstance(node, ast.Call) else node)
+    if name not in _ALLOWED:
         raise ValueError(f"activation {spec!r} is not supported; expected one of "
                          f"{', '.join('nn.' + k + '()' for k in _ALLOWED)} with numeric/bool arguments")
-    cls = _ALLOWED[m.group(1)]
-    args, kwargs = [], {}
-    for part in filter(None, (p.strip() for p in (m.group(2) or "").split(","))):
-        key, _, val = part.rpartition("=")
-        parsed = _literal(val.strip(), spec)
-        if key:
-            if not key.strip().isidentifier():
-                raise ValueError(f"activation {spec!r}: bad keyword {key!r}")
-            kwargs[key.strip()] = parsed
-        else:
-            args.append(parsed)
+    args, kwargs = _call_arguments(node, spec) if isinstance(node, ast.Call) else ((), {})
+    cls = _ALLOWED[name]
     try:
         cls(*args, **kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"activation {spec!r}: {e}") from None
-    return lambda: cls(*args, **kwargs)
+    return ActivationSpec(cls, args, kwargs, text)
 
 
-def _literal(text: str, spec: str) -> Union[int, float, bool]:
-    if text in ("True", "False"):
-        return text == "True"
-    if _NUMBER.match(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    raise ValueError(f"activation {spec!r}: argument {text!r} is not a number or True/False")
+def _layer_name(node: Optional[ast.AST]) -> Optional[str]:
+    """`nn.X` or `X` -> 'X'; anything else -> None."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nn":
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+def _call_arguments(node: ast.Call, spec: str) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    args = tuple(_literal(a, spec) for a in node.args)
+    kwargs = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            raise ValueError(f"activation {spec!r}: **arguments are not allowed")
+        kwargs[kw.arg] = _literal(kw.value, spec)
+    return args, kwargs
+
+
+def _literal(node: ast.AST, spec: str) -> Union[int, float, bool]:
+    """A number or True/False, optionally negated; nothing else."""
+    sign = 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        node = node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        if sign == 1:
+            return node.value
+    elif isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return sign * node.value
+    raise ValueError(f"activation {spec!r}: argument {ast.unparse(node)!r} is not a number or True/False")
 
 
 def default_activation() -> nn.Module:

@@ -79,7 +79,11 @@ class YAMLModel(nn.Module):
 
     # ---- utilities ------------------------------------------------------------------------------------------
     def fuse(self) -> "YAMLModel":
-        """Fold BatchNorm into the preceding convolution (Conv blocks and torchvision backbones; inference only)."""
+        """Fold BatchNorm into the preceding convolution (Conv blocks and torchvision backbones; inference only);
+        blocks with a `fuse_deploy()` (YOLOv7's RepConv, implicit heads) first fold their training-time structure."""
+        for m in list(self.model.modules()):
+            if callable(getattr(m, "fuse_deploy", None)):
+                m.fuse_deploy()
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from yolobone.models.activation import default_activation, make_activation
-from yolobone.models.registry import LayerContext, concat_channels, register_block, same_channels, scaled_out
+from yolobone.models.activation import ActivationSpec, default_activation, make_activation
+from yolobone.models.registry import (LayerContext, chain_channels, concat_channels, register_block, same_channels,
+                                      scaled_out)
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -34,7 +35,16 @@ def autopad(k: IntOrPair, p: Optional[IntOrPair] = None, d: int = 1) -> IntOrPai
     return p
 
 
-@register_block(channels=scaled_out)
+def conv_out(ctx: LayerContext, args: List[Any]) -> Tuple[List[Any], int]:
+    """scaled_out for Conv; YOLOv7 rows give the activation as the 6th YAML argument, where YOLOv5's Conv has its
+    dilation, so an activation there moves to `act` with dilation 1 (YOLOv7's Conv has no dilation)."""
+    args, c2 = scaled_out(ctx, args)
+    if len(args) == 7 and isinstance(args[6], ActivationSpec):
+        args = [*args[:6], 1, args[6]]
+    return args, c2
+
+
+@register_block(channels=conv_out, repeat_args=chain_channels)
 class Conv(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> activation."""
 
@@ -79,7 +89,12 @@ class Focus(nn.Module):
         self.conv = Conv(c1 * 4, c2, k, s, p, g, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
+        return self.conv(pixel_phases(x))
+
+
+def pixel_phases(x: torch.Tensor) -> torch.Tensor:
+    """The four 2x2 pixel phases stacked on channels: (B, C, H, W) -> (B, 4C, H/2, W/2)."""
+    return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1)
 
 
 @register_block(channels=scaled_out)

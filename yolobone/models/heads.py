@@ -58,7 +58,7 @@ class Detect(nn.Module):
     def forward(self, x: List[torch.Tensor]) -> Any:
         z = []
         for i in range(self.nl):
-            x[i] = self.m[i](x[i])
+            x[i] = self.level_conv(i, x[i])
             bs, _, ny, nx = x[i].shape
             x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()  # (B, na, H, W, no)
             if not self.training:
@@ -70,6 +70,10 @@ class Detect(nn.Module):
         if self.training:
             return x
         return torch.cat(z, 1) if self.export else (torch.cat(z, 1), x)
+
+    def level_conv(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Level i's output convolution (subclasses add terms around it)."""
+        return self.m[i](x)
 
     def _grid(self, nx: int, ny: int, i: int, ref: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         key = (i, nx, ny, ref.device, ref.dtype)

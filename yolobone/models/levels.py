@@ -1,4 +1,5 @@
-"""Backbone levels for necks that name them: `P3` in a head row's `from` is the backbone's last row at stride 8.
+"""Backbone levels for necks that name them: `P3` in a head row's `from` is the backbone's last row at stride 8
+(before any row at a larger stride).
 
 The strides are measured, never declared: `row_strides` runs a zero image through the backbone rows in eval mode
 without gradients (on the meta device when the rows were built there, so only shapes are computed).
@@ -61,9 +62,13 @@ def row_strides(layers: Sequence[nn.Module], ch: int, size: int,
 
 
 def levels_from_strides(strides: Sequence[Optional[int]]) -> Dict[int, int]:
-    """{level k: index of the last row whose output has stride 2**k}."""
+    """{level k: index of the last row whose output has stride 2**k}, skipping side-branch rows whose stride is
+    below one an earlier row reached (YOLOv7's downsampling runs a 1x1 conv on the previous level after its max-pool
+    row: that conv is not the level's output)."""
     levels: Dict[int, int] = {}
+    top = 0
     for i, s in enumerate(strides):
-        if s and s > 1 and s & (s - 1) == 0:
+        if s and s > 1 and s & (s - 1) == 0 and s >= top:
             levels[int(math.log2(s))] = i
+            top = s
     return levels

@@ -75,6 +75,7 @@ class ComputeLoss:
     """
 
     gr = 1.0  # objectness target = gr * IoU + (1 - gr)
+    corner_wh = False  # CIoU arithmetic of YOLOv5 v7.0 (True: YOLOv7's, see bbox_iou)
 
     def __init__(self, detect: Detect, hyp, imgsz: int = 640, label_smoothing: float = 0.0):
         get = (lambda k: hyp[k]) if isinstance(hyp, dict) else (lambda k: getattr(hyp, k))
@@ -101,37 +102,54 @@ class ComputeLoss:
         lcls = torch.zeros(1, device=device)
         tcls, tbox, indices, anchors = self.build_targets(preds, targets.to(device))
         for i, pi in enumerate(preds):  # (B, na, H, W, no)
-            b, a, gj, gi = indices[i]
-            tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=device)
-            n = b.shape[0]
-            if n:
-                pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
-                pxy = pxy.sigmoid() * 2 - 0.5
-                pwh = (pwh.sigmoid() * 2) ** 2 * anchors[i]
-                iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox[i], CIoU=True).squeeze(1)
-                lbox += (1.0 - iou).mean()
-                iou = iou.detach().clamp(0).to(tobj.dtype)
-                tobj[b, a, gj, gi] = (1.0 - self.gr) + self.gr * iou
-                if self.nc > 1:  # a single class needs no class loss
-                    t = torch.full_like(pcls, self.cn)
-                    t[torch.arange(n, device=device), tcls[i]] = self.cp
-                    lcls += self.bce_cls(pcls, t)
-            lobj += self.bce_obj(pi[..., 4], tobj) * self.balance[i]
+            box, cls, obj = self.level_terms(pi, tcls[i], tbox[i], indices[i], anchors[i])
+            if box is not None:
+                lbox += box
+            if cls is not None:
+                lcls += cls
+            lobj += obj * self.balance[i]
+        return self.total(lbox, lobj, lcls, preds[0].shape[0])
+
+    def level_terms(self, pi: torch.Tensor, tcls: torch.Tensor, tbox: torch.Tensor, index, anchors: torch.Tensor):
+        """One level's (box, cls, obj) terms before gains; box and cls are None without matches (cls also for a
+        single class)."""
+        b, a, gj, gi = index
+        tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=pi.device)
+        n = b.shape[0]
+        box = cls = None
+        if n:
+            pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
+            pxy = pxy.sigmoid() * 2 - 0.5
+            pwh = (pwh.sigmoid() * 2) ** 2 * anchors
+            iou = bbox_iou(torch.cat((pxy, pwh), 1), tbox, CIoU=True, corner_wh=self.corner_wh).squeeze(1)
+            box = (1.0 - iou).mean()
+            iou = iou.detach().clamp(0).to(tobj.dtype)
+            tobj[b, a, gj, gi] = (1.0 - self.gr) + self.gr * iou
+            if self.nc > 1:  # a single class needs no class loss
+                t = torch.full_like(pcls, self.cn)
+                t[torch.arange(n, device=pi.device), tcls] = self.cp
+                cls = self.bce_cls(pcls, t)
+        return box, cls, self.bce_obj(pi[..., 4], tobj)
+
+    def total(self, lbox: torch.Tensor, lobj: torch.Tensor, lcls: torch.Tensor, bs: int):
+        """Gains applied: (sum x batch size, detached (box, obj, cls))."""
         lbox *= self.gains.box
         lobj *= self.gains.obj
         lcls *= self.gains.cls
-        bs = preds[0].shape[0]
         return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
 
-    def build_targets(self, preds: Sequence[torch.Tensor], targets: torch.Tensor):
-        """Per level: class ids, boxes (xy offset in cell, wh) in grid units, (b, a, gj, gi) indices, anchors."""
+    def build_targets(self, preds: Sequence[torch.Tensor], targets: torch.Tensor, reach: float = _OFFSET):
+        """Per level: class ids, boxes (xy offset in cell, wh) in grid units, (b, a, gj, gi) indices, anchors.
+
+        reach: a neighbour cell is taken when the centre is within `reach` of it (0.5: the two nearest; 1.0: all
+        four, YOLOv7's auxiliary head)."""
         na, nt = self.na, targets.shape[0]
         device = targets.device
         tcls, tbox, indices, anch = [], [], [], []
         gain = torch.ones(7, device=device)
         ai = torch.arange(na, device=device, dtype=torch.float32).view(na, 1).repeat(1, nt)
         targets = torch.cat((targets.float().repeat(na, 1, 1), ai[..., None]), 2)  # (na, nt, 7): + anchor index
-        off = _NEIGHBOURS.to(device) * _OFFSET
+        off = _NEIGHBOURS.to(device) * reach
         anchors_all = self.detect.anchors.to(device).float()
         for i in range(self.nl):
             anchors, shape = anchors_all[i], preds[i].shape
@@ -143,8 +161,8 @@ class ComputeLoss:
                 t = t[keep]
                 gxy = t[:, 2:4]
                 gxi = gain[[2, 3]] - gxy  # distance from the far edges
-                j, k = ((gxy % 1 < _OFFSET) & (gxy > 1)).T  # left / upper neighbour is closer
-                l, m = ((gxi % 1 < _OFFSET) & (gxi > 1)).T  # right / lower neighbour is closer
+                j, k = ((gxy % 1 < reach) & (gxy > 1)).T  # left / upper neighbour is within reach
+                l, m = ((gxi % 1 < reach) & (gxi > 1)).T  # right / lower neighbour is within reach
                 sel = torch.stack((torch.ones_like(j), j, k, l, m))
                 t = t.repeat((5, 1, 1))[sel]
                 offsets = (torch.zeros_like(gxy)[None] + off[:, None])[sel]

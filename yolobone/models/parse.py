@@ -8,7 +8,8 @@ Rows are `[from, number, module, args]` over `backbone + head`:
   `backbone_width_multiple` (set by composing a backbone file, yolobone/models/compose.py) replace the multiples for the
   backbone rows only.
 - `module`: a registered block name (yolobone/models/registry.py) or a whitelisted `nn.<Layer>`.
-- `args`: numbers, booleans, None, lists, plain strings, and the names `nc` and `anchors`.
+- `args`: numbers, booleans, None, lists, plain strings, the names `nc` and `anchors`, and activations written
+  `nn.LeakyReLU(0.1)` (a whitelisted layer with literal numeric arguments, read by yolobone/models/activation.py).
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "
 # A plain string argument: a name, a weights name, a file path. Anything with brackets, quotes, operators or
 # dunder names is refused rather than evaluated.
 _PLAIN_STRING = re.compile(r"^[A-Za-z0-9_.\-/\\:~+ ]*$")
+# YOLOv7 rows pass activations positionally, e.g. Conv [32, 3, 2, None, 1, nn.LeakyReLU(0.1)].
+_ACTIVATION_CALL = re.compile(r"^nn\.[A-Za-z0-9]+\(.*\)$")
 _LITERALS = {"None": None, "True": True, "False": False, "none": None, "true": True, "false": False}
 
 
@@ -154,10 +157,16 @@ def resolve_arg(value: Any, spec: ModelSpec, i: int, nc: int, anchors: Any) -> A
         return copy.deepcopy(anchors)
     if value in _LITERALS:
         return _LITERALS[value]
+    if _ACTIVATION_CALL.match(value):
+        try:
+            return parse_activation(value)
+        except ValueError:
+            pass  # not a whitelisted activation with literal arguments: refused as code below
     if not _PLAIN_STRING.match(value) or "__" in value or ":" in value[2:] or \
             any(keyword.iskeyword(tok) for tok in value.split()):
         raise ModelConfigError(f"{spec.where(i)}: argument {value!r} looks like code; arguments must be numbers, "
-                               f"booleans, None, lists, plain names or paths, 'nc' or 'anchors' (nothing is evaluated)")
+                               f"booleans, None, lists, plain names or paths, 'nc', 'anchors' or an activation such as "
+                               f"nn.LeakyReLU(0.1) (nothing is evaluated)")
     return value
 
 

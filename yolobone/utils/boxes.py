@@ -128,8 +128,12 @@ def box_iou_np(box1: np.ndarray, box2: np.ndarray, eps: float = 1e-7) -> np.ndar
 
 
 def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, xywh: bool = True, GIoU: bool = False,
-             DIoU: bool = False, CIoU: bool = False, eps: float = 1e-7) -> torch.Tensor:
-    """Element-wise IoU (or GIoU/DIoU/CIoU) of two aligned box sets (..., 4) -> (..., 1)."""
+             DIoU: bool = False, CIoU: bool = False, eps: float = 1e-7, corner_wh: bool = False) -> torch.Tensor:
+    """Element-wise IoU (or GIoU/DIoU/CIoU) of two aligned box sets (..., 4) -> (..., 1).
+
+    corner_wh: widths and heights of xywh boxes re-derived from their corners, eps added to heights (YOLOv7's
+    arithmetic, kept so that its loss is reproduced bit for bit).
+    """
     if xywh:
         (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.chunk(4, -1), box2.chunk(4, -1)
         b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
@@ -141,6 +145,9 @@ def bbox_iou(box1: torch.Tensor, box2: torch.Tensor, xywh: bool = True, GIoU: bo
         w2, h2 = b2_x2 - b2_x1, (b2_y2 - b2_y1).clamp(eps)
     inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * \
             (torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)).clamp(0)
+    if xywh and corner_wh:  # after `inter`, as YOLOv7 orders it (gradients then accumulate in its order)
+        w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
+        w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
     union = w1 * h1 + w2 * h2 - inter + eps
     iou = inter / union
     if not (CIoU or DIoU or GIoU):

@@ -37,6 +37,7 @@ class Hyp:
     iou_t: float = 0.20  # IoU training threshold
     anchor_t: float = 4.0  # anchor-multiple threshold for target assignment and AutoAnchor
     fl_gamma: float = 0.0  # focal loss gamma (0 disables focal loss)
+    loss_ota: float = 0.0  # 1: YOLOv7's OTA loss (SimOTA target assignment, yolobone/models/loss_ota.py); 0: YOLOv5's
     hsv_h: float = 0.015  # HSV hue augmentation (fraction)
     hsv_s: float = 0.7  # HSV saturation augmentation (fraction)
     hsv_v: float = 0.4  # HSV value augmentation (fraction)

@@ -24,7 +24,9 @@ from yolobone.models.compose import with_backbone
 from yolobone.models.freeze import backbone_parameters, freeze_layers
 from yolobone.models.loss import ComputeLoss
 from yolobone.models.loss_af import AnchorFreeLoss
+from yolobone.models.loss_ota import ComputeLossAuxOTA, ComputeLossOTA
 from yolobone.models.transfer import neck_tensors
+from yolobone.models.yolov7_heads import IAuxDetect
 from yolobone.models.weights_report import weights_report
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.checkpoint import CheckpointError, intersect_state_dicts, load_checkpoint
@@ -205,15 +207,22 @@ class DetectTask(TrainTask):
                           seed=t.opt.seed, force=forced)
 
     def setup_loss(self, t: "Trainer") -> None:
-        """Anchor-free heads: models.loss_af (task-aligned, CIoU + DFL, BCE); anchor-based: YOLOv5's ComputeLoss."""
+        """Anchor-free heads: models.loss_af (task-aligned, CIoU + DFL, BCE); anchor-based: YOLOv5's ComputeLoss, or
+        YOLOv7's ComputeLossOTA (ComputeLossAuxOTA for IAuxDetect) when the hyp sets loss_ota."""
+        aux = isinstance(t.model.detect, IAuxDetect)
         if is_anchor_free(t.model):
             loss = AnchorFreeLoss(t.model.detect, t.hyp)
         else:
-            loss = ComputeLoss(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
+            kind = (ComputeLossAuxOTA if aux else ComputeLossOTA) if t.hyp.loss_ota else ComputeLoss
+            loss = kind(t.model.detect, t.hyp, imgsz=t.imgsz, label_smoothing=t.opt.label_smoothing)
         scale = t.dist.world_size if t.dist.distributed else 1  # DDP averages gradients over processes
+        lead = t.model.detect.nl if aux and not t.hyp.loss_ota else None
+        if lead is not None:
+            LOGGER.warning("IAuxDetect with loss_ota 0: YOLOv5's loss reads the lead head only and the auxiliary "
+                           "head is not trained (loss_ota: 1 trains both with YOLOv7's ComputeLossAuxOTA)")
 
         def criterion(pred: Any, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-            total, items = loss(pred, targets)
+            total, items = loss(pred if lead is None else pred[:lead], targets)
             return total * scale, items
 
         t.compute_loss, t.criterion = loss, criterion
