@@ -93,3 +93,29 @@ def test_missing_tracker_warns_and_trains(tmp_path, monkeypatch, caplog):
 def test_unknown_logger_is_rejected(tmp_path):
     with pytest.raises(TrainConfigError, match="--loggers comet"):
         train(_options(tmp_path, ["comet"]))
+
+
+def test_compare_groups_runs_per_config_and_seed(tmp_path, monkeypatch):
+    """compare.py --loggers mlflow: one MLflow run per (config, seed), nested under one parent run."""
+    pytest.importorskip("mlflow")
+    from test_compare import _tiny_cfg
+    from yolobone.data.synthetic import make_classification_dataset
+    from yolobone.engine.compare import compare
+    store = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    data = make_classification_dataset(tmp_path / "cls", n_train_per_class=2, n_val_per_class=2, imgsz=32,
+                                       verbose=False)
+    cfgs = [_tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), _tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
+    res = compare(cfgs=cfgs, data=str(data), task="classify", epochs=1, imgsz=32, batch_size=8, device="cpu",
+                  workers=0, project=str(tmp_path / "cmp"), name="exp", latency_runs=1, noplots=True, seeds=[0, 1],
+                  loggers=["csv", "mlflow"])
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("yolobone").experiment_id])
+    parents = [r for r in runs if "yolobone.group_parent" in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 5
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["tiny-a/seed0", "tiny-a/seed1", "tiny-b/seed0",
+                                                        "tiny-b/seed1"]
+    assert {r.data.params["opt/seed"] for r in children} == {"0", "1"}
+    assert all(r.data.tags["yolobone.group"] == str(res.save_dir.resolve()) for r in children)

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 from yolobone.engine.compare.options import BACKENDS, CompareOptions
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.engine.core.trackers import LOGGER_CHOICES
 from yolobone.utils.cli import parse_bool, run_cli
 
 
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latency columns: torch (PyTorch, CPU/GPU), onnx (ONNX Runtime), openvino (CPU)")
     p.add_argument("--pareto-backend", default=d.pareto_backend, choices=BACKENDS,
                    help="whose latency the Pareto plot uses (one of --backends)")
+    p.add_argument("--loggers", nargs="+", default=d.loggers, choices=list(LOGGER_CHOICES),
+                   help="train.py --loggers for every run; mlflow/wandb runs are grouped under the comparison")
     p.add_argument("--project", default=d.project, help="save to project/name")
     p.add_argument("--name", default=d.name, help="save to project/name")
     p.add_argument("--exist-ok", action="store_true",

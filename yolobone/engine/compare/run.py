@@ -21,7 +21,8 @@ from yolobone.engine.compare.profile import Profiler
 from yolobone.engine.compare.protocol import (PROTOCOL_FILE, check_same_protocol, protocol_options, read_protocol,
                                               write_protocol)
 from yolobone.engine.compare.report import ConfigResult
-from yolobone.engine.compare.training import RunTrainer, job_key, read_clock
+from yolobone.engine.compare.training import RunTrainer, job_key, read_clock, tracker_group
+from yolobone.engine.core.trackers import open_group
 from yolobone.utils.errors import error_summary
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
@@ -242,6 +243,7 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
                                                           sort_keys=False))
     if protocol is not None:
         write_protocol(save_dir / PROTOCOL_FILE, protocol)
+        open_group(o.loggers, tracker_group(save_dir))
     LOGGER.info(f"compare: {len(cfgs)} configs x {len(o.run_seeds)} seeds, results in {save_dir}")
     comparison = _Comparison(o, save_dir, train_callbacks, cfgs, names=names)
     comparison.protocol = protocol

@@ -60,6 +60,11 @@ def checkpoint_state(last: Path) -> str:
     return "partial"
 
 
+def tracker_group(save_dir: Path) -> str:
+    """The comparison's name in MLflow / W&B: its folder (absolute, so two checkouts' runs/compare/exp differ)."""
+    return str(Path(save_dir).resolve())[-128:]  # W&B caps group names at 128 characters
+
+
 def clear_run_dir(run_dir: Path) -> None:
     """Empty a run folder for a fresh start, keeping the job's spec and log (a worker writes that log)."""
     for p in run_dir.iterdir():
@@ -114,7 +119,8 @@ class RunTrainer:
                                 "device": o.device, "seed": row.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.run_dir(row).parent), "name": self.run_dir(row).name,
                                 "exist_ok": True, "optimizer": o.training_optimizer, "task": o.task,
-                                "data": o.data or TASKS[o.task].default_data}
+                                "data": o.data or TASKS[o.task].default_data, "loggers": list(o.loggers),
+                                "log_group": tracker_group(self.save_dir)}
         if o.hyp:
             opts["hyp"] = o.hyp
         if list(o.freeze) != [0]:

@@ -27,6 +27,12 @@ def file_hash(path: Any) -> str:
         return ""
 
 
+def _why(e: BaseException) -> str:
+    """'Type: first line of the message' (a tracker's exception can span pages)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
 def flat_params(prefix: str, values: Mapping[str, Any]) -> Dict[str, str]:
     """{'prefix/key': text}: trackers store parameters as short strings."""
     return {f"{prefix}/{k}": v if isinstance(v, str) else json.dumps(v, default=str)[:500] for k, v in values.items()}
@@ -59,24 +65,47 @@ class Tracker(ABC):
         """(abstract)"""
 
 
+GROUP_TAG, PARENT_TAG = "yolobone.group", "yolobone.group_parent"
+
+
+def _mlflow_connect() -> Any:
+    """The mlflow module pointed at MLFLOW_TRACKING_URI, else ./mlruns, and at the experiment (default 'yolobone')."""
+    import mlflow
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or Path(MLFLOW_DEFAULT_STORE).resolve().as_uri()
+    if uri.startswith("file:"):  # MLflow 3 refuses its file store unless told; it stays readable by MlflowClient
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "yolobone")
+    return mlflow
+
+
+def _mlflow_group_run(mlflow: Any, group: str, create: bool = False) -> Optional[str]:
+    """The id of the parent run tagged with `group` (made when `create` and none exists yet)."""
+    quoted = group.replace("'", "\\'")
+    found = mlflow.search_runs(filter_string=f"tags.`{PARENT_TAG}` = '{quoted}'", output_format="list",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    if not create:
+        return None
+    with mlflow.start_run(run_name=group.rsplit("/", 2)[-1], tags={PARENT_TAG: group, GROUP_TAG: group}) as run:
+        return run.info.run_id
+
+
 class MLflowTracker(Tracker):
-    """MLflow: MLFLOW_TRACKING_URI, else a file store in ./mlruns. A compare group is a parent run; the parent's id
-    is kept in MLFLOW_PARENT_RUN_ID so every (config, seed) run nests under it."""
+    """MLflow: MLFLOW_TRACKING_URI, else a file store in ./mlruns. A compare group is a parent run (made once by the
+    comparison, open_group) that every (config, seed) run nests under, found again by its tag in any process."""
 
     name = "mlflow"
 
     def start(self, run_name: str, group: str, params: Mapping[str, str], save_dir: Path) -> None:
-        import mlflow
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or Path(MLFLOW_DEFAULT_STORE).resolve().as_uri()
-        if uri.startswith("file:"):  # MLflow 3 refuses its file store unless told; it stays readable by MlflowClient
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "yolobone")
-        parent = os.environ.get("MLFLOW_PARENT_RUN_ID") if group else None
-        tags = {"mlflow.parentRunId": parent, "group": group} if parent else ({"group": group} if group else None)
-        self.mlflow = mlflow
-        self.run = mlflow.start_run(run_name=run_name, tags=tags)
-        mlflow.log_params(dict(params))
+        self.mlflow = _mlflow_connect()
+        parent = _mlflow_group_run(self.mlflow, group) if group else None
+        tags = {GROUP_TAG: group} if group else {}
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent
+        self.run = self.mlflow.start_run(run_name=run_name, tags=tags or None)
+        self.mlflow.log_params(dict(params))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self.mlflow.log_metrics({safe_metric_name(k): float(v) for k, v in metrics.items()}, step=step)
@@ -133,8 +162,7 @@ class TrackerSet:
             try:
                 fn(t)
             except Exception as e:  # noqa: BLE001 - any tracker failure (import, network, store) must not stop training
-                LOGGER.warning(f"{t.name} logging disabled: {what} failed ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else 'no message'})")
+                LOGGER.warning(f"{t.name} logging disabled: {what} failed ({_why(e)})")
                 self.trackers.remove(t)
 
     def start(self, run_name: str, group: str, params: Mapping[str, str], save_dir: Path) -> None:
@@ -151,6 +179,16 @@ class TrackerSet:
     def finish(self) -> None:
         self._each("finish", lambda t: t.finish())
         self.trackers = []
+
+
+def open_group(names: Sequence[str], group: str) -> None:
+    """Before a comparison's runs start: its MLflow parent run (W&B groups need nothing made first)."""
+    if "mlflow" not in names:
+        return
+    try:
+        _mlflow_group_run(_mlflow_connect(), group, create=True)
+    except Exception as e:  # noqa: BLE001 - as TrackerSet: a tracker problem is a warning
+        LOGGER.warning(f"mlflow parent run for {group} not made ({_why(e)})")
 
 
 def check_loggers(names: Sequence[str]) -> Optional[str]:
