@@ -54,6 +54,8 @@ class CompareOptions:
     ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
     protocol: str = ""  # rerun this protocol.yaml (yolobone/engine/compare/protocol.py)
+    tune_each: int = 0  # Ray Tune trials per config for its own recipe before the comparison (detect; 0: off)
+    recipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # config name -> tuned recipe (compare/tune.py)
     loggers: List[str] = field(default_factory=lambda: list(DEFAULT_LOGGERS))  # train.py --loggers for every run
 
     @classmethod
@@ -97,6 +99,9 @@ class CompareOptions:
             raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
+        if self.tune_each < 0 or (self.tune_each and self.task != "detect"):
+            raise CompareError(f"--tune-each {self.tune_each}: expected >= 0, and detection only (got --task "
+                               f"{self.task})")
         if check_loggers(self.loggers):
             raise CompareError(check_loggers(self.loggers))
         if self.jobs < 1 or self.cpus_per_job < 1:
@@ -135,7 +140,7 @@ class CompareOptions:
         parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
         parts += ["--pretrained", "false"] if not self.pretrained else []
         parts += ["--loggers", *self.loggers] if list(self.loggers) != d.loggers else []
-        for k in ("jobs", "ray", "cpus_per_job"):
+        for k in ("jobs", "ray", "cpus_per_job", "tune_each"):
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from yolobone.engine.compare.options import CompareOptions
+from yolobone.engine.compare.recipe import recipe_train_options
 from yolobone.engine.compare.report import ConfigResult, read_run_history
 from yolobone.engine.train import TASKS, train
 from yolobone.utils.checkpoint import load_checkpoint
@@ -123,6 +124,7 @@ class RunTrainer:
                                 "log_group": tracker_group(self.save_dir)}
         if o.hyp:
             opts["hyp"] = o.hyp
+        opts.update(recipe_train_options(o, (o.recipes or {}).get(row.name)))
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)
         if not o.pretrained:
