@@ -54,6 +54,7 @@ def test_mlflow_and_wandb_offline(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     store = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only when told
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -103,6 +104,7 @@ def test_compare_groups_runs_per_config_and_seed(tmp_path, monkeypatch):
     from yolobone.engine.compare import compare
     store = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only when told
     data = make_classification_dataset(tmp_path / "cls", n_train_per_class=2, n_val_per_class=2, imgsz=32,
                                        verbose=False)
     cfgs = [_tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), _tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
