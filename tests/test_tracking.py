@@ -88,7 +88,8 @@ def test_missing_tracker_warns_and_trains(tmp_path, monkeypatch, caplog):
     assert result.best is not None and result.epochs_completed == 2
     warnings = [r.getMessage() for r in caplog.records if "mlflow logging disabled" in r.getMessage()]
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert not (tmp_path / "runs" / "exp" / "events.out.tfevents").exists()
+    assert not list((tmp_path / "runs" / "exp").glob("events.out.tfevents*"))  # tensorboard not in --loggers
+    assert (tmp_path / "runs" / "exp" / "results.csv").is_file()
 
 
 def test_unknown_logger_is_rejected(tmp_path):
