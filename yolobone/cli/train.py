@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from yolobone.engine.core.acceleration import add_speedup_args
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
-from yolobone.engine.core.trackers import DEFAULT_LOGGERS, LOGGER_CHOICES
+from yolobone.engine.core.trackers import add_logger_args
 from yolobone.engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
 from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, parse_bool, run_cli
 
@@ -74,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="global training seed")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
-    p.add_argument("--loggers", nargs="+", choices=list(LOGGER_CHOICES), default=list(DEFAULT_LOGGERS),
-                   help="run trackers: tensorboard csv (default), mlflow (./mlruns or MLFLOW_TRACKING_URI), wandb "
-                        "(WANDB_MODE=offline works without an account); docs/tracking.md")
+    add_logger_args(p)
     p.add_argument("--evolve", type=int, nargs="?", const=300, default=None, metavar="N",
                    help="evolve the hyp for N generations (YOLOv5's genetic search; default 300), saving to "
                         "runs/evolve/; the same command with --exist-ok continues a stopped search")
