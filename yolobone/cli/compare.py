@@ -11,6 +11,7 @@
     python compare.py --cfgs ... --seeds 0 1 2 --device 0,1,2,3   # one job per GPU
     python compare.py --cfgs ... --seeds 0 1 2 --ray auto     # Ray tasks on a cluster (shared output folder)
     python compare.py --protocol runs/compare/exp/protocol.yaml --name rerun   # rerun a recorded comparison
+    python compare.py --cfgs ... --tune-each 8 --seeds 0 1 --ray local   # each config with its own tuned recipe
 
 Writes runs/compare/exp*/results.md, .csv, .tex, .json, protocol.yaml, pareto.png, curves.png and runs/<cfg stem>/
 (each training run; runs/<cfg stem>/seed<k>/ with --seeds).
@@ -25,6 +26,7 @@ from typing import Optional, Sequence
 
 from yolobone.engine.compare.options import BACKENDS, CompareOptions
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.engine.core.trackers import LOGGER_CHOICES
 from yolobone.utils.cli import parse_bool, run_cli
 
 
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latency columns: torch (PyTorch, CPU/GPU), onnx (ONNX Runtime), openvino (CPU)")
     p.add_argument("--pareto-backend", default=d.pareto_backend, choices=BACKENDS,
                    help="whose latency the Pareto plot uses (one of --backends)")
+    p.add_argument("--tune-each", type=int, default=d.tune_each, metavar="K",
+                   help="detect: K Ray Tune trials (ASHA) per config over lr0, weight decay, warmup, optimizer and "
+                        "backbone LR on a tuning split of train; each config then trains with its own best recipe")
+    p.add_argument("--loggers", nargs="+", default=d.loggers, choices=list(LOGGER_CHOICES),
+                   help="train.py --loggers for every run; mlflow/wandb runs are grouped under the comparison")
     p.add_argument("--project", default=d.project, help="save to project/name")
     p.add_argument("--name", default=d.name, help="save to project/name")
     p.add_argument("--exist-ok", action="store_true",

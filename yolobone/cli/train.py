@@ -5,6 +5,7 @@
     python train.py --cfg configs/yolov5m.yaml --backbone resnet50                 # YOLOv5m neck on a ResNet50
     python train.py --cfg configs/yolov5s-resnet50.yaml --freeze backbone --freeze-epochs 3 --backbone-lr 0.1
     python train.py --resume runs/train/exp/weights/last.pt                        # continue an interrupted run
+    python train.py --cfg configs/yolov5n.yaml --epochs 10 --evolve 100 --name evo --exist-ok  # hyp evolution
     torchrun --nproc_per_node 2 train.py --cfg configs/yolov5n.yaml --device cpu   # DDP (gloo on CPU)
     python train.py --task classify ...                                            # classification trainer
 
@@ -19,6 +20,7 @@ from typing import Optional, Sequence
 
 from yolobone.engine.core.acceleration import add_speedup_args
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.engine.core.trackers import add_logger_args
 from yolobone.engine.detect.options import DEFAULT_DATA, DEFAULT_HYP
 from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, parse_bool, run_cli
 
@@ -72,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="global training seed")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
+    add_logger_args(p)
+    p.add_argument("--evolve", type=int, nargs="?", const=300, default=None, metavar="N",
+                   help="evolve the hyp for N generations (YOLOv5's genetic search; default 300), saving to "
+                        "runs/evolve/; the same command with --exist-ok continues a stopped search")
+    p.add_argument("--evolve-parent", default="single", choices=("single", "weighted"),
+                   help="--evolve parent selection from the 5 fittest generations")
     add_speedup_args(p)
     return p
 
@@ -106,9 +114,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if opt.local_rank == -1 and "LOCAL_RANK" in os.environ:
         opt.local_rank = int(os.environ["LOCAL_RANK"])
 
+    generations, parent = opt.evolve, opt.evolve_parent
+    del opt.evolve, opt.evolve_parent
+    if generations is not None and opt.project == "runs/train":
+        opt.project = "runs/evolve"
+
     def job() -> None:
+        options = {k: v for k, v in vars(opt).items() if v is not None}
+        if generations is not None:
+            from yolobone.engine.evolve import evolve
+            evolve(options, generations, parent)
+            return
         from yolobone.engine.train import train
-        train({k: v for k, v in vars(opt).items() if v is not None})
+        train(options)
 
     return run_cli(job, errors=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)
 

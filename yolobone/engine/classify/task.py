@@ -26,6 +26,7 @@ from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.task import Batch, TrainTask
+from yolobone.engine.core.trackers import add_logger_args
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import model_from_checkpoint
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
+    add_logger_args(p)
     accel.add_speedup_args(p)
     return p
 

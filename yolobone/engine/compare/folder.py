@@ -15,7 +15,8 @@ from yolobone.utils.torch_utils import select_device
 from yolobone.utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
-TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer", "pretrained")
+TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer", "pretrained",
+                     "tune_each")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # yolobone/: a relative hyp file may name one under it
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.engine.core.trackers import DEFAULT_LOGGERS, check_loggers
 from yolobone.engine.export.latency import RUNTIMES
 from yolobone.engine.train import TASKS
 from yolobone.utils.errors import YoloboneError
@@ -53,6 +54,9 @@ class CompareOptions:
     ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
     cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
     protocol: str = ""  # rerun this protocol.yaml (yolobone/engine/compare/protocol.py)
+    tune_each: int = 0  # Ray Tune trials per config for its own recipe before the comparison (detect; 0: off)
+    recipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # config name -> tuned recipe (compare/tune.py)
+    loggers: List[str] = field(default_factory=lambda: list(DEFAULT_LOGGERS))  # train.py --loggers for every run
 
     @classmethod
     def from_any(cls, opt: Union["CompareOptions", argparse.Namespace, Mapping[str, Any], None] = None,
@@ -95,6 +99,11 @@ class CompareOptions:
             raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
+        if self.tune_each < 0 or (self.tune_each and self.task != "detect"):
+            raise CompareError(f"--tune-each {self.tune_each}: expected >= 0, and detection only (got --task "
+                               f"{self.task})")
+        if check_loggers(self.loggers):
+            raise CompareError(check_loggers(self.loggers))
         if self.jobs < 1 or self.cpus_per_job < 1:
             raise CompareError(f"--jobs and --cpus-per-job must be >= 1, got {self.jobs} and {self.cpus_per_job}")
 
@@ -130,7 +139,8 @@ class CompareOptions:
         parts += ["--seeds", *map(str, self.seeds)] if self.seeds else []
         parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
         parts += ["--pretrained", "false"] if not self.pretrained else []
-        for k in ("jobs", "ray", "cpus_per_job"):
+        parts += ["--loggers", *self.loggers] if list(self.loggers) != d.loggers else []
+        for k in ("jobs", "ray", "cpus_per_job", "tune_each"):
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []

@@ -103,6 +103,8 @@ def build_protocol(options: Mapping[str, Any], data: str, data_file: Optional[st
     p["data"] = {"path": data, "sha1": file_sha1(data_file)}
     p["hyp"] = {"file": hyp, "values": load_yaml(Path(hyp), ProtocolError)} if hyp else None
     p["models"] = models
+    if options.get("tune_each"):  # each config's budget and the recipe it trained with
+        p["tuning"] = {"trials_per_config": int(options["tune_each"]), "recipes": dict(options.get("recipes") or {})}
     p["environment"] = environment(devices)
     return p
 
@@ -130,6 +132,9 @@ def protocol_options(protocol: Mapping[str, Any], base: Path) -> Dict[str, Any]:
     """CompareOptions values that rerun the protocol. A hyp file that is gone or changed is rewritten next to the
     protocol (hyp.protocol.yaml) from the recorded values, so the rerun trains with exactly those."""
     values = {k: protocol[k] for k in OPTION_KEYS}
+    tuning = protocol.get("tuning") or {}
+    if tuning:  # the recorded recipes are reused: a rerun trains with them instead of tuning again
+        values["tune_each"], values["recipes"] = tuning["trials_per_config"], tuning["recipes"]
     values["data"] = (protocol.get("data") or {}).get("path")
     hyp = protocol.get("hyp")
     if hyp:

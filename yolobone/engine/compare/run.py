@@ -21,7 +21,10 @@ from yolobone.engine.compare.profile import Profiler
 from yolobone.engine.compare.protocol import (PROTOCOL_FILE, check_same_protocol, protocol_options, read_protocol,
                                               write_protocol)
 from yolobone.engine.compare.report import ConfigResult
-from yolobone.engine.compare.training import RunTrainer, job_key, read_clock
+from yolobone.engine.compare.recipe import recipes_markdown
+from yolobone.engine.compare.tune import tune_configs
+from yolobone.engine.compare.training import RunTrainer, job_key, read_clock, tracker_group
+from yolobone.engine.core.trackers import open_group
 from yolobone.utils.errors import error_summary
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
@@ -231,6 +234,8 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
     check_settings(save_dir, o)
     cfgs = model_cfgs(o, save_dir)
     names = unique_names(cfgs)
+    if o.tune_each and not o.profile_only:
+        o.recipes = tune_configs(o, cfgs, names, save_dir)
     protocol = None if o.profile_only else comparison_protocol(o, cfgs, names)
     if given is not None:
         check_same_protocol(given, protocol, where, "the files it names changed since it was written")
@@ -242,9 +247,13 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
                                                           sort_keys=False))
     if protocol is not None:
         write_protocol(save_dir / PROTOCOL_FILE, protocol)
+        open_group(o.loggers, tracker_group(save_dir))
     LOGGER.info(f"compare: {len(cfgs)} configs x {len(o.run_seeds)} seeds, results in {save_dir}")
     comparison = _Comparison(o, save_dir, train_callbacks, cfgs, names=names)
     comparison.protocol = protocol
     result = comparison.run()
+    if o.recipes:
+        with open(result.results_md, "a") as f:
+            f.write(recipes_markdown(o.recipes, o.tune_each))
     LOGGER.info(f"compare: results in {result.results_md}")
     return result

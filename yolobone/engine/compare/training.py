@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from yolobone.engine.compare.options import CompareOptions
+from yolobone.engine.compare.recipe import recipe_train_options
 from yolobone.engine.compare.report import ConfigResult, read_run_history
 from yolobone.engine.train import TASKS, train
 from yolobone.utils.checkpoint import load_checkpoint
@@ -58,6 +59,11 @@ def checkpoint_state(last: Path) -> str:
                 strip_checkpoint(f)
         return "finished"
     return "partial"
+
+
+def tracker_group(save_dir: Path) -> str:
+    """The comparison's name in MLflow / W&B: its folder (absolute, so two checkouts' runs/compare/exp differ)."""
+    return str(Path(save_dir).resolve())[-128:]  # W&B caps group names at 128 characters
 
 
 def clear_run_dir(run_dir: Path) -> None:
@@ -114,9 +120,11 @@ class RunTrainer:
                                 "device": o.device, "seed": row.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.run_dir(row).parent), "name": self.run_dir(row).name,
                                 "exist_ok": True, "optimizer": o.training_optimizer, "task": o.task,
-                                "data": o.data or TASKS[o.task].default_data}
+                                "data": o.data or TASKS[o.task].default_data, "loggers": list(o.loggers),
+                                "log_group": tracker_group(self.save_dir)}
         if o.hyp:
             opts["hyp"] = o.hyp
+        opts.update(recipe_train_options(o, (o.recipes or {}).get(row.name)))
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)
         if not o.pretrained:

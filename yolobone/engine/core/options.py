@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Collection, Dict, Mapping, Union
+from typing import Any, ClassVar, Collection, Dict, Mapping, Sequence, Union
 
 from yolobone.engine.core.acceleration import parse_compile
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
+from yolobone.engine.core.trackers import DEFAULT_LOGGERS, check_loggers
 from yolobone.utils.errors import YoloboneError
 from yolobone.utils.option_values import option_values
 
@@ -48,6 +49,8 @@ class RunOptions:
     task: str = "detect"
     speedups: bool = True  # channels_last, fused optimizer, persistent workers, auto RAM cache (yolobone/engine/core/acceleration)
     compile: str = "auto"  # torch.compile: 'auto' (CUDA only), 'on' or 'off'
+    loggers: Sequence[str] = DEFAULT_LOGGERS  # tensorboard, csv, mlflow, wandb (results.csv is always written)
+    log_group: str = ""  # tracker group (MLflow parent run / W&B group): set by compare.py for its runs
 
     MIN_IMGSZ: ClassVar[int] = 32
     IGNORED: ClassVar[Collection[str]] = ()  # other tasks' train.py keys accepted and dropped (from a shared parser)
@@ -74,6 +77,10 @@ class RunOptions:
                 raise TrainConfigError(f"{rule}, got {value}")
         if self.optimizer and self.optimizer not in OPTIMIZER_CHOICES:  # '' = the task's default for the model
             raise TrainConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
+        problem = check_loggers(self.loggers)
+        if problem:
+            raise TrainConfigError(problem)
+        self.loggers = list(self.loggers)
         try:
             self.compile = parse_compile(self.compile)
         except ValueError as e:

@@ -26,6 +26,7 @@ from yolobone.engine.core.checkpoint_writer import CheckpointWriter
 from yolobone.engine.core.ddp import (DistInfo, broadcast_bool, cleanup, dist_from_env, init_process_group, wrap_ddp,
                                       zero_first)
 from yolobone.engine.core.loggers import RunLogger
+from yolobone.engine.core.trackers import TrackerSet, file_hash, flat_params
 from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iterations, build_optimizer, choose_optimizer, \
     describe_optimizer, lr_lambda, warmup_iterations
 from yolobone.engine.core.options import RunOptions, TrainConfigError
@@ -147,9 +148,23 @@ class Trainer:
             LOGGER.info(self.acc.describe())
         task.setup_loss(self)
         self.loss_names, self.result_keys = task.loss_columns(self), task.result_columns(self)
-        self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0, tensorboard=True)
+        self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0,
+                                tensorboard="tensorboard" in opt.loggers)
         if self.resume_ckpt:
             self.logger.drop_rows_from(self.start_epoch)
+        self._start_trackers()
+
+    def _start_trackers(self) -> None:
+        """MLflow / W&B (--loggers) on rank 0: options, hyp, model YAML and data YAML hashes as parameters."""
+        self.trackers = TrackerSet(self.opt.loggers if self.is_rank0 else ())
+        if not self.trackers.trackers:
+            return
+        model_yaml = self.save_dir / "model.yaml"
+        params = {**flat_params("opt", self.opt.to_dict()), **flat_params("hyp", self.hyp.to_dict()),
+                  "model_yaml_sha256": file_hash(model_yaml), "data_yaml_sha256": file_hash(self.opt.data)}
+        self.trackers.start(f"{self.save_dir.parent.name}/{self.save_dir.name}", self.opt.log_group, params,
+                            self.save_dir)
+        self.trackers.log_files([model_yaml, self.save_dir / "hyp.yaml", self.save_dir / "opt.yaml"], "config")
 
     def _wrap_model(self, sync_bn: bool) -> None:
         """model_ddp: the model as the training step calls it (DDP wrapper, compiled)."""
@@ -358,6 +373,7 @@ class Trainer:
         row = task.csv_values(mloss, self.results, lr)
         self.history.append(dict(zip(self.result_keys, row)))
         self.logger.log_epoch(epoch, row)
+        self.trackers.log_metrics(self.history[-1], epoch)
         last_epoch = epoch + 1 == opt.epochs or stop
         if not opt.nosave or final_epoch or last_epoch:
             self._save(epoch, last_epoch)
@@ -397,6 +413,9 @@ class Trainer:
                         f"{(time.time() - self.t0) / 3600:.3f} hours.")
             final = self._end_sequence()
             LOGGER.info(f"Results saved to {self.save_dir}")
+            self.trackers.log_files(sorted(self.save_dir.glob("*.png")), "plots")
+            self.trackers.log_files([self.best], "weights")
+            self.trackers.finish()
         self._run("on_train_end")
         return TrainResult(save_dir=self.save_dir, last=self.last if self.last.exists() else None,
                            best=self.best if self.best.exists() else None, epochs_completed=self.epoch + 1,
@@ -433,6 +452,9 @@ class Trainer:
         logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
+        trackers = getattr(self, "trackers", None)
+        if trackers is not None:
+            trackers.finish()  # a run stopped by an exception still closes its tracker runs
         cleanup(self.dist)
 
 
