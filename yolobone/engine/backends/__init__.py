@@ -1,6 +1,6 @@
 """Inference backends behind one interface; the weights' suffix picks the runtime.
 
-    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, *_openvino_model/, .torchscript
+    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, *_openvino_model/, *_ncnn_model/, .torchscript
     pred = backend(torch.zeros(1, 3, 640, 640))            # raw predictions: (B, N, 5 + nc) or (B, nc) logits
     backend.names, backend.stride, backend.task, backend.meta.imgsz
 """
@@ -19,6 +19,7 @@ from yolobone.utils.torch_utils import select_device
 
 FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino"}
 OPENVINO_SUFFIX = "_openvino_model"
+NCNN_SUFFIX = "_ncnn_model"
 
 
 def backend_kind(weights: Union[str, os.PathLike]) -> str:
@@ -26,6 +27,8 @@ def backend_kind(weights: Union[str, os.PathLike]) -> str:
     p = Path(str(weights))
     if p.name.endswith(OPENVINO_SUFFIX) or (p.is_dir() and any(p.glob("*.xml"))):
         return "openvino"
+    if p.name.endswith(NCNN_SUFFIX) or (p.is_dir() and any(p.glob("*.ncnn.param"))):
+        return "ncnn"
     kind = FORMATS.get(p.suffix.lower())
     if kind is None:
         raise BackendError(f"{weights}: unknown format; expected a .pt checkpoint, a .onnx file, a "
@@ -55,6 +58,9 @@ def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str,
     if kind == "openvino":
         from yolobone.engine.backends.openvino_backend import OpenVINOBackend
         return OpenVINOBackend(path, device)
+    if kind == "ncnn":
+        from yolobone.engine.backends.ncnn_backend import NcnnBackend
+        return NcnnBackend(path, device)
     from yolobone.engine.backends.torchscript_backend import TorchScriptBackend
     return TorchScriptBackend(path, device)
 

@@ -1,0 +1,69 @@
+"""Edge and GPU exports: NCNN and TFLite run by their own runtimes, the CoreML spec, the TensorRT path on CUDA."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolobone.cli import detect
+from yolobone.engine.backends import backend_kind, load_backend
+from yolobone.engine.export import ExportConfig, ExportError, export_model
+from yolobone.models import build_model
+from yolobone.utils.checkpoint import save_checkpoint
+from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
+from tolerance import assert_close_scaled
+
+ROOT = Path(__file__).resolve().parents[1]
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """An untrained yolov5n checkpoint for the synthetic shapes: exports must reproduce its raw outputs."""
+    torch.manual_seed(0)
+    model = build_model(str(ROOT / "configs/yolov5n.yaml"), nc=len(SHAPE_NAMES))
+    path = tmp_path_factory.mktemp("edge") / "w.pt"
+    save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect",
+                     "nc": len(SHAPE_NAMES), "names": list(SHAPE_NAMES)}, path)
+    return path
+
+
+def _same_outputs(ckpt: Path, export: Path, rel: float) -> None:
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    ref, got = load_backend(ckpt, "cpu"), load_backend(export, "cpu")
+    assert (got.names, got.stride, tuple(got.meta.imgsz)) == (list(SHAPE_NAMES), 32, (IMGSZ, IMGSZ))
+    assert_close_scaled(got(x), ref(x), rel=rel)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_ncnn_export_matches_torch(ckpt, half):
+    pytest.importorskip("ncnn")
+    pytest.importorskip("pnnx")
+    files = export_model(ExportConfig(weights=ckpt, include=("ncnn",), imgsz=IMGSZ, half=half))
+    assert backend_kind(files["ncnn"]) == "ncnn" and files["ncnn"].name.endswith("_ncnn_model")
+    assert load_backend(files["ncnn"], "cpu").meta.precision == ("fp16" if half else "fp32")
+    _same_outputs(ckpt, files["ncnn"], rel=2e-2 if half else 1e-4)  # FP16 weights: ~1e-3 relative rounding
+
+
+def test_ncnn_export_runs_in_detect_and_val(ckpt, tmp_path):
+    pytest.importorskip("ncnn")
+    from yolobone.engine.detect.val_run import ValConfig, run_val
+
+    folder = export_model(ExportConfig(weights=ckpt, include=("ncnn",), imgsz=IMGSZ))["ncnn"]
+    data = make_detection_dataset(tmp_path / "data", n_train=2, n_val=3, imgsz=IMGSZ, seed=1, verbose=False)
+    scores = [run_val(ValConfig(weights=w, data=str(data), imgsz=IMGSZ, batch_size=2, device="cpu", workers=0,
+                                plots=False, project=str(tmp_path / "val"), name=n)).result.map50_95
+              for w, n in ((ckpt, "pt"), (folder, "ncnn"))]
+    assert abs(scores[0] - scores[1]) <= 1e-3
+    rc = detect.main(["--weights", str(folder), "--source", str(Path(data).parent / "images" / "val"), "--imgsz",
+                      str(IMGSZ), "--conf-thres", "0.001", "--device", "cpu", "--nosave", "--save-txt",
+                      "--project", str(tmp_path / "det")])
+    assert rc == 0
+
+
+def test_half_on_cpu_refused_for_torch_formats(ckpt):
+    with pytest.raises(ExportError, match="--half exports FP16 on a CUDA device only for onnx"):
+        export_model(ExportConfig(weights=ckpt, include=("onnx", "ncnn"), imgsz=IMGSZ, half=True))
