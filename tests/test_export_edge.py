@@ -64,6 +64,16 @@ def test_ncnn_export_runs_in_detect_and_val(ckpt, tmp_path):
     assert rc == 0
 
 
+@pytest.mark.parametrize("half", [False, True])
+def test_tflite_export_matches_torch(ckpt, half):
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    files = export_model(ExportConfig(weights=ckpt, include=("tflite",), imgsz=IMGSZ, half=half))
+    assert backend_kind(files["tflite"]) == "tflite" and files["tflite"].name.endswith("_tflite_model")
+    assert load_backend(files["tflite"], "cpu").meta.precision == ("fp16" if half else "fp32")
+    _same_outputs(ckpt, files["tflite"], rel=2e-2 if half else 1e-4)
+
+
 def test_half_on_cpu_refused_for_torch_formats(ckpt):
     with pytest.raises(ExportError, match="--half exports FP16 on a CUDA device only for onnx"):
         export_model(ExportConfig(weights=ckpt, include=("onnx", "ncnn"), imgsz=IMGSZ, half=True))

@@ -1,6 +1,6 @@
 """Inference backends behind one interface; the weights' suffix picks the runtime.
 
-    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, *_openvino_model/, *_ncnn_model/, .torchscript
+    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, *_openvino_model/, *_ncnn_model/, *_tflite_model/, .torchscript
     pred = backend(torch.zeros(1, 3, 640, 640))            # raw predictions: (B, N, 5 + nc) or (B, nc) logits
     backend.names, backend.stride, backend.task, backend.meta.imgsz
 """
@@ -17,9 +17,10 @@ from yolobone.engine.core.backend import Backend, BackendError, ModelMeta
 from yolobone.engine.backends.torch_backend import TorchBackend, model_meta
 from yolobone.utils.torch_utils import select_device
 
-FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino"}
+FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino", ".tflite": "tflite"}
 OPENVINO_SUFFIX = "_openvino_model"
 NCNN_SUFFIX = "_ncnn_model"
+TFLITE_SUFFIX = "_tflite_model"
 
 
 def backend_kind(weights: Union[str, os.PathLike]) -> str:
@@ -29,6 +30,8 @@ def backend_kind(weights: Union[str, os.PathLike]) -> str:
         return "openvino"
     if p.name.endswith(NCNN_SUFFIX) or (p.is_dir() and any(p.glob("*.ncnn.param"))):
         return "ncnn"
+    if p.name.endswith(TFLITE_SUFFIX) or (p.is_dir() and any(p.glob("*.tflite"))):
+        return "tflite"
     kind = FORMATS.get(p.suffix.lower())
     if kind is None:
         raise BackendError(f"{weights}: unknown format; expected a .pt checkpoint, a .onnx file, a "
@@ -61,6 +64,9 @@ def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str,
     if kind == "ncnn":
         from yolobone.engine.backends.ncnn_backend import NcnnBackend
         return NcnnBackend(path, device)
+    if kind == "tflite":
+        from yolobone.engine.backends.tflite_backend import TFLiteBackend
+        return TFLiteBackend(path, device)
     from yolobone.engine.backends.torchscript_backend import TorchScriptBackend
     return TorchScriptBackend(path, device)
 

@@ -113,6 +113,11 @@ def _edge_formats(cfg: ExportConfig, model, x, meta, weights: Path, include: Tup
 
         out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}_ncnn_model")
         files["ncnn"] = _logged("NCNN", export_ncnn(model, x, out, meta, cfg.half))
+    if "tflite" in include:
+        from yolobone.engine.export.tflite_format import export_tflite
+
+        out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}_tflite_model")
+        files["tflite"] = _logged("TFLite", export_tflite(model, x, out, meta, cfg.half))
     return files
 
 
