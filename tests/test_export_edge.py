@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yolobone.cli import detect
-from yolobone.engine.backends import backend_kind, load_backend
+from yolobone.engine.backends import BackendError, backend_kind, load_backend
 from yolobone.engine.export import ExportConfig, ExportError, export_model
 from yolobone.models import build_model
 from yolobone.utils.checkpoint import save_checkpoint
@@ -72,6 +72,22 @@ def test_tflite_export_matches_torch(ckpt, half):
     assert backend_kind(files["tflite"]) == "tflite" and files["tflite"].name.endswith("_tflite_model")
     assert load_backend(files["tflite"], "cpu").meta.precision == ("fp16" if half else "fp32")
     _same_outputs(ckpt, files["tflite"], rel=2e-2 if half else 1e-4)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_coreml_spec(ckpt, half):
+    ct = pytest.importorskip("coremltools")
+    path = export_model(ExportConfig(weights=ckpt, include=("coreml",), imgsz=IMGSZ, half=half))["coreml"]
+    spec = ct.utils.load_spec(str(path))
+    (inp,), (out,) = spec.description.input, spec.description.output
+    assert (inp.name, list(inp.type.multiArrayType.shape)) == ("images", [1, 3, IMGSZ, IMGSZ])
+    anchors = 3 * sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
+    assert (out.name, list(out.type.multiArrayType.shape)) == ("predictions", [1, anchors, 5 + len(SHAPE_NAMES)])
+    meta = json.loads(spec.description.metadata.userDefined["yolobone"])
+    assert (meta["names"], meta["stride"], meta["imgsz"]) == (list(SHAPE_NAMES), 32, [IMGSZ, IMGSZ])
+    assert meta["precision"] == ("fp16" if half else "fp32") and spec.WhichOneof("Type") == "mlProgram"
+    with pytest.raises(BackendError, match="only on macOS"):
+        load_backend(path, "cpu")
 
 
 def test_half_on_cpu_refused_for_torch_formats(ckpt):

@@ -1,6 +1,7 @@
 """Inference backends behind one interface; the weights' suffix picks the runtime.
 
-    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, *_openvino_model/, *_ncnn_model/, *_tflite_model/, .torchscript
+    backend = load_backend("best.onnx", device="cpu")      # .pt, .onnx, .torchscript, .engine (CUDA), or a folder:
+                                                            # *_openvino_model/, *_ncnn_model/, *_tflite_model/
     pred = backend(torch.zeros(1, 3, 640, 640))            # raw predictions: (B, N, 5 + nc) or (B, nc) logits
     backend.names, backend.stride, backend.task, backend.meta.imgsz
 """
@@ -17,7 +18,8 @@ from yolobone.engine.core.backend import Backend, BackendError, ModelMeta
 from yolobone.engine.backends.torch_backend import TorchBackend, model_meta
 from yolobone.utils.torch_utils import select_device
 
-FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino", ".tflite": "tflite"}
+FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino", ".tflite": "tflite",
+           ".mlpackage": "coreml"}
 OPENVINO_SUFFIX = "_openvino_model"
 NCNN_SUFFIX = "_ncnn_model"
 TFLITE_SUFFIX = "_tflite_model"
@@ -51,6 +53,9 @@ def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str,
         return TorchBackend(weights, device, fuse=fuse, half=half, channels_last=channels_last, compile=compile)
     kind = backend_kind(weights)
     path = Path(str(weights))
+    if kind == "coreml":
+        raise BackendError(f"{weights}: CoreML predictions run only on macOS (Core ML); run the .mlpackage there "
+                           f"with coremltools or Xcode, or export --include onnx/ncnn/tflite to run it here")
     if kind == "torch":
         return TorchBackend.load(path, device, half=half, fuse=fuse, channels_last=channels_last, compile=compile)
     if not path.exists():

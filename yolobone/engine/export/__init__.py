@@ -118,6 +118,11 @@ def _edge_formats(cfg: ExportConfig, model, x, meta, weights: Path, include: Tup
 
         out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}_tflite_model")
         files["tflite"] = _logged("TFLite", export_tflite(model, x, out, meta, cfg.half))
+    if "coreml" in include:
+        from yolobone.engine.export.coreml_format import export_coreml
+
+        out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}.mlpackage")
+        files["coreml"] = _logged("CoreML", export_coreml(model, x, out, meta, cfg.half))
     return files
 
 
