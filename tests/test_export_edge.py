@@ -90,6 +90,42 @@ def test_coreml_spec(ckpt, half):
         load_backend(path, "cpu")
 
 
+def test_engine_needs_cuda_and_our_header(ckpt, tmp_path):
+    if not torch.cuda.is_available():
+        with pytest.raises(ExportError, match="needs a CUDA GPU"):
+            export_model(ExportConfig(weights=ckpt, include=("engine",), imgsz=IMGSZ))
+    (tmp_path / "x.engine").write_bytes(b"\x00\x01\x02\x03 not an engine")
+    with pytest.raises(BackendError, match="CUDA device|no metadata header"):
+        load_backend(tmp_path / "x.engine", "cpu")
+    from yolobone.engine.backends.tensorrt_backend import read_engine_file
+
+    with pytest.raises(BackendError, match="no metadata header"):
+        read_engine_file(tmp_path / "x.engine")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT builds and runs engines on a CUDA GPU only")
+@pytest.mark.parametrize("half", [False, True])
+def test_engine_matches_torch_on_cuda(ckpt, half):
+    pytest.importorskip("tensorrt")
+    files = export_model(ExportConfig(weights=ckpt, include=("engine",), imgsz=IMGSZ, half=half, device="0"))
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ, device="cuda")
+    ref, got = load_backend(ckpt, "0"), load_backend(files["engine"], "0")
+    assert got.kind == "tensorrt" and got.meta.precision == ("fp16" if half else "fp32")
+    assert_close_scaled(got(x).cpu(), ref(x).cpu(), rel=2e-2 if half else 1e-3)  # TF32 tactics round at ~1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT builds and runs engines on a CUDA GPU only")
+def test_int8_engine_calibrates_and_validates(ckpt, tmp_path):
+    pytest.importorskip("tensorrt")
+    data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=2, verbose=False)
+    files = export_model(ExportConfig(weights=ckpt, include=("engine",), imgsz=IMGSZ, int8=True, data=str(data),
+                                      int8_images=8, skip_int8_val=True, device="0"))
+    backend = load_backend(files["int8_engine"], "0")
+    assert backend.meta.precision == "int8" and files["int8_engine"].with_suffix(".cache").is_file()
+    assert backend(torch.rand(1, 3, IMGSZ, IMGSZ, device="cuda")).shape == (1, 3 * (64 + 16 + 4), 5 + len(SHAPE_NAMES))
+
+
 def test_half_on_cpu_refused_for_torch_formats(ckpt):
     with pytest.raises(ExportError, match="--half exports FP16 on a CUDA device only for onnx"):
         export_model(ExportConfig(weights=ckpt, include=("onnx", "ncnn"), imgsz=IMGSZ, half=True))

@@ -18,8 +18,8 @@ from yolobone.engine.core.backend import Backend, BackendError, ModelMeta
 from yolobone.engine.backends.torch_backend import TorchBackend, model_meta
 from yolobone.utils.torch_utils import select_device
 
-FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino", ".tflite": "tflite",
-           ".mlpackage": "coreml"}
+FORMATS = {".pt": "torch", ".onnx": "onnx", ".torchscript": "torchscript", ".xml": "openvino",
+           ".tflite": "tflite", ".mlpackage": "coreml", ".engine": "tensorrt"}
 OPENVINO_SUFFIX = "_openvino_model"
 NCNN_SUFFIX = "_ncnn_model"
 TFLITE_SUFFIX = "_tflite_model"
@@ -60,6 +60,9 @@ def load_backend(weights: Union[str, os.PathLike, nn.Module], device: Union[str,
         return TorchBackend.load(path, device, half=half, fuse=fuse, channels_last=channels_last, compile=compile)
     if not path.exists():
         raise BackendError(f"{weights}: file not found")
+    if kind == "tensorrt":
+        from yolobone.engine.backends.tensorrt_backend import TensorRTBackend
+        return TensorRTBackend(path, device)
     if kind == "onnx":
         from yolobone.engine.backends.onnx_backend import OnnxBackend
         return OnnxBackend(path, device)

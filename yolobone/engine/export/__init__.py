@@ -90,7 +90,7 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
 
         files["torchscript"] = _logged("TorchScript", export_torchscript(model, x, weights.with_suffix(".torchscript"),
                                                                          meta))
-    if {"onnx", "openvino"} & set(include) or cfg.int8:
+    if {"onnx", "openvino", "engine"} & set(include) or cfg.int8:
         files["onnx"] = _logged("ONNX", export_onnx(model, x, weights.with_suffix(".onnx"), meta, cfg.dynamic,
                                                     cfg.simplify, cfg.opset))
     if "openvino" in include:
@@ -99,6 +99,8 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
         out = weights.with_name(f"{weights.stem}_openvino_model")
         files["openvino"] = _logged("OpenVINO", export_openvino(files["onnx"], out, meta, cfg.half))
     files.update(_edge_formats(cfg, model, x, meta, weights, include))
+    if "engine" in include:
+        files.update(_export_engine(cfg, meta, files["onnx"]))
     if cfg.int8:
         files.update(_export_int8(cfg, model, meta, files["onnx"], include))
     LOGGER.info(f"Export complete ({time.time() - t0:.1f}s): " + ", ".join(str(p) for p in files.values()))
@@ -123,6 +125,21 @@ def _edge_formats(cfg: ExportConfig, model, x, meta, weights: Path, include: Tup
 
         out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}.mlpackage")
         files["coreml"] = _logged("CoreML", export_coreml(model, x, out, meta, cfg.half))
+    return files
+
+
+def _export_engine(cfg: ExportConfig, meta, onnx_path: Path) -> Dict[str, Path]:
+    """<stem>.engine (FP32, or FP16 with --half) and, with --int8, <stem>_int8.engine calibrated on --data."""
+    from yolobone.engine.export.engine_format import export_engine
+
+    files = {"engine": _logged("TensorRT", export_engine(onnx_path, onnx_path.with_suffix(".engine"), meta,
+                                                         cfg.half))}
+    if cfg.int8:
+        int8_meta = dataclasses.replace(meta, precision="int8")
+        path = onnx_path.with_name(f"{onnx_path.stem}_int8.engine")
+        files["int8_engine"] = _logged("INT8 TensorRT", export_engine(onnx_path, path, int8_meta,
+                                                                      int8_data=str(cfg.data),
+                                                                      int8_images=cfg.int8_images))
     return files
 
 
