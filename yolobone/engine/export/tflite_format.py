@@ -4,6 +4,8 @@ FP16 is weight-only FP16 (ai-edge-quantizer's float-casting recipe): weights sto
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import warnings
 from pathlib import Path
@@ -38,7 +40,8 @@ def export_tflite(model: nn.Module, x: torch.Tensor, out_dir: Path, meta: ModelM
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     try:
-        with warnings.catch_warnings():  # torch.export / converter notices about the traced graph
+        # converter notices about the traced graph, and its step-by-step progress printed to stdout
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             litert_torch.convert(model, (x,)).export(str(out_dir / MODEL_FILE))
         if half:
