@@ -38,14 +38,15 @@ def _same_outputs(ckpt: Path, export: Path, rel: float) -> None:
     assert_close_scaled(got(x), ref(x), rel=rel)
 
 
+@pytest.mark.parametrize("fmt, modules", [("ncnn", ("ncnn", "pnnx")), ("tflite", ("litert_torch", "ai_edge_litert"))])
 @pytest.mark.parametrize("half", [False, True])
-def test_ncnn_export_matches_torch(ckpt, half):
-    pytest.importorskip("ncnn")
-    pytest.importorskip("pnnx")
-    files = export_model(ExportConfig(weights=ckpt, include=("ncnn",), imgsz=IMGSZ, half=half))
-    assert backend_kind(files["ncnn"]) == "ncnn" and files["ncnn"].name.endswith("_ncnn_model")
-    assert load_backend(files["ncnn"], "cpu").meta.precision == ("fp16" if half else "fp32")
-    _same_outputs(ckpt, files["ncnn"], rel=2e-2 if half else 1e-4)  # FP16 weights: ~1e-3 relative rounding
+def test_edge_export_matches_torch(ckpt, fmt, modules, half):
+    for m in modules:
+        pytest.importorskip(m)
+    files = export_model(ExportConfig(weights=ckpt, include=(fmt,), imgsz=IMGSZ, half=half))
+    assert backend_kind(files[fmt]) == fmt and files[fmt].name.endswith(f"_{fmt}_model")
+    assert load_backend(files[fmt], "cpu").meta.precision == ("fp16" if half else "fp32")
+    _same_outputs(ckpt, files[fmt], rel=2e-2 if half else 1e-4)  # FP16 weights: ~1e-3 relative rounding
 
 
 def test_ncnn_export_runs_in_detect_and_val(ckpt, tmp_path):
@@ -62,16 +63,6 @@ def test_ncnn_export_runs_in_detect_and_val(ckpt, tmp_path):
                       str(IMGSZ), "--conf-thres", "0.001", "--device", "cpu", "--nosave", "--save-txt",
                       "--project", str(tmp_path / "det")])
     assert rc == 0
-
-
-@pytest.mark.parametrize("half", [False, True])
-def test_tflite_export_matches_torch(ckpt, half):
-    pytest.importorskip("litert_torch")
-    pytest.importorskip("ai_edge_litert")
-    files = export_model(ExportConfig(weights=ckpt, include=("tflite",), imgsz=IMGSZ, half=half))
-    assert backend_kind(files["tflite"]) == "tflite" and files["tflite"].name.endswith("_tflite_model")
-    assert load_backend(files["tflite"], "cpu").meta.precision == ("fp16" if half else "fp32")
-    _same_outputs(ckpt, files["tflite"], rel=2e-2 if half else 1e-4)
 
 
 @pytest.mark.parametrize("half", [False, True])

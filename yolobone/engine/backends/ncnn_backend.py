@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from yolobone.engine.core.backend import Backend, BackendError, ModelMeta
-from yolobone.engine.backends.runtime import cpu_threads, require
+from yolobone.engine.backends.runtime import cpu_threads, export_folder_files, require
 
 META_FILE = "metadata.yaml"
 PARAM_FILE = "model.ncnn.param"
@@ -16,13 +16,7 @@ PARAM_FILE = "model.ncnn.param"
 
 def ncnn_files(path: Path) -> tuple:
     """(param, bin, metadata.yaml) of an NCNN export folder; BackendError when a file is missing."""
-    param = path / PARAM_FILE if path.is_dir() else path
-    files = (param, param.with_suffix(".bin"), param.parent / META_FILE)
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise BackendError(f"{path}: expected an NCNN export folder with {PARAM_FILE}, model.ncnn.bin and "
-                           f"{META_FILE} (python export.py --include ncnn); missing {', '.join(missing)}")
-    return files
+    return export_folder_files(path, PARAM_FILE, (PARAM_FILE.replace(".param", ".bin"), META_FILE), "ncnn")
 
 
 class NcnnBackend(Backend):

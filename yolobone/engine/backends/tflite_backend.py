@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from yolobone.engine.core.backend import Backend, BackendError, ModelMeta
-from yolobone.engine.backends.runtime import cpu_threads, require
+from yolobone.engine.backends.runtime import cpu_threads, export_folder_files, require
 
 META_FILE = "metadata.yaml"
 MODEL_FILE = "model.tflite"
@@ -16,13 +16,7 @@ MODEL_FILE = "model.tflite"
 
 def tflite_files(path: Path) -> tuple:
     """(model.tflite, metadata.yaml) of a TFLite export folder or a .tflite file; BackendError when missing."""
-    model = path / MODEL_FILE if path.is_dir() else path
-    files = (model, model.parent / META_FILE)
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise BackendError(f"{path}: expected a TFLite export folder with {MODEL_FILE} and {META_FILE} "
-                           f"(python export.py --include tflite); missing {', '.join(missing)}")
-    return files
+    return export_folder_files(path, MODEL_FILE, (META_FILE,), "tflite")
 
 
 class TFLiteBackend(Backend):
