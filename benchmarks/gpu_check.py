@@ -72,8 +72,11 @@ def check_model(cfg: Path, o: argparse.Namespace, data: str, work: Path) -> Dict
     out: Dict[str, Any] = {"train_s": round(train_s, 1), "train_images_per_s": round(n_train / train_s, 1),
                            "pt_map50_95": val_map(res.best, data, o.imgsz, o.device, o.batch, work / "val")}
     include = ("onnx", "engine") if o.engine else ("onnx",)
-    files = export_model(ExportConfig(weights=res.best, include=include, imgsz=o.imgsz, device=o.device,
-                                      half=o.engine, batch_size=1, dynamic=False))
+    # FP32 ONNX (validated by ONNX Runtime on the CPU), and the TensorRT engine in FP16 on the GPU
+    files = export_model(ExportConfig(weights=res.best, include=("onnx",), imgsz=o.imgsz, device="cpu"))
+    if o.engine:
+        files["engine"] = export_model(ExportConfig(weights=res.best, include=("engine",), imgsz=o.imgsz,
+                                                    device=o.device, half=True))["engine"]
     for kind in include:
         out[f"{kind}_map50_95"] = val_map(files[kind], data, o.imgsz, o.device if kind == "engine" else "cpu", 1,
                                           work / "val")
