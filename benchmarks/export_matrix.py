@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from yolobone.engine.backends import load_backend, model_meta  # noqa: E402
 from yolobone.engine.export.prepare import dummy_input, export_ready  # noqa: E402
 from yolobone.models import build_model  # noqa: E402
+from yolobone.models.backbones.pretrained import no_pretrained  # noqa: E402
 from yolobone.models.parse import load_model_yaml  # noqa: E402
 
 
@@ -66,7 +67,8 @@ def main() -> None:
     for cfg in cfgs:
         t0 = time.time()
         torch.manual_seed(0)
-        model = build_model(slim(cfg), nc=2)
+        with no_pretrained():  # random weights: nothing is downloaded, the export is the same
+            model = build_model(slim(cfg), nc=2)
         task = getattr(model, "task", "detect")
         s = max(64, int(max(model.stride.tolist())) if task == "detect" else 32)
         model = export_ready(model, torch.device("cpu"), half=False)
