@@ -1,4 +1,4 @@
-"""export.py: a checkpoint to ONNX, OpenVINO IR and TorchScript (FP32, FP16 on CUDA, INT8), metadata embedded.
+"""export.py: a checkpoint to ONNX, OpenVINO IR, TorchScript, NCNN, TFLite, CoreML and TensorRT, metadata embedded.
 
     files = export_model(ExportConfig(weights="best.pt", include=("onnx", "openvino"), imgsz=(640, 640)))
     files["onnx"], files["openvino"]       # best.onnx, best_openvino_model/
