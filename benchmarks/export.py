@@ -2,6 +2,7 @@
 
     python benchmarks/export.py                                   # yolov5n, yolov5s at 640, 2 threads, 3 rounds
     python benchmarks/export.py --map-weights runs/train/exp/weights/best.pt --map-imgsz 256   # + INT8 mAP drop
+    python benchmarks/export.py --models yolov5n --imgsz 320 --edge --no-compile                 # + NCNN, TFLite
 
 Backends: ours PyTorch default (fused, inference_mode, channels_last, conv + activation packed as one oneDNN call,
 yolobone/engine/backends/onednn_pack.py), the same without packing ("torch unpacked"), ours PyTorch compiled (the same plus
@@ -119,6 +120,7 @@ def main() -> None:
     p.add_argument("--map-imgsz", type=int, default=256)
     p.add_argument("--map-data", default="configs/data/shapes.yaml")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile'd PyTorch row")
+    p.add_argument("--edge", action="store_true", help="also time NCNN and TFLite (LiteRT) FP32 exports")
     p.add_argument("--warm-cache", action="store_true",
                    help="compile with inductor's usual on-disk cache (a repeated compile) instead of a fresh one")
     p.add_argument("--workdir", default=None, help="keep (and reuse) the exports here instead of a temp folder")
@@ -136,6 +138,9 @@ def main() -> None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor_cache_", dir=tmp)
         for name in opt.models:
             files = build_exports(name, opt.imgsz, Path(tmp), opt.calib_data, opt.calib_images)
+            if opt.edge:  # static FP32 exports of the same checkpoint, run by ncnn and LiteRT
+                edge = export_model(ExportConfig(weights=files["torch"], include=("ncnn", "tflite"), imgsz=opt.imgsz))
+                files = {**files, "ncnn": edge["ncnn"], "tflite": edge["tflite"]}
             runtimes = {k: load_backend(f, "cpu") for k, f in files.items()}
             rows = {"torch": runtimes.pop("torch"),
                     "torch unpacked": TorchBackend.load(files["torch"], torch.device("cpu"), pack=False)}

@@ -264,3 +264,22 @@ def test_cfg_with_backbones_composes_each_and_profiles(work, tmp_path, capsys):
     assert "unknown backbone 'resnet5'" in capsys.readouterr().err
     with pytest.raises(CompareError, match="--cfg and --backbones go together"):
         CompareOptions.from_any(cfgs=["a.yaml"], backbones=["resnet18"]).check()
+
+
+def test_int8_column_per_config(work, tmp_path):
+    """--int8: each trained config's FP32 and INT8 score of its exports, the drop between them, INT8 latency."""
+    import json
+
+    from yolobone.engine.export import ExportConfig, score
+
+    res = compare(_opts(work, cfgs=[work["a"]], epochs=1, int8=True, project=str(tmp_path), exist_ok=False))
+    (row,) = res.rows
+    assert set(row.int8) == {"fp32", "int8", "drop", "int8_ms"} and row.int8["int8_ms"] > 0
+    assert abs(row.int8["drop"] - (row.int8["fp32"] - row.int8["int8"])) < 1e-9
+    onnx = Path(row.run_dir) / "weights" / "best.onnx"  # the FP32 export the comparison scored
+    assert row.int8["fp32"] == pytest.approx(score(onnx, ExportConfig(data=work["data"], workers=0)), abs=1e-6)
+    runs = json.loads(res.results_json.read_text())["configs"][0]["runs"]
+    assert runs[0]["int8"]["int8"] == pytest.approx(row.int8["int8"])
+    md = res.results_md.read_text()
+    assert "| config | FP32 mAP50-95 | INT8 mAP50-95 | drop | INT8 ms |" in md and f"{row.int8['drop']:+.4f}" in md
+    assert "--int8" in CompareOptions.from_any(_opts(work, int8=True)).command()

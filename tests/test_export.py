@@ -3,6 +3,7 @@ OpenVINO on a subset, val.py / detect.py agree across backends, INT8, metadata a
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -64,6 +65,10 @@ def test_every_config_exports(cfg, tmp_path):
     files = [onnx_path, export_torchscript(model, x, tmp_path / "m.torchscript", meta)]
     if cfg in OPENVINO_SUBSET:
         files.append(export_openvino(onnx_path, tmp_path / "m_openvino_model", meta))
+        if importlib.util.find_spec("ncnn") and importlib.util.find_spec("pnnx"):  # every config: export_matrix.py
+            from yolobone.engine.export.ncnn_format import export_ncnn
+
+            files.append(export_ncnn(model, x, tmp_path / "m_ncnn_model", meta))
     for f in files:
         backend = load_backend(f, "cpu")
         assert (backend.task, backend.names, backend.stride, backend.meta.imgsz) == (task, ["0", "1"], stride, size)
@@ -310,7 +315,7 @@ def test_errors_are_one_line(tmp_path, monkeypatch, capsys):
     export_onnx(export_ready(model, torch.device("cpu"), False), dummy_input(1, (64, 64), torch.device("cpu"), False),
                 tmp_path / "w.onnx", model_meta(model, imgsz=(64, 64), dynamic=False))
     with pytest.raises(BackendError, match="unknown format"):
-        backend_kind(tmp_path / "w.tflite")
+        backend_kind(tmp_path / "w.tfjs")
     with pytest.raises(BackendError, match="exported for 64x64 inputs without --dynamic"):
         load_backend(tmp_path / "w.onnx", "cpu")(torch.zeros(1, 3, 96, 96))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimizer for every config (default: SGD for detect, Adam for classify)")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--noplots", action="store_true", help="no plot files inside each training run")
+    p.add_argument("--int8", action="store_true",
+                   help="per trained config: INT8 (ONNX Runtime) mAP50-95/top-1, its drop against FP32, INT8 latency")
     p.add_argument("--latency-runs", type=int, default=d.latency_runs, help="timed forward passes per device")
     p.add_argument("--backends", nargs="+", default=d.backends, choices=BACKENDS,
                    help="latency columns: torch (PyTorch, CPU/GPU), onnx (ONNX Runtime), openvino (CPU)")

@@ -65,7 +65,8 @@ class Detect(nn.Module):
                 grid, anchor_grid = self._grid(nx, ny, i, x[i])
                 xy, wh, conf = x[i].sigmoid().split((2, 2, self.nc + 1), 4)
                 xy = (xy * 2 + grid) * self.stride[i]
-                wh = (wh * 2) ** 2 * anchor_grid
+                wh = wh * 2
+                wh = wh * wh * anchor_grid  # a product, not ** 2: TFLite's converter rejects tfl.pow
                 z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
         if self.training:
             return x

@@ -47,6 +47,7 @@ class CompareOptions:
     latency_runs: int = 20  # timed forward passes per device (median reported)
     backends: List[str] = field(default_factory=lambda: ["torch"])  # latency columns: torch, onnx, openvino
     pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
+    int8: bool = False  # per trained config: INT8 (ONNX Runtime) score, its drop against FP32, and INT8 latency
     seeds: List[int] = field(default_factory=list)  # train every config once per seed (empty: just `seed`)
     freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # train.py --freeze for every config (detect)
     pretrained: bool = True  # train.py --pretrained for every config (detect): False = backbones from random init
@@ -144,6 +145,7 @@ class CompareOptions:
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []
+        parts += ["--int8"] if self.int8 else []
         return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from yolobone.engine.compare.int8_eval import int8_table
 from yolobone.engine.compare.metrics import metric_columns, pareto_metric
 from yolobone.engine.compare.report import (ConfigResult, _device_label, _duration, _fmt_gflops, _latency_keys, _rel,
                                             _status_text, csv_fieldnames, markdown_table, plot_curves, plot_pareto,
@@ -232,7 +233,7 @@ def _run_record(r: ConfigResult, base: Path) -> Dict[str, Any]:
     h = r.history
     return {"seed": r.seed, "status": r.status, "how": r.how, "error": r.error, "device": r.device,
             "run_dir": _rel(r.run_dir, base) if r.run_dir else None, "train_time_s": r.train_time_s,
-            "best_epoch": h.best_epoch if h else None,
+            "best_epoch": h.best_epoch if h else None, "int8": r.int8 or None,
             "metrics": {m: h.best(m) for m in h.metrics} if h else None,
             "curves": {"epochs": h.epochs, **h.metrics} if h else None}
 
@@ -288,6 +289,7 @@ def write_outputs(save_dir: Path, rows: Sequence[ConfigResult], task: str, imgsz
         per_run = [dataclasses.replace(r, name=f"{r.name} seed {r.seed}") for r in rows]
         notes += [f"- {test_note(task)}", "- mean ± sample std (n finished seeds) over seeds; every run:", "",
                   markdown_table(per_run, task, imgsz, save_dir)]
+    notes += int8_table(rows, pareto_metric(task))
     notes += [""] if notes else []
     write_results_md(md, rows if not several else [g.runs[0] for g in groups], task, imgsz, settings, command,
                      [p for p in (pareto, curves) if p is not None], trained=trained, table=table, notes=notes)

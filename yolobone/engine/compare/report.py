@@ -83,6 +83,7 @@ class ConfigResult:
     notes: List[str] = field(default_factory=list)
     seed: Optional[int] = None  # the training seed of this run
     device: str = ""  # the device it trained on, named
+    int8: Dict[str, float] = field(default_factory=dict)  # compare --int8: fp32, int8, drop, int8_ms (int8_eval.py)
 
     def metric(self, name: str) -> Optional[float]:
         return self.history.best(name) if self.history is not None else None

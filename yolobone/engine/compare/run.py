@@ -25,6 +25,7 @@ from yolobone.engine.compare.recipe import recipes_markdown
 from yolobone.engine.compare.tune import tune_configs
 from yolobone.engine.compare.training import RunTrainer, job_key, read_clock, tracker_group
 from yolobone.engine.core.trackers import open_group
+from yolobone.engine.train import TASKS
 from yolobone.utils.errors import error_summary
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
@@ -199,6 +200,10 @@ class _Comparison:
 
     def write(self, plots: bool) -> CompareResult:
         o = self.opt
+        if o.int8 and plots and not o.profile_only:  # once, at the end: every finished row's best.pt
+            from yolobone.engine.compare.int8_eval import add_int8
+
+            add_int8(self.rows, o.data or TASKS[o.task].default_data, o.imgsz, o.latency_runs)
         imgsz = next((r.profile.imgsz for r in self.rows if r.profile), o.imgsz)  # a stride multiple when rounded
         out = write_outputs(self.save_dir, self.rows, o.task, imgsz, report_settings(o), o.command(), self.protocol,
                             plots=plots and not o.profile_only, trained=not o.profile_only,

@@ -1,4 +1,4 @@
-"""export.py: a checkpoint to ONNX, OpenVINO IR and TorchScript (FP32, FP16 on CUDA, INT8), metadata embedded.
+"""export.py: a checkpoint to ONNX, OpenVINO IR, TorchScript, NCNN, TFLite, CoreML and TensorRT, metadata embedded.
 
     files = export_model(ExportConfig(weights="best.pt", include=("onnx", "openvino"), imgsz=(640, 640)))
     files["onnx"], files["openvino"]       # best.onnx, best_openvino_model/
@@ -21,7 +21,8 @@ from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.torch_utils import select_device
 
-FORMATS = ("onnx", "openvino", "torchscript")
+FORMATS = ("onnx", "openvino", "torchscript", "ncnn", "tflite", "coreml", "engine")
+HALF_ON_CPU = ("ncnn", "tflite", "coreml")  # FP16 is a storage choice of the file there, so --half needs no CUDA
 PathLike = Union[str, os.PathLike]
 
 
@@ -36,7 +37,7 @@ class ExportConfig:
     device: str = "cpu"
     dynamic: bool = False  # any batch size and image size (ONNX, OpenVINO, TorchScript)
     simplify: bool = False  # onnxslim
-    half: bool = False  # FP16 (CUDA only)
+    half: bool = False  # FP16 (CUDA only for ONNX/OpenVINO/TorchScript/engine; any device for ncnn/tflite/coreml)
     int8: bool = False  # also write <stem>_int8.onnx (and _int8_openvino_model/ with openvino)
     data: Optional[PathLike] = None  # data YAML (detection) or classification root for INT8 calibration
     int8_images: int = 128  # calibration images
@@ -71,14 +72,16 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
 
     imgsz, include = cfg.check()
     device = select_device(cfg.device)
-    if cfg.half and device.type != "cuda":
-        raise ExportError(f"--half exports FP16 on a CUDA device only; --device {cfg.device or 'cpu'} is "
-                          f"{device.type} (drop --half, or use --device 0 on a GPU machine)")
+    if cfg.half and device.type != "cuda" and not set(include) <= set(HALF_ON_CPU):
+        raise ExportError(f"--half exports FP16 on a CUDA device only for {', '.join(set(include) - set(HALF_ON_CPU))}"
+                          f"; --device {cfg.device or 'cpu'} is {device.type} (drop --half, or use --device 0 on a "
+                          f"GPU machine)")
     weights = Path(str(cfg.weights))
-    model = load_for_export(weights, device, cfg.half)
+    half_model = cfg.half and device.type == "cuda"  # on the CPU, --half is the edge files' FP16 storage only
+    model = load_for_export(weights, device, half_model)
     meta = model_meta(model, batch=cfg.batch_size, dynamic=cfg.dynamic, precision="fp16" if cfg.half else "fp32")
     meta.imgsz = stride_multiple(tuple(imgsz), meta.stride) if meta.task == "detect" else imgsz
-    x = dummy_input(cfg.batch_size, meta.imgsz, device, cfg.half)
+    x = dummy_input(cfg.batch_size, meta.imgsz, device, half_model)
     model(x)  # one pass: shapes settle, and a model that does not run fails here, before any file is written
     files: Dict[str, Path] = {}
     t0 = time.time()
@@ -87,7 +90,7 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
 
         files["torchscript"] = _logged("TorchScript", export_torchscript(model, x, weights.with_suffix(".torchscript"),
                                                                          meta))
-    if {"onnx", "openvino"} & set(include) or cfg.int8:
+    if {"onnx", "openvino", "engine"} & set(include) or cfg.int8:
         files["onnx"] = _logged("ONNX", export_onnx(model, x, weights.with_suffix(".onnx"), meta, cfg.dynamic,
                                                     cfg.simplify, cfg.opset))
     if "openvino" in include:
@@ -95,9 +98,48 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
 
         out = weights.with_name(f"{weights.stem}_openvino_model")
         files["openvino"] = _logged("OpenVINO", export_openvino(files["onnx"], out, meta, cfg.half))
+    files.update(_edge_formats(cfg, model, x, meta, weights, include))
+    if "engine" in include:
+        files.update(_export_engine(cfg, meta, files["onnx"]))
     if cfg.int8:
         files.update(_export_int8(cfg, model, meta, files["onnx"], include))
     LOGGER.info(f"Export complete ({time.time() - t0:.1f}s): " + ", ".join(str(p) for p in files.values()))
+    return files
+
+
+def _edge_formats(cfg: ExportConfig, model, x, meta, weights: Path, include: Tuple[str, ...]) -> Dict[str, Path]:
+    """NCNN, TFLite, CoreML and TensorRT files (each converter imported only when its format is asked for)."""
+    files: Dict[str, Path] = {}
+    if "ncnn" in include:
+        from yolobone.engine.export.ncnn_format import export_ncnn
+
+        out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}_ncnn_model")
+        files["ncnn"] = _logged("NCNN", export_ncnn(model, x, out, meta, cfg.half))
+    if "tflite" in include:
+        from yolobone.engine.export.tflite_format import export_tflite
+
+        out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}_tflite_model")
+        files["tflite"] = _logged("TFLite", export_tflite(model, x, out, meta, cfg.half))
+    if "coreml" in include:
+        from yolobone.engine.export.coreml_format import export_coreml
+
+        out = weights.with_name(f"{weights.stem}{'_fp16' if cfg.half else ''}.mlpackage")
+        files["coreml"] = _logged("CoreML", export_coreml(model, x, out, meta, cfg.half))
+    return files
+
+
+def _export_engine(cfg: ExportConfig, meta, onnx_path: Path) -> Dict[str, Path]:
+    """<stem>.engine (FP32, or FP16 with --half) and, with --int8, <stem>_int8.engine calibrated on --data."""
+    from yolobone.engine.export.engine_format import export_engine
+
+    files = {"engine": _logged("TensorRT", export_engine(onnx_path, onnx_path.with_suffix(".engine"), meta,
+                                                         cfg.half))}
+    if cfg.int8:
+        int8_meta = dataclasses.replace(meta, precision="int8")
+        path = onnx_path.with_name(f"{onnx_path.stem}_int8.engine")
+        files["int8_engine"] = _logged("INT8 TensorRT", export_engine(onnx_path, path, int8_meta,
+                                                                      int8_data=str(cfg.data),
+                                                                      int8_images=cfg.int8_images))
     return files
 
 
