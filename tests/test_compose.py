@@ -221,3 +221,14 @@ def test_block_without_a_repeat_rule_cannot_be_repeated() -> None:
     with torch.device("meta"):
         layers, _, chs, _ = parse_model(d)
     assert len(layers[1]) == 2 and chs[1] == 32
+
+
+def test_composition_file_names_a_shipped_neck_from_another_folder(tmp_path):
+    """`neck: yolo11n.yaml` in a user's own folder: a neck not beside the file is a shipped config."""
+    f = tmp_path / "yolo11n-resnet18.yaml"
+    f.write_text("neck: yolo11n.yaml\nbackbone: resnet18\n")
+    spec = load_model_yaml(f)
+    assert spec.name == "yolo11n-resnet18" and spec.data["backbone_name"] == "resnet18"
+    (tmp_path / "missing.yaml").write_text("neck: nope.yaml\nbackbone: resnet18\n")
+    with pytest.raises(ModelConfigError, match="nope.yaml"):
+        load_model_yaml(tmp_path / "missing.yaml")

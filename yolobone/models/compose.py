@@ -29,6 +29,7 @@ import yaml
 from yolobone.models.levels import level_of, levels_from_strides, row_strides
 from yolobone.models.parse import ModelSpec, load_model_yaml, parse_model, read_yaml_rows, register_file_kind
 from yolobone.models.registry import ModelConfigError
+from yolobone.utils.paths import find_config
 
 BACKBONES_DIR = Path(__file__).resolve().parents[1] / "configs" / "backbones"
 CARRIED_TO_NECK = ("SPPF", "SPP", "C2PSA")  # the neck's own pooling (and YOLO11's attention after it), listed
@@ -219,7 +220,8 @@ def compose(neck: CfgLike, backbone: Union[str, Path, BackboneFile], base: Optio
 
 
 def compose_file(path: Path, data: Dict[str, Any]) -> ModelSpec:
-    """A composition file: `neck: <model YAML>` and `backbone: <name or file>` (paths relative to the file)."""
+    """A composition file: `neck: <model YAML>` and `backbone: <name or file>` (paths relative to the file; a neck
+    not found there is looked up among the shipped configs)."""
     extra = sorted(set(data) - _COMPOSITION_KEYS)
     if extra:
         raise ModelConfigError(f"{path}: a composition file holds neck, backbone (and nc, name), found "
@@ -229,6 +231,8 @@ def compose_file(path: Path, data: Dict[str, Any]) -> ModelSpec:
             raise ModelConfigError(f"{path}: '{key}' must name a file{' or a backbone' if key == 'backbone' else ''}, "
                                    f"got {data.get(key)!r}")
     neck_path = path.parent / data["neck"]
+    if not neck_path.is_file():  # not beside the file: a shipped model YAML (`neck: yolo11n.yaml` from any folder)
+        neck_path = find_config(data["neck"])
     if neck_path.resolve() == path.resolve():
         raise ModelConfigError(f"{path}: 'neck' names this file itself")
     spec = compose(neck_path, data["backbone"], base=path.parent, name=data.get("name") or path.stem)
