@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from yolobone.models.blocks import Conv, DWConv
+from yolobone.models.box_dist import anchor_points, dist2bbox
 from yolobone.models.registry import LayerContext, ModelConfigError, register_block
 
 REG_MAX = 16  # distribution bins per box side
@@ -104,30 +105,19 @@ class DetectAF(nn.Module):
     def decode(self, maps: List[torch.Tensor]) -> torch.Tensor:
         """Per-level maps -> (B, N, 4 + nc): xywh in input pixels, sigmoid class scores (levels in order, each
         row-major over its cells)."""
-        b = maps[0].shape[0]
         flat = torch.cat([m.flatten(2) for m in maps], 2)  # (B, no, N)
         box, cls = flat.split((4 * self.reg_max, self.nc), 1)
-        points, strides = self._anchor_points(maps)  # (2, N) cell centres in grid units, (1, N)
-        lt, rb = self.dfl(box).view(b, 4, -1).chunk(2, 1)  # distances in grid units
-        x1y1, x2y2 = points - lt, points + rb
-        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
-        return torch.cat((xywh, cls.sigmoid()), 1).transpose(1, 2)
+        points, strides = self._anchor_points(maps)  # (N, 2) cell centres in grid units, (N, 1)
+        dist = self.dfl(box).transpose(1, 2)  # (B, N, 4) ltrb distances in grid units
+        xywh = dist2bbox(dist, points, xywh=True) * strides
+        return torch.cat((xywh, cls.sigmoid().transpose(1, 2)), 2)
 
     def _anchor_points(self, maps: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """box_dist.anchor_points for these maps, cached per map shapes, device and dtype."""
         ref = maps[0]
         key = (tuple(tuple(m.shape[2:]) for m in maps), ref.device, ref.dtype)
-        cached = self._points.get(key)
-        if cached is not None:
-            return cached
-        points, strides = [], []
-        for i, m in enumerate(maps):
-            _, _, h, w = m.shape
-            ys = torch.arange(h, device=ref.device, dtype=ref.dtype) + 0.5
-            xs = torch.arange(w, device=ref.device, dtype=ref.dtype) + 0.5
-            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            points.append(torch.stack((gx, gy)).view(2, -1))
-            strides.append(torch.ones_like(gx).view(1, -1) * self.stride[i].to(ref.dtype))
-        self._points[key] = (torch.cat(points, 1), torch.cat(strides, 1))
+        if key not in self._points:
+            self._points[key] = anchor_points(maps, self.stride.tolist())
         return self._points[key]
 
     def reset_grids(self) -> None:
