@@ -5,7 +5,7 @@
     python benchmarks/yolov5_checkpoint_parity.py --ref-setup /path/to/shared/yolov5-ref/setup.sh
 
 YOLOv5 runs in its reference venv (../shared/yolov5-ref/setup.sh); ours reads the same file through its restricted
-unpickler (yolobone/utils/yolov5_checkpoint.py). Data: the built-in shapes set (YOLOv5 gets its own label copies,
+unpickler (yolobone/utils/pickled_checkpoint.py). Data: the built-in shapes set (YOLOv5 gets its own label copies,
 so neither side reads the other's label cache). Val: conf 0.001, IoU 0.6, batch 32 on both sides; each val.py's own
 mAP (ours is COCOeval's, YOLOv5's integrates differently, README "Validation"), then both sides' --save-json
 detections scored by pycocotools. Detect: --detect-conf (0.25, YOLOv5's default; lower it for a barely trained

@@ -25,7 +25,7 @@ import yaml
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.models.yolo import build_model
 from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
-from yolobone.utils.yolov5_checkpoint import is_yolov5_checkpoint, read_records
+from yolobone.utils.pickled_checkpoint import is_yolov5_checkpoint, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD_CLASSES = ("DetectionModel", "Detect", "ClassificationModel")

@@ -1,11 +1,12 @@
-"""Convert a YOLOv5 v7.0 checkpoint (a pickled model) once to ours: a state dict + model YAML that loads with
-weights_only=True. Reading the YOLOv5 file runs none of its code (yolobone/utils/yolov5_checkpoint.py).
+"""Convert a YOLOv5 v7.0 or Ultralytics detection checkpoint (a pickled model) once to ours: a state dict + model YAML
+that loads with weights_only=True. Reading the file runs none of its code (yolobone/utils/pickled_checkpoint.py).
 
     yolobone convert yolov5s.pt                        # -> yolov5s-yolobone.pt beside it
+    yolobone convert yolo11n.pt                        # Ultralytics' files likewise
     python -m yolobone.cli.convert yolov5s.pt -o weights/yolov5s-ours.pt
 
-Every command that takes --weights also reads the YOLOv5 file directly; converting saves re-reading the records.
-A file that is not a YOLOv5 checkpoint, or names code, exits with code 2 and a one-line message.
+Every command that takes --weights also reads these files directly; converting saves re-reading the records.
+A file that is neither, or names code, exits with code 2 and a one-line message.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from yolobone.utils.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Convert a YOLOv5 v7.0 checkpoint to a weights-only yolobone checkpoint.")
-    p.add_argument("weights", help="YOLOv5 checkpoint (yolov5s.pt, or a best.pt its train.py wrote)")
+    p = argparse.ArgumentParser(description="Convert a YOLOv5 v7.0 or Ultralytics checkpoint to a weights-only "
+                                "yolobone checkpoint.")
+    p.add_argument("weights", help="YOLOv5 or Ultralytics checkpoint (yolov5s.pt, yolo11n.pt, or a best.pt "
+                   "their trainers wrote)")
     p.add_argument("-o", "--output", default=None, help="output file (default: <stem>-yolobone.pt beside the input)")
     return p
 

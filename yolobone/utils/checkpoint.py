@@ -14,8 +14,10 @@ import torch
 from yolobone.utils.errors import first_line, YoloboneError
 from yolobone.utils.faults import fault_point
 from yolobone.utils.logging import LOGGER
-from yolobone.utils.yolov5_checkpoint import ForeignCheckpointError, is_yolov5_checkpoint
-from yolobone.utils.yolov5_convert import load_yolov5_checkpoint
+from yolobone.utils.pickled_checkpoint import FORMAT_NAMES, ForeignCheckpointError, checkpoint_format
+from yolobone.utils.yolov5_convert import load_ultralytics_checkpoint, load_yolov5_checkpoint
+
+FOREIGN_LOADERS = {"yolov5": load_yolov5_checkpoint, "ultralytics": load_ultralytics_checkpoint}
 
 CHECKPOINT_VERSION = 1
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip archive; the legacy pickle format
@@ -80,7 +82,7 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> List[Path]:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint written by save_checkpoint, or a YOLOv5 v7.0 one converted to that form (its
+    """Load a checkpoint written by save_checkpoint, or a YOLOv5 v7.0 or Ultralytics one converted to that form (its
     "source_format" entry says so); any failure becomes a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
@@ -93,14 +95,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Dict[
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        if not is_yolov5_checkpoint(path):
+        fmt = checkpoint_format(path)
+        if fmt is None:
             raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(e)})") from None
-        try:  # a pickled YOLOv5 model: read as inert records (utils/yolov5_checkpoint.py), converted to ours
-            ckpt = load_yolov5_checkpoint(path)
+        try:  # a pickled YOLOv5 / Ultralytics model: read as inert records (utils/pickled_checkpoint.py)
+            ckpt = FOREIGN_LOADERS[fmt](path)
         except ForeignCheckpointError as foreign:
             raise CheckpointError(str(foreign)) from None
-        LOGGER.info(f"{path}: YOLOv5 checkpoint read as data, none of its code run ('yolobone convert {path}' "
-                    f"writes it once as a weights-only checkpoint)")
+        LOGGER.info(f"{path}: {FORMAT_NAMES[fmt]} checkpoint read as data, none of its code run ('yolobone convert "
+                    f"{path}' writes it once as a weights-only checkpoint)")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_yaml" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: expected a checkpoint with 'model' and 'model_yaml' entries, found {keys}")

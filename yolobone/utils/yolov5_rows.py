@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List
 
-from yolobone.utils.yolov5_checkpoint import ForeignCheckpointError, Record
+from yolobone.utils.pickled_checkpoint import ForeignCheckpointError, Record
 
 DEFAULT_ACTIVATION = "torch.nn.modules.activation.SiLU"
 

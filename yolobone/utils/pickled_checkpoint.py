@@ -1,12 +1,13 @@
-"""Read YOLOv5 v7.0 checkpoints (a pickled `DetectionModel` under 'model'/'ema') without running any of their code.
+"""Read checkpoints that pickle whole modules, YOLOv5 v7.0's and Ultralytics', without running any of their code.
 
 YOLOv5's train.py saves whole modules, so its files name classes: `models.yolo.DetectionModel`, `models.common.C3`,
-`torch.nn.modules.conv.Conv2d`, ... (`yolov5.models.` when written by the pip package). They are read with torch's
-weights-only unpickler, where each of those names is allow-listed as an inert `Record` that keeps the pickled
-attributes and nothing else: the named classes are never imported or called, tensors are rebuilt only by torch's
-own rebuild functions, and any other global (os.system, builtins.eval, subprocess.Popen, ...) stops the load with a
-one-line error naming it. From the records come the state dict (fp16 -> fp32), the model's `yaml` dict, `names`,
-`stride` and the anchors, in the form of our own checkpoints (utils/yolov5_convert.py).
+`torch.nn.modules.conv.Conv2d`, ... (`yolov5.models.` when written by the pip package). Ultralytics' files (yolo11n.pt,
+yolov8n.pt, every run of its trainer) name `ultralytics.nn.tasks.DetectionModel`, `ultralytics.nn.modules.block.C2f`,
+... They are read with torch's weights-only unpickler, where each of those names is allow-listed as an inert `Record`
+that keeps the pickled attributes and nothing else: the named classes are never imported or called, tensors are
+rebuilt only by torch's own rebuild functions, and any other global (os.system, builtins.eval, subprocess.Popen, ...)
+stops the load with a one-line error naming it. From the records come the state dict (fp16 -> fp32), the model's
+`yaml` dict, `names`, `stride` and the anchors, in the form of our own checkpoints (utils/yolov5_convert.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import functools
 import os
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -39,11 +40,16 @@ INERT_DATA = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._rec
               "torchvision.transforms.functional.InterpolationMode",
               *(f"{p}utils.augmentations.{c}" for p in ("", "yolov5.")
                 for c in ("CenterCrop", "ToTensor", "LetterBox")))
+# Ultralytics' module classes are many and grow with each release: any name under these packages is allowed, as a
+# Record like YOLOv5's (a name is only ever a label here, never imported), but only the names that the file holds.
+ULTRALYTICS_PREFIXES = ("ultralytics.nn.modules.", "ultralytics.nn.tasks.")
+ULTRALYTICS_DATA = ("ultralytics.utils.IterableSimpleNamespace",)  # model.args in some releases: kept, never used
+FORMAT_NAMES = {"yolov5": "YOLOv5", "ultralytics": "Ultralytics"}
 PATH_CLASSES = ("pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePosixPath", "pathlib.PureWindowsPath")
 
 
 class ForeignCheckpointError(YoloboneError, ValueError):
-    """A YOLOv5 checkpoint that cannot be read safely or does not hold what a YOLOv5 model holds."""
+    """A YOLOv5 or Ultralytics checkpoint that cannot be read safely or does not hold what such a model holds."""
 
 
 class Record:
@@ -88,49 +94,70 @@ def _nn_class_names() -> Iterable[str]:
     return sorted(seen)
 
 
+def _record_class(name: str) -> type:
+    return type(name.rsplit(".", 1)[1], (Record,), {"qualname": name})
+
+
 @functools.lru_cache(maxsize=1)
 def allowed_globals() -> Dict[str, Any]:
     """Allow-list beyond torch's weights-only defaults: full name -> inert stand-in."""
     names = [f"{prefix}{module}.{cls}" for prefix in PREFIXES for module, classes in YOLOV5_CLASSES.items()
              for cls in classes]
-    out: Dict[str, Any] = {n: type(n.rsplit(".", 1)[1], (Record,), {"qualname": n}) for n in
-                           [*names, *_nn_class_names(), *INERT_DATA]}
+    out: Dict[str, Any] = {n: _record_class(n) for n in [*names, *_nn_class_names(), *INERT_DATA, *ULTRALYTICS_DATA]}
     out.update({n: _windows_path_text if "Windows" in n else _path_text for n in PATH_CLASSES})
     return out
 
 
-def _safe_globals() -> List[Tuple[Any, str]]:
-    return [(obj, name) for name, obj in allowed_globals().items()]
+def _safe_globals(names_in_file: Iterable[str] = ()) -> List[Tuple[Any, str]]:
+    extra = {n: _record_class(n) for n in names_in_file if n.startswith(ULTRALYTICS_PREFIXES)}
+    return [(obj, name) for name, obj in {**allowed_globals(), **extra}.items()]
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def names_yolov5_classes(globals_in_file: Iterable[str]) -> bool:
-    """Whether a pickle's globals include YOLOv5's module classes (the mark of a YOLOv5 checkpoint)."""
-    return any(g.startswith(PREFIXES) for g in globals_in_file)
+def pickled_format(globals_in_file: Iterable[str]) -> Optional[str]:
+    """'yolov5' or 'ultralytics' when a pickle's globals include that project's module classes, else None."""
+    names = list(globals_in_file)
+    if any(g.startswith(PREFIXES) for g in names):
+        return "yolov5"
+    if any(g.startswith(ULTRALYTICS_PREFIXES) for g in names):
+        return "ultralytics"
+    return None
+
+
+def file_globals(path: str | os.PathLike) -> List[str]:
+    """The globals a torch file's pickle names, read without loading anything ([] for an unreadable file)."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a torch file, or an unreadable one: the caller reports its own error
+        return []
+
+
+def checkpoint_format(path: str | os.PathLike) -> Optional[str]:
+    """'yolov5' or 'ultralytics' for a file that pickles that project's modules, else None."""
+    return pickled_format(file_globals(path))
 
 
 def is_yolov5_checkpoint(path: str | os.PathLike) -> bool:
     """Whether the file's pickle names YOLOv5 classes (read without loading anything)."""
-    try:
-        return names_yolov5_classes(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # not a torch file, or an unreadable one: the caller reports its own error
-        return False
+    return checkpoint_format(path) == "yolov5"
 
 
-def read_records(path: str | os.PathLike) -> Any:
-    """Unpickle a YOLOv5 checkpoint with YOLOv5 and torch.nn classes as Records; a one-line error otherwise."""
+def read_records(path: str | os.PathLike, fmt: str = "yolov5") -> Any:
+    """Unpickle a YOLOv5 or Ultralytics checkpoint with their and torch.nn classes as Records; a one-line error
+    otherwise."""
+    label = FORMAT_NAMES[fmt]
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(_safe_globals(file_globals(path) if fmt == "ultralytics" else ())):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ... all become one line
         text = str(e)
         found = _GLOBAL.search(text)
         if found:
-            raise ForeignCheckpointError(f"{path}: refused to load: it names {found.group(1)}, which is not a YOLOv5 "
-                                         f"or torch.nn class on the allow-list of a YOLOv5 checkpoint") from None
-        raise ForeignCheckpointError(f"{path}: not a readable YOLOv5 checkpoint "
+            raise ForeignCheckpointError(f"{path}: refused to load: it names {found.group(1)}, which is not a {label} "
+                                         f"or torch.nn class on the allow-list of a {label} checkpoint") from None
+        raise ForeignCheckpointError(f"{path}: not a readable {label} checkpoint "
                                      f"({text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__})"
                                      ) from None
 
