@@ -167,3 +167,26 @@ def test_anchor_free_resume_matches_uninterrupted(af_run, tmp_path):
     b = torch.load(resumed.last, weights_only=True)["model"]
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+
+
+def test_compare_gives_each_config_its_heads_recipe(tmp_path):
+    """compare.py without --hyp / --optimizer: no shared optimizer is forced on the runs, each model's head picks
+    its recipe, and the protocol records which."""
+    from yolobone.engine.compare.options import CompareOptions
+    from yolobone.engine.compare.protocol import describe_model
+    from yolobone.engine.compare.report import ConfigResult
+    from yolobone.engine.compare.training import RunTrainer
+    cfgs = {}
+    for name, cfg in (("ab", YOLOV5_CFG), ("af", ANCHOR_FREE_CFG)):
+        cfgs[name] = tmp_path / f"{name}.yaml"
+        cfgs[name].write_text(yaml.safe_dump(cfg))
+    recipes = {n: describe_model(str(c), "detect", 2, [0], pretrained=False)["default_recipe"] for n, c in cfgs.items()}
+    assert recipes == {"ab": {"hyp": DEFAULT_HYP, "optimizer": "SGD", "close_mosaic": 0},
+                       "af": {"hyp": ANCHOR_FREE_HYP, "optimizer": "auto", "close_mosaic": 10}}
+    o = CompareOptions.from_any(dict(cfgs=[str(c) for c in cfgs.values()], epochs=1, imgsz=64))
+    assert o.training_optimizer == "per head (default_recipe)"
+    opts = RunTrainer(o, tmp_path / "cmp")._fresh_options(ConfigResult(name="af", cfg=str(cfgs["af"]), seed=0))
+    assert "optimizer" not in opts and "hyp" not in opts  # train() resolves them by the head
+    told = CompareOptions.from_any(dict(cfgs=[str(cfgs["af"])], optimizer="Adam", hyp=DEFAULT_HYP))
+    opts = RunTrainer(told, tmp_path / "cmp")._fresh_options(ConfigResult(name="af", cfg=str(cfgs["af"]), seed=0))
+    assert (opts["optimizer"], opts["hyp"], told.training_optimizer) == ("Adam", DEFAULT_HYP, "Adam")

@@ -15,17 +15,10 @@ from yolobone.models.classification import ClassificationModel
 from yolobone.models.yolo import DetectionModel
 from yolobone.utils.profiling import ModelProfile
 from yolobone.data.synthetic import make_classification_dataset, make_detection_dataset
+from tests.helpers import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0, warmup_epochs=0.0)
-
-
-def _tiny_cfg(path: Path, width: float) -> str:
-    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
-    d["depth_multiple"], d["width_multiple"] = 0.33, width
-    path.write_text(yaml.safe_dump(d, sort_keys=False))
-    return str(path)
-
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def work(tmp_path_factory):
     bad.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text()),
                                    "backbone": [[-1, 1, "NoSuchBlock", [16]]]}, sort_keys=False))
     return {"root": root, "data": str(data), "hyp": str(hyp), "bad": str(bad),
-            "a": _tiny_cfg(root / "tiny-a.yaml", 0.0625), "b": _tiny_cfg(root / "tiny-b.yaml", 0.125)}
+            "a": tiny_cfg(root / "tiny-a.yaml", 0.0625), "b": tiny_cfg(root / "tiny-b.yaml", 0.125)}
 
 
 def _opts(work, **kw):
@@ -155,11 +148,15 @@ def test_reused_folder_with_other_settings_is_refused(interrupted_then_finished,
         compare(_opts(work, optimizer="Adam"))
 
 
-def test_every_run_trains_with_the_comparisons_optimizer(interrupted_then_finished, work):
+def test_every_run_trains_with_its_heads_recipe_unless_told(interrupted_then_finished, work):
     save_dir = interrupted_then_finished["save_dir"]
-    for name in ("tiny-a", "tiny-b"):
+    protocol = yaml.safe_load((save_dir / "protocol.yaml").read_text())
+    assert protocol["optimizer"] is None  # not given: each model's default_recipe
+    for name in ("tiny-a", "tiny-b"):  # YOLOv5's anchor-based head: scratch-low and SGD
         assert yaml.safe_load((save_dir / "runs" / name / "opt.yaml").read_text())["optimizer"] == "SGD"
-    assert "optimizer=SGD" in (save_dir / "results.md").read_text()
+        assert protocol["models"][name]["default_recipe"] == {"hyp": "configs/hyp/hyp.scratch-low.yaml",
+                                                              "optimizer": "SGD", "close_mosaic": 0}
+    assert "optimizer=per head (default_recipe)" in (save_dir / "results.md").read_text()
     with pytest.raises(CompareError, match="--optimizer 'Lion'"):
         CompareOptions.from_any(_opts(work, optimizer="Lion")).check()
 

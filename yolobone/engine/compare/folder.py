@@ -115,8 +115,10 @@ def comparison_protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[
     """protocol.yaml's content for these options (yolobone/engine/compare/protocol.py)."""
     task = TASKS[o.task]
     if task.default_hyp:  # a task with a data YAML and a hyperparameter YAML (detection)
-        data, hyp = o.data or task.default_data, o.hyp or task.default_hyp
-        hyp = hyp if Path(hyp).is_file() or not (PACKAGE_ROOT / hyp).is_file() else str(PACKAGE_ROOT / hyp)
+        data = o.data or task.default_data
+        hyp = o.hyp or (None if task.recipe_by_head else task.default_hyp)  # None: models.*.default_recipe
+        if hyp:
+            hyp = hyp if Path(hyp).is_file() or not (PACKAGE_ROOT / hyp).is_file() else str(PACKAGE_ROOT / hyp)
         data_file = next((str(p) for p in (Path(data), PACKAGE_ROOT / data)
                           if p.suffix in (".yaml", ".yml") and p.is_file()), None)
     else:
@@ -124,7 +126,8 @@ def comparison_protocol(o: CompareOptions, cfgs: Sequence[str], names: Sequence[
     nc = dataset_nc(o)
     models = {n: describe_model(c, o.task, nc, o.freeze, o.pretrained) for n, c in zip(names, cfgs)}
     devices = sorted({str(select_device(d)) for d in (str(o.device).split(",") if o.device else [""])})
-    values = {**o.to_dict(), "seeds": o.run_seeds, "optimizer": o.training_optimizer}
+    values = {**o.to_dict(), "seeds": o.run_seeds,
+              "optimizer": o.optimizer if task.recipe_by_head else o.training_optimizer}
     return build_protocol(values, data, data_file, hyp, models, devices)
 
 
@@ -133,7 +136,7 @@ def report_settings(o: CompareOptions) -> Dict[str, Any]:
     task = TASKS[o.task]
     s: Dict[str, Any] = {"task": o.task, "data": data_name(o)}
     if task.default_hyp:
-        s["hyp"] = o.hyp or task.default_hyp
+        s["hyp"] = o.hyp or ("per head (default_recipe)" if task.recipe_by_head else task.default_hyp)
     if not o.profile_only:
         s.update(optimizer=o.training_optimizer, epochs=o.epochs, batch_size=o.batch_size)
         if o.seeds:

@@ -123,8 +123,9 @@ class CompareOptions:
 
     @property
     def training_optimizer(self) -> str:
-        """--optimizer, or the task's default when none was given."""
-        return self.optimizer or TASKS[self.task].default_optimizer
+        """--optimizer, or what each config trains with when none was given."""
+        task = TASKS[self.task]
+        return self.optimizer or ("per head (default_recipe)" if task.recipe_by_head else task.default_optimizer)
 
     def command(self) -> str:
         """The compare.py command line that reproduces these options."""

@@ -71,7 +71,7 @@ def environment(devices: Sequence[str]) -> Dict[str, Any]:
 
 def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any], pretrained: bool = True) -> Dict[str, Any]:
     """A config's identity: YAML file and sha1, where its pretrained tensors come from (none with pretrained False:
-    compare.py --pretrained false), and the layers frozen."""
+    compare.py --pretrained false), the layers frozen, and the recipe its head trains with unless told otherwise."""
     entry: Dict[str, Any] = {"cfg": cfg, "sha1": file_sha1(cfg)}
     from yolobone.engine.train import get_task
     from yolobone.models.backbones.pretrained import from_scratch
@@ -85,6 +85,7 @@ def describe_model(cfg: str, task: str, nc: int, freeze: Sequence[Any], pretrain
     from yolobone.models.weights_report import tensor_origins
     origins = sorted(set(tensor_origins(model).values()))
     entry["pretrained"] = origins or "none (random init)"
+    entry["default_recipe"] = plugin.default_recipe(model)  # what an omitted --hyp / --optimizer means for it
     if "freeze" in {f.name for f in dataclasses.fields(plugin.options)} and list(freeze) not in ([], [0]):
         from yolobone.models.freeze import freeze_indices
         entry["freeze"] = freeze_indices(model, list(freeze) if len(freeze) > 1 else freeze[0])

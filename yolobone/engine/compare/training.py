@@ -119,11 +119,13 @@ class RunTrainer:
         opts: Dict[str, Any] = {"cfg": row.cfg, "epochs": o.epochs, "imgsz": o.imgsz, "batch_size": o.batch_size,
                                 "device": o.device, "seed": row.seed, "workers": o.workers, "noplots": o.noplots,
                                 "project": str(self.run_dir(row).parent), "name": self.run_dir(row).name,
-                                "exist_ok": True, "optimizer": o.training_optimizer, "task": o.task,
+                                "exist_ok": True, "task": o.task,
                                 "data": o.data or TASKS[o.task].default_data, "loggers": list(o.loggers),
                                 "log_group": tracker_group(self.save_dir)}
-        if o.hyp:
+        if o.hyp:  # else each config trains with its head's recipe (TrainTask.default_recipe)
             opts["hyp"] = o.hyp
+        if o.optimizer:
+            opts["optimizer"] = o.optimizer
         opts.update(recipe_train_options(o, (o.recipes or {}).get(row.name)))
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)

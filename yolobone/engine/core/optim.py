@@ -137,9 +137,10 @@ def lr_lambda(epochs: int, lrf: float, cos: bool = False) -> Callable[[float], f
     return lambda x: (1 - x / epochs) * (1.0 - lrf) + lrf
 
 
-def warmup_iterations(warmup_epochs: float, batches_per_epoch: int) -> int:
-    """max(warmup_epochs x batches, 100) iterations as YOLOv5; warmup_epochs 0 disables warmup."""
-    return max(round(warmup_epochs * batches_per_epoch), 100) if warmup_epochs > 0 else 0
+def warmup_iterations(warmup_epochs: float, batches_per_epoch: int, min_iters: float = 100) -> int:
+    """max(warmup_epochs x batches, min_iters) iterations (YOLOv5: 100, YOLOv7: 1000); warmup_epochs 0 disables
+    warmup."""
+    return max(round(warmup_epochs * batches_per_epoch), int(min_iters)) if warmup_epochs > 0 else 0
 
 
 def apply_warmup(opt: torch.optim.Optimizer, ni: int, nw: int, epoch_factor: float, warmup_bias_lr: float,

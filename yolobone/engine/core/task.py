@@ -6,7 +6,7 @@ model, loss, validation metrics, results.csv columns and plots. A task never see
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,7 @@ class TrainTask:
     min_imgsz: int = 32
     default_data: str = ""  # --data when none is given
     default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
+    recipe_by_head: bool = False  # an omitted --hyp / --optimizer depends on the model (default_recipe)
     channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
     lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
 
@@ -56,6 +57,10 @@ class TrainTask:
     def build_model(self, t: "Trainer") -> nn.Module:
         """A new model for this run (from --cfg and/or --weights); resumed runs are rebuilt by the Trainer."""
         raise NotImplementedError
+
+    def default_recipe(self, model: nn.Module) -> Dict[str, Any]:
+        """What an omitted --hyp / --optimizer / --close-mosaic becomes for this model (compare.py records it)."""
+        return {"hyp": self.default_hyp or None, "optimizer": self.default_optimizer}
 
     def resolve_defaults(self, t: "Trainer") -> None:
         """Right after t.model is built (new runs and resumes): fill the options whose default depends on the model

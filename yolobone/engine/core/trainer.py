@@ -261,7 +261,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- epochs
     def fit(self) -> None:
         opt = self.opt
-        self.nw = warmup_iterations(self.hyp.warmup_epochs, self.nb)
+        self.nw = warmup_iterations(self.hyp.warmup_epochs, self.nb, self.hyp.warmup_min_iters)
         self.t0 = time.time()
         if self.resume_ckpt:
             restore_rng(self.resume_ckpt["resume_state"]["rng"], getattr(self.train_loader, "generator", None))

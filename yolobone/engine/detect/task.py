@@ -102,6 +102,7 @@ class DetectTask(TrainTask):
     min_imgsz = DetectOptions.MIN_IMGSZ
     default_data = DetectOptions.data
     default_hyp = DEFAULT_HYP  # anchor-based heads; anchor-free ones default to ANCHOR_FREE_HYP (resolve_defaults)
+    recipe_by_head = True
     lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
@@ -114,18 +115,24 @@ class DetectTask(TrainTask):
         """The saved hyp of a resumed run, else --hyp, else DEFAULT_HYP's values until resolve_defaults sees the head."""
         return load_hyp(saved if saved is not None else (opt.hyp or DEFAULT_HYP))
 
-    def resolve_defaults(self, t: "Trainer") -> None:
+    def default_recipe(self, model: nn.Module) -> Dict[str, Any]:
         """Defaults by head: anchor-free heads train as Ultralytics does (ANCHOR_FREE_HYP, --optimizer auto,
         --close-mosaic 10), YOLOv5's anchor-based heads as YOLOv5 (DEFAULT_HYP, SGD, no close-mosaic)."""
-        opt, free = t.opt, is_anchor_free(t.model)
+        if is_anchor_free(model):
+            return {"hyp": ANCHOR_FREE_HYP, "optimizer": AUTO, "close_mosaic": ANCHOR_FREE_CLOSE_MOSAIC}
+        return {"hyp": DEFAULT_HYP, "optimizer": "SGD", "close_mosaic": 0}
+
+    def resolve_defaults(self, t: "Trainer") -> None:
+        """Options left unset take the head's default_recipe."""
+        opt, free, recipe = t.opt, is_anchor_free(t.model), self.default_recipe(t.model)
         if not opt.hyp:
-            opt.hyp = ANCHOR_FREE_HYP if free else DEFAULT_HYP
+            opt.hyp = recipe["hyp"]
             if t.resume_ckpt is None:
                 t.hyp = load_hyp(opt.hyp)
         if not opt.optimizer:
-            opt.optimizer = AUTO if free else "SGD"
+            opt.optimizer = recipe["optimizer"]
         if opt.close_mosaic is None:
-            opt.close_mosaic = ANCHOR_FREE_CLOSE_MOSAIC if free else 0
+            opt.close_mosaic = recipe["close_mosaic"]
         if free and opt.label_smoothing:
             raise TrainConfigError(f"--label-smoothing {opt.label_smoothing}: the anchor-free loss has no label "
                                    f"smoothing (its class targets are IoU-scaled already)")
