@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from yolobone.data.augment import (augment_hsv, box_candidates, letterbox, mixup, mosaic4, random_flip,
-                           random_perspective)
+from yolobone.data.augment import (augment_hsv, box_candidates, letterbox, mixup, mosaic4, mosaic9, random_flip,
+                                   random_perspective)
 from yolobone.utils.boxes import scale_boxes
 
 
@@ -120,6 +120,35 @@ def test_mosaic4_places_quadrants_around_centre():
 def test_mosaic4_needs_four():
     with pytest.raises(ValueError, match="4 images"):
         mosaic4([_img(8, 8)] * 3, [np.zeros((0, 5))] * 3, 8)
+
+
+def test_mosaic9_tiles_yolov7s_ring_around_the_first_image():
+    """YOLOv7's 9-image layout: the first image in the middle, then clockwise from the top, each against its
+    neighbours' edges; a (2s)^2 window from a random corner in [0, s)^2. Each image is one object of its own value."""
+    s = 64
+    sizes = [(24, 20), (16, 24), (20, 18), (22, 16), (18, 22), (24, 24), (16, 20), (20, 24), (18, 16)]  # (h, w)
+    images = [_img(h, w, value=20 * (k + 1)) for k, (h, w) in enumerate(sizes)]
+    labels = [np.array([[k, 0.5, 0.5, 1.0, 1.0]], np.float32) for k in range(9)]
+    seed = next(k for k in range(1000)  # a window whose corner keeps every tile inside it (no clipping)
+                if max(int(g.uniform(0, s)) for g in [np.random.default_rng(k)] for _ in range(2)) < 16)
+    canvas, rows = mosaic9(images, labels, s, rng=np.random.default_rng(seed))
+    assert canvas.shape == (2 * s, 2 * s, 3) and rows.shape == (9, 5) and rows[:, 0].tolist() == list(range(9))
+    b = {k: rows[k, 1:].tolist() for k in range(9)}  # x1 y1 x2 y2
+    assert [b[k][2] - b[k][0] for k in range(9)] == [w for _, w in sizes]  # nothing clipped
+    x1, y1, x2, y2 = b[0]
+    assert (b[1][0], b[1][3]) == (x1, y1)  # top: on the first image's top edge, left-aligned
+    assert (b[2][0], b[2][3]) == (b[1][2], y1)  # top right: right of the top tile
+    assert (b[3][0], b[3][1]) == (x2, y1)  # right
+    assert (b[4][0], b[4][1]) == (x2, b[3][3])  # bottom right: under the right tile
+    assert (b[5][2], b[5][1]) == (x2, y2)  # bottom: right-aligned under the first image
+    assert (b[6][2], b[6][1]) == (b[5][0], y2)  # bottom left: left of the bottom tile
+    assert (b[7][2], b[7][3]) == (x1, y2)  # left: bottom-aligned
+    assert (b[8][2], b[8][3]) == (x1, b[7][1])  # top left: above the left tile
+    for k, (bx1, by1, bx2, by2) in b.items():  # each box covers its own image's pixels
+        assert canvas[int(by1):int(by2), int(bx1):int(bx2), 0].tolist() == images[k][..., 0].tolist(), k
+    assert (canvas[:int(y1) - 30, :int(x1) - 30] == 114).all()  # outside the tiles: the fill value
+    with pytest.raises(ValueError, match="9 images"):
+        mosaic9(images[:4], labels[:4], s)
 
 
 def test_augment_hsv_zero_gain_is_identity_and_seeded():

@@ -275,6 +275,24 @@ def test_training_batches_mosaic_affine_mixup_are_valid(shapes):
     assert n_targets > 0
 
 
+def test_yolov7_nine_image_mosaics_are_valid_and_leave_yolov5s_items_unchanged(shapes, caplog):
+    """hyp mosaic9 (YOLOv7's 9-image mosaics): valid items and batches; at 0 (YOLOv5) the items are those of a hyp
+    without the key, draw for draw. paste_in on boxes-only labels pastes nothing, and says so."""
+    data = check_dataset(shapes)
+    base = DetectionDataset(data["train"], img_size=64, augment=True, hyp=HEAVY, nc=NC, seed=3)
+    zero = DetectionDataset(data["train"], img_size=64, augment=True, hyp={**HEAVY, "mosaic9": 0.0}, nc=NC, seed=3)
+    nine = DetectionDataset(data["train"], img_size=64, augment=True, hyp={**HEAVY, "mosaic9": 1.0, "paste_in": 0.15},
+                            nc=NC, seed=3)
+    assert "paste_in=0.15 pastes nothing" in caplog.text
+    more = 0
+    for i in range(len(base)):
+        (a, la, *_), (b, lb, *_), (c, lc, *_) = base[i], zero[i], nine[i]
+        assert torch.equal(a, b) and torch.equal(la, lb)
+        _check_batch(c[None], lc, 1, 64)
+        more += not torch.equal(a, c)
+    assert more == len(base)
+
+
 def test_training_items_without_mosaic_are_letterboxed(shapes):
     data = check_dataset(shapes)
     ds = DetectionDataset(data["train"], img_size=64, augment=True, hyp={**HEAVY, "mosaic": 0.0}, nc=NC)

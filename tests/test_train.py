@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.interrupt import Interrupt, stop_after_first_epoch
+from tests.helpers import tiny_cfg
 from yolobone.engine.core.loggers import RunLogger, csv_header, csv_row
 from yolobone.engine.detect.task import RESULT_KEYS
 from yolobone.engine.detect.options import DetectOptions
@@ -20,7 +20,7 @@ from yolobone.models import load_model
 from yolobone.models.parse import load_model_yaml
 from yolobone.data.synthetic import make_detection_dataset
 
-from tiny_runs import assert_same_weights, train_cut_after_first_epoch
+from tests.tiny_runs import assert_same_weights, train_cut_after_first_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = dict(mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, translate=0.0, scale=0.0)
@@ -30,22 +30,13 @@ FAST = dict(epochs=2, batch_size=48, imgsz=64, device="cpu", workers=0, optimize
             hyp=dict(NO_AUG, warmup_epochs=0.0, lr0=0.001))
 
 
-def _tiny_cfg(path: Path, src: str = "configs/yolov5n.yaml", width: float = 0.125, **edits) -> str:
-    d = yaml.safe_load((ROOT / src).read_text())
-    d["depth_multiple"], d["width_multiple"] = 0.33, width
-    d.update(edits)
-    path.write_text(yaml.safe_dump(d, sort_keys=False))
-    return str(path)
-
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     kw = dict(n_val=4, imgsz=64, max_objects=3, min_size=0.2, max_size=0.6, verbose=False)
     data = make_detection_dataset(root / "data", n_train=48, **kw)
     small = make_detection_dataset(root / "small", n_train=16, **kw)
-    return {"root": root, "data": str(data), "small": str(small), "cfg": _tiny_cfg(root / "tiny.yaml")}
+    return {"root": root, "data": str(data), "small": str(small), "cfg": tiny_cfg(root / "tiny.yaml")}
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +208,7 @@ def test_optimizer_groups_warmup_schedule_and_ema():
     assert opt.defaults["nesterov"] is True
     assert accumulation(16) == (4, 1.0) and accumulation(48) == (1, 0.75) and accumulation(128) == (1, 2.0)
     assert warmup_iterations(3.0, 10) == 100 and warmup_iterations(3.0, 100) == 300 and warmup_iterations(0, 9) == 0
+    assert warmup_iterations(3.0, 100, min_iters=1000) == 1000 and warmup_iterations(30.0, 100, 1000) == 3000
     lf = lr_lambda(10, 0.01)
     assert (lf(0), lf(10)) == pytest.approx((1.0, 0.01))
     cos = lr_lambda(10, 0.01, cos=True)

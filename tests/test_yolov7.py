@@ -212,12 +212,19 @@ def test_yolov7_tiny_on_resnet18_runs_and_fuses() -> None:
     assert_close_scaled(got, ref, rel=1e-4)
 
 
-def test_yolov7_tiny_hyp_file_differs_from_scratch_low_where_yolov7_does() -> None:
-    """hyp.scratch.tiny of YOLOv7 = our scratch-low but mixup 0.05 and the OTA loss."""
+YOLOV7_HYP_CHANGES = {  # YOLOv7's hyp.scratch.* against our scratch-low, plus its 4/9-image mosaic split
+    "tiny": {"mixup": 0.05, "paste_in": 0.05},
+    "p5": {"lrf": 0.1, "cls": 0.3, "obj": 0.7, "translate": 0.2, "scale": 0.9, "mixup": 0.15, "paste_in": 0.15},
+    "p6": {"lrf": 0.2, "cls": 0.3, "obj": 0.7, "translate": 0.2, "scale": 0.9, "mixup": 0.15, "paste_in": 0.15}}
+
+
+@pytest.mark.parametrize("name", sorted(YOLOV7_HYP_CHANGES))
+def test_yolov7_hyp_files_differ_from_scratch_low_where_yolov7_does(name: str) -> None:
     from yolobone.utils.hyp import Hyp, load_hyp
 
-    hyp = load_hyp(YOLOV7_DIR.parent / "hyp" / "hyp.yolov7-scratch-tiny.yaml").to_dict()
-    assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == {"mixup": 0.05, "loss_ota": 1.0}
+    hyp = load_hyp(YOLOV7_DIR.parent / "hyp" / f"hyp.yolov7-scratch-{name}.yaml").to_dict()
+    assert {k: v for k, v in hyp.items() if v != Hyp().to_dict()[k]} == \
+        {**YOLOV7_HYP_CHANGES[name], "loss_ota": 1.0, "mosaic9": 0.2, "warmup_min_iters": 1000}
 
 
 @pytest.mark.parametrize("name,loss_ota", [("yolov7-tiny", 0.0), ("yolov7-tiny", 1.0), ("yolov7-w6", 0.0),

@@ -1,4 +1,5 @@
-"""Detection augmentations on HWC uint8 BGR images: letterbox, mosaic, random perspective, HSV, flips, mixup.
+"""Detection augmentations on HWC uint8 BGR images: letterbox, mosaic (4 and YOLOv7's 9), random perspective, HSV,
+flips, mixup.
 
 Random functions take an explicit ``np.random.Generator`` so a dataset item is a pure function of its seed.
 Label arrays are ``(n, 5)`` float rows ``cls, ...``: pixel ``x1 y1 x2 y2`` for the geometric functions and
@@ -6,7 +7,7 @@ normalised ``cx cy w h`` for ``random_flip``.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -94,6 +95,48 @@ def mosaic4(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], size: in
     rows = np.concatenate(out, 0) if out else np.zeros((0, 5), dtype=np.float32)
     np.clip(rows[:, 1:5], 0, 2 * s, out=rows[:, 1:5])
     return canvas, rows
+
+
+def _ring_origins(sizes: Sequence[Tuple[int, int]], s: int) -> List[Tuple[int, int]]:
+    """Top-left canvas corners of YOLOv7's 9-image layout: the first (h, w) at (s, s), then clockwise from the tile
+    above it (top, top right, right, bottom right, bottom, bottom left, left, top left), each placed against its
+    neighbours' edges."""
+    (h0, w0), out = sizes[0], [(s, s)]
+    for k, (h, w) in enumerate(sizes[1:], 1):
+        hp, wp = sizes[k - 1]  # the previous tile's size sets the offset of the corner tiles
+        out.append({1: (s, s - h), 2: (s + wp, s - h), 3: (s + w0, s), 4: (s + w0, s + hp), 5: (s + w0 - w, s + h0),
+                    6: (s + w0 - wp - w, s + h0), 7: (s - w, s + h0 - h), 8: (s - w, s + h0 - hp - h)}[k])
+    return out
+
+
+def mosaic9(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], size: int,
+            rng: Optional[np.random.Generator] = None, fill: int = 114) -> Tuple[np.ndarray, np.ndarray]:
+    """YOLOv7's 9-image mosaic: the first image at the centre of a (3·size)² canvas, eight around it, then a random
+    (2·size)² window of it (its top-left corner uniform in [0, size)²).
+
+    Same inputs and outputs as ``mosaic4``: (n, 5) ``cls x1 y1 x2 y2`` rows in window pixels, clipped to the window;
+    crop it with ``random_perspective(..., border=(-size // 2, -size // 2))``.
+    """
+    if len(images) != 9 or len(labels) != 9:
+        raise ValueError(f"mosaic9 needs 9 images and 9 label arrays, got {len(images)} and {len(labels)}")
+    rng = _rng(rng)
+    s = int(size)
+    canvas = np.full((3 * s, 3 * s, images[0].shape[2]), fill, dtype=np.uint8)
+    out = []
+    for im, lb, (x, y) in zip(images, labels, _ring_origins([im.shape[:2] for im in images], s)):
+        h, w = im.shape[:2]
+        x1, y1 = max(x, 0), max(y, 0)  # a tile may start left of / above the canvas; it never passes 3·s
+        canvas[y1:y + h, x1:x + w] = im[y1 - y:, x1 - x:]
+        if len(lb):
+            rows = np.asarray(lb, dtype=np.float32).copy()
+            rows[:, 1:5] = xywhn2xyxy(rows[:, 1:5], w, h, x, y)
+            out.append(rows)
+    yc, xc = (int(rng.uniform(0, s)) for _ in range(2))
+    rows = np.concatenate(out, 0) if out else np.zeros((0, 5), dtype=np.float32)
+    rows[:, [1, 3]] -= xc
+    rows[:, [2, 4]] -= yc
+    np.clip(rows[:, 1:5], 0, 2 * s, out=rows[:, 1:5])
+    return canvas[yc:yc + 2 * s, xc:xc + 2 * s].copy(), rows
 
 
 def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_thr: float = 100,

@@ -22,7 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from yolobone.data.annotation_sets import scan_split
-from yolobone.data.augment import augment_hsv, letterbox, mixup, mosaic4, random_flip, random_perspective
+from yolobone.data.augment import augment_hsv, letterbox, mixup, mosaic4, mosaic9, random_flip, random_perspective
 from yolobone.utils.boxes import xywhn2xyxy, xyxy2xywhn
 from yolobone.data.config import (DatasetError, check_cls_dataset, check_dataset, img2label_paths,  # noqa: F401
                                list_image_files)
@@ -62,9 +62,10 @@ class DetectionDataset(Dataset):
         self.mosaic_until: Optional[int] = None  # first epoch without mosaic (--close-mosaic); None: every epoch
         self.hyp = load_hyp(hyp)
         self.seed, self.epoch, self.prefix = int(seed), 0, prefix
-        if augment and self.hyp.copy_paste > 0:
-            LOGGER.warning(f"{prefix}copy_paste={self.hyp.copy_paste} ignored: it needs polygon labels, "
-                           "which are reduced to boxes")
+        for key in ("copy_paste", "paste_in"):
+            if augment and getattr(self.hyp, key) > 0:
+                LOGGER.warning(f"{prefix}{key}={getattr(self.hyp, key)} pastes nothing: it cuts objects along polygon "
+                               "labels, which are reduced to boxes here")
 
         scan, from_cache, where = scan_source(path, nc, prefix)
         self.problems: List[Tuple[str, str]] = [(f, why) for f, why in scan["problems"]]
@@ -232,11 +233,14 @@ class DetectionDataset(Dataset):
         return torch.from_numpy(chw), out, self.im_files[i], shapes
 
     def _load_mosaic(self, i: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        picks = [i] + [int(self.indices[j]) for j in rng.integers(0, self.n, 3)]
-        rng.shuffle(picks)  # as YOLOv5: the indexed image lands in any quadrant, not always top-left
+        """A 4-image mosaic (YOLOv5), or with probability hyp.mosaic9 a 9-image one around image i (YOLOv7)."""
+        nine = self.hyp.mosaic9 > 0 and rng.random() < self.hyp.mosaic9
+        picks = [i] + [int(self.indices[j]) for j in rng.integers(0, self.n, 8 if nine else 3)]
+        if not nine:
+            rng.shuffle(picks)  # as YOLOv5: the indexed image lands in any quadrant, not always top-left
         images = [self.load_image(k)[0] for k in picks]
         labels = [self.labels[k] for k in picks]
-        canvas, rows = mosaic4(images, labels, self.img_size, rng)
+        canvas, rows = (mosaic9 if nine else mosaic4)(images, labels, self.img_size, rng)
         border = -self.img_size // 2
         hyp = self.hyp
         return random_perspective(canvas, rows, hyp.degrees, hyp.translate, hyp.scale, hyp.shear, hyp.perspective,

@@ -26,6 +26,7 @@ class Hyp:
     momentum: float = 0.937  # SGD momentum / Adam beta1
     weight_decay: float = 0.0005  # optimizer weight decay, scaled by the nominal batch of 64
     warmup_epochs: float = 3.0  # warmup epochs (fractions allowed)
+    warmup_min_iters: float = 100  # warmup lasts at least this many iterations (YOLOv5, Ultralytics 100; YOLOv7 1000)
     warmup_momentum: float = 0.8  # momentum at the start of warmup
     warmup_bias_lr: float = 0.1  # bias learning rate at the start of warmup
     box: float = 0.05  # box loss gain
@@ -51,6 +52,9 @@ class Hyp:
     mosaic: float = 1.0  # mosaic probability
     mixup: float = 0.0  # mixup probability
     copy_paste: float = 0.0  # segment copy-paste probability (needs polygon labels; boxes-only data ignores it)
+    mosaic9: float = 0.0  # share of mosaics (and mixup partners) tiled from 9 images instead of 4 (YOLOv7: 0.2)
+    paste_in: float = 0.0  # YOLOv7's paste-in probability: it pastes objects cut along polygon segments, so on
+    # boxes-only labels it pastes nothing, in YOLOv7 as here (read so that YOLOv7's hyp files load unchanged)
     anchors: Optional[float] = None  # anchors per output level for AutoAnchor re-estimation (None: keep the model's)
 
     def to_dict(self) -> dict:
@@ -58,7 +62,7 @@ class Hyp:
         return dataclasses.asdict(self)
 
 
-_PROBABILITIES = ("flipud", "fliplr", "mosaic", "mixup", "copy_paste")
+_PROBABILITIES = ("flipud", "fliplr", "mosaic", "mixup", "copy_paste", "mosaic9", "paste_in")
 
 
 def load_hyp(src: Union[str, os.PathLike, Mapping[str, Any], Hyp, None] = None) -> Hyp:
