@@ -6,8 +6,6 @@ import ast
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "yolobone"
 MAX_FUNCTION_LINES = 60
@@ -169,6 +167,22 @@ def test_no_top_level_models_or_utils_package():
     assert not stray, f"top-level packages {stray}: everything installable lives under yolobone/"
 
 
+def cross_test_imports(tests_dir: Path = ROOT / "tests") -> List[str]:
+    """Test modules that import another test module (shared code belongs in tests/helpers.py or a fixture)."""
+    bad = []
+    for path in sorted(tests_dir.glob("*.py")):
+        for line, module in _imports(path, f"tests.{path.stem}"):
+            if module.rsplit(".", 1)[-1].startswith("test_"):
+                bad.append(f"{path.name}:{line} imports {module}")
+    return bad
+
+
+def test_tests_do_not_import_each_other():
+    bad = cross_test_imports()
+    assert not bad, "test modules importing test modules (move the shared code to tests/helpers.py):\n" + \
+        "\n".join(bad)
+
+
 def test_functions_are_at_most_60_lines():
     long = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -201,6 +215,12 @@ def test_layer_lookup_takes_the_most_specific_package():
     assert _layer("yolobone.engine.compare.run") == ("yolobone.engine.compare", 7)
     assert _layer("yolobone.models.backbones.resnet") == ("yolobone.models", 1)
     assert _layer("torch.nn") is None
+
+
+def test_test_import_check_fails_on_a_test_importing_a_test(tmp_path):
+    (tmp_path / "test_a.py").write_text("def f():\n    from test_b import helper\n")
+    (tmp_path / "test_c.py").write_text("from tests.helpers import tiny_cfg\n")
+    assert cross_test_imports(tmp_path) == ["test_a.py:2 imports test_b"]
 
 
 def test_cycle_finder_finds_a_two_file_cycle():

@@ -12,7 +12,6 @@ from typing import Dict
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 import yolobone.models.backbones as backbones_pkg
 from yolobone.models import DetectionModel

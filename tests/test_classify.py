@@ -11,7 +11,6 @@ import copy
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -31,34 +30,9 @@ from yolobone.models.parse import load_model_yaml
 from yolobone.models.registry import ModelConfigError
 from yolobone.models.summary import model_summary
 from yolobone.utils.checkpoint import load_checkpoint
+from tests.helpers import CLS_IMGSZ as IMGSZ, HUES, tiny_cls_yaml, write_colour_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-HUES = {"blue": 120, "green": 60, "red": 0}  # OpenCV hue
-IMGSZ = 64
-
-
-def _write_colour_folder(root: Path, n_train: int = 80, n_val: int = 10, seed: int = 0) -> Path:
-    """root/{train,val}/<colour>/*.jpg: noisy images of one hue per class, random saturation and brightness."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for name, hue in HUES.items():
-            d = root / split / name
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                hsv = np.empty((IMGSZ, IMGSZ, 3), np.uint8)
-                hsv[..., 0] = (hue + rng.integers(-8, 9)) % 180
-                hsv[..., 1] = rng.integers(150, 256)
-                hsv[..., 2] = rng.integers(100, 256)
-                img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR).astype(np.int16) + rng.integers(-30, 31, (IMGSZ, IMGSZ, 3))
-                cv2.imwrite(str(d / f"{i:03d}.jpg"), np.clip(img, 0, 255).astype(np.uint8))
-    return root
-
-
-def _tiny_cls_yaml() -> dict:
-    d = yaml.safe_load((ROOT / "configs/cls/yolov5n-cls.yaml").read_text())
-    d["width_multiple"] = 0.125
-    d["yaml_file"] = "yolov5n-cls (tiny)"
-    return d
 
 
 def _tiny_shufflenet_yaml() -> dict:
@@ -79,7 +53,7 @@ def _opts(data: Path, project: Path, cfg, **kw) -> dict:
 
 @pytest.fixture(scope="module")
 def colour_data(tmp_path_factory) -> Path:
-    root = _write_colour_folder(tmp_path_factory.mktemp("colours"))
+    root = write_colour_folder(tmp_path_factory.mktemp("colours"))
     (root / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     return root
 
@@ -95,7 +69,7 @@ def yolo_run(colour_data, tmp_path_factory):
             logits[trainer.epoch] = trainer.ema.ema.eval()(probe).clone()
 
     project = tmp_path_factory.mktemp("runs")
-    result = train(_opts(colour_data, project, _tiny_cls_yaml()), callbacks={"on_fit_epoch_end": record})
+    result = train(_opts(colour_data, project, tiny_cls_yaml()), callbacks={"on_fit_epoch_end": record})
     return result, logits, probe
 
 
@@ -146,7 +120,7 @@ def test_multi_output_cut_selects_deepest_map():
     assert model(torch.rand(2, 3, IMGSZ, IMGSZ)).shape == (2, 3)
 
 
-@pytest.mark.parametrize("make", [lambda: ClassificationModel(_tiny_cls_yaml(), nc=3),
+@pytest.mark.parametrize("make", [lambda: ClassificationModel(tiny_cls_yaml(), nc=3),
                                   lambda: ClassificationModel(_tiny_shufflenet_yaml(), nc=3),
                                   lambda: DetectionModel(dict(yaml.safe_load((ROOT / "configs/yolov5n.yaml")
                                                                              .read_text()), width_multiple=0.125))],
@@ -172,7 +146,7 @@ def test_model_summary_totals_equal_parameter_count(make):
 
 # ---------------------------------------------------------------------------------------------------- data
 def test_corrupt_images_are_reported_and_skipped(tmp_path):
-    root = _write_colour_folder(tmp_path / "d", n_train=3, n_val=2)
+    root = write_colour_folder(tmp_path / "d", n_train=3, n_val=2)
     garbage = root / "train" / "green" / "garbage.jpg"
     garbage.write_bytes(b"not an image at all")
     good = (root / "train" / "blue" / "000.jpg").read_bytes()
@@ -189,7 +163,7 @@ def test_corrupt_images_are_reported_and_skipped(tmp_path):
 
 
 def test_single_folder_is_split_by_ratio(tmp_path):
-    src = _write_colour_folder(tmp_path / "d", n_train=10, n_val=1)
+    src = write_colour_folder(tmp_path / "d", n_train=10, n_val=1)
     flat = src / "train"  # class folders directly under the root, no train/val
     ds = resolve_classify_data(flat, val_ratio=0.3, seed=3, verbose=False)
     assert ds.split_ratio == 0.3 and len(ds.val) == 9 and len(ds.train) == 21
@@ -251,7 +225,7 @@ def test_wrapper_backbone_classifier_learns(colour_data, tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     """Interrupt after epoch 0, resume from last.pt: the final weights equal those of an uninterrupted run."""
-    data = _write_colour_folder(tmp_path / "d", n_train=4, n_val=2)
+    data = write_colour_folder(tmp_path / "d", n_train=4, n_val=2)
 
     class Stop(Exception):
         pass
@@ -259,9 +233,9 @@ def test_resume_continues_exactly(tmp_path):
     def stop(trainer):
         raise Stop
 
-    reference = train(_opts(data, tmp_path / "a", _tiny_cls_yaml(), noplots=True))
+    reference = train(_opts(data, tmp_path / "a", tiny_cls_yaml(), noplots=True))
     with pytest.raises(Stop):
-        train(_opts(data, tmp_path / "b", _tiny_cls_yaml(), noplots=True), callbacks={"on_fit_epoch_end": stop})
+        train(_opts(data, tmp_path / "b", tiny_cls_yaml(), noplots=True), callbacks={"on_fit_epoch_end": stop})
     last = tmp_path / "b" / "exp" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 0
     resumed = train({"task": "classify", "resume": str(last), "workers": 0})

@@ -23,7 +23,7 @@ from yolobone.engine.compare import compare
 from yolobone.engine.compare.jobs import device_slots
 from yolobone.engine.compare.protocol import ProtocolError
 from yolobone.engine.compare.stats import welch_test
-from test_compare import _tiny_cfg
+from tests.helpers import tiny_cfg
 from yolobone.utils.faults import FAULT_ENV
 from yolobone.data.synthetic import make_classification_dataset
 
@@ -36,8 +36,8 @@ METRICS = {"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"}
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
     data = make_classification_dataset(root / "cls", n_train_per_class=2, n_val_per_class=2, imgsz=32, verbose=False)
-    return {"root": root, "data": str(data), "a": _tiny_cfg(root / "tiny-a.yaml", 0.0625),
-            "b": _tiny_cfg(root / "tiny-b.yaml", 0.125)}
+    return {"root": root, "data": str(data), "a": tiny_cfg(root / "tiny-a.yaml", 0.0625),
+            "b": tiny_cfg(root / "tiny-b.yaml", 0.125)}
 
 
 def _opts(work, name, **kw):

@@ -8,7 +8,7 @@ import math
 import pytest
 import yaml
 
-from test_compare import _tiny_cfg
+from tests.helpers import tiny_cfg
 from yolobone.data.synthetic import make_detection_dataset
 from yolobone.engine.compare import compare
 from yolobone.engine.compare.options import CompareError
@@ -27,7 +27,7 @@ def ray_local():
 def test_tune_each_gives_each_config_its_recipe(tmp_path, ray_local):
     data = make_detection_dataset(tmp_path / "data", n_train=10, n_val=2, imgsz=64, max_objects=2, min_size=0.3,
                                   max_size=0.6, verbose=False)
-    cfgs = [_tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), _tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
+    cfgs = [tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
     res = compare(cfgs=cfgs, data=str(data), epochs=1, imgsz=64, batch_size=8, device="cpu", workers=0,
                   project=str(tmp_path / "cmp"), name="exp", latency_runs=1, noplots=True, seeds=[0],
                   tune_each=2, ray="local")

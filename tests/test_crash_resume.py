@@ -18,7 +18,7 @@ from yolobone.engine.train import train
 from yolobone.utils.checkpoint import CheckpointError
 from yolobone.utils.faults import FAULT_ENV
 
-from tiny_runs import tiny_detection_files
+from tests.tiny_runs import tiny_detection_files
 
 ROOT = Path(__file__).resolve().parents[1]
 END_FILES = ("results.png", "confusion_matrix.png", "PR_curve.png")
@@ -108,11 +108,11 @@ def test_classifier_killed_in_final_strip_then_resumed(tmp_path, capture_log):
     """Classification training has the same end sequence: killed while stripping best.pt, its --resume strips it
     (same weights), evaluates and strips last.pt."""
     from yolobone.engine.train import train
-    from test_classify import _tiny_cls_yaml, _write_colour_folder
+    from tests.helpers import tiny_cls_yaml, write_colour_folder
 
-    data = _write_colour_folder(tmp_path / "colours", n_train=4, n_val=2)
+    data = write_colour_folder(tmp_path / "colours", n_train=4, n_val=2)
     cfg = tmp_path / "tiny-cls.yaml"
-    cfg.write_text(yaml.safe_dump({k: v for k, v in _tiny_cls_yaml().items() if k != "yaml_file"}, sort_keys=False))
+    cfg.write_text(yaml.safe_dump({k: v for k, v in tiny_cls_yaml().items() if k != "yaml_file"}, sort_keys=False))
     project = tmp_path / "runs"
     killed = _train(["--task", "classify", "--cfg", str(cfg), "--data", str(data), "--epochs", "2", "--imgsz", "64",
                      "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots",

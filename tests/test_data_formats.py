@@ -244,7 +244,7 @@ def test_voc_cache_follows_the_xml_files(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------- train and val
 def test_two_epochs_give_identical_losses_from_every_format(three_formats, tmp_path):
     """Same seed, same labels: YOLO txt, COCO JSON and VOC XML train to the same losses (mosaic and all)."""
-    from test_train import _tiny_cfg
+    from tests.helpers import tiny_cfg as _tiny_cfg
 
     from yolobone.engine.train import train
 
@@ -262,7 +262,7 @@ def test_two_epochs_give_identical_losses_from_every_format(three_formats, tmp_p
 def test_save_json_scores_against_the_original_coco_json(tmp_path):
     """val.py --save-json on a COCO set with non-contiguous category ids and large image ids: the results carry the
     file's ids, pycocotools scores them against the untouched JSON, and agrees with val.py within 0.002."""
-    from test_val import IMGSZ, _save, _tiny_model
+    from tests.helpers import VAL_IMGSZ as IMGSZ, save_detector, tiny_detector
 
     from yolobone.data.synthetic import SHAPE_NAMES
     from yolobone.engine.detect.val_run import ValConfig, run_val
@@ -281,7 +281,7 @@ def test_save_json_scores_against_the_original_coco_json(tmp_path):
         a["category_id"], a["image_id"] = cat_ids[a["category_id"] - 1], image_ids[a["image_id"]]
     ann.write_text(json.dumps(gt))
     original = ann.read_bytes()
-    weights = _save(_tiny_model(len(SHAPE_NAMES)), tmp_path / "w.pt", SHAPE_NAMES)
+    weights = save_detector(tiny_detector(len(SHAPE_NAMES)), tmp_path / "w.pt", SHAPE_NAMES)
     report = run_val(ValConfig(weights=weights, data=str(data), imgsz=IMGSZ, batch_size=3, device="cpu", workers=0,
                                save_json=True, coco_eval=True, plots=False, project=str(tmp_path / "runs")))
     records = json.loads(report.json_path.read_text())
@@ -318,7 +318,7 @@ def test_cli_convert_and_report(three_formats, tmp_path, capsys):
 
 
 def test_compare_reads_a_voc_set(three_formats, tmp_path):
-    from test_train import _tiny_cfg
+    from tests.helpers import tiny_cfg as _tiny_cfg
 
     from yolobone.engine.compare import compare
 

@@ -17,7 +17,7 @@ import yaml
 from yolobone.engine.classify.task import ClassifyOptions, ClassifyTask
 from yolobone.engine.core.trainer import run_training
 from yolobone.engine.train import train
-from test_classify import _tiny_cls_yaml, _write_colour_folder
+from tests.helpers import tiny_cls_yaml, write_colour_folder
 from yolobone.utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ LR0 = 0.003
 
 
 def _opts(data: Path, project: Path, **kw) -> dict:
-    o = dict(task="classify", cfg=_tiny_cls_yaml(), data=str(data), epochs=2, imgsz=64, batch_size=4, workers=0,
+    o = dict(task="classify", cfg=tiny_cls_yaml(), data=str(data), epochs=2, imgsz=64, batch_size=4, workers=0,
              device="cpu", project=str(project), lr0=LR0, jitter=0.0, crop_scale=0.5, seed=0, noplots=True,
              warmup_epochs=1.0, patience=5)
     o.update(kw)
@@ -34,7 +34,7 @@ def _opts(data: Path, project: Path, **kw) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return _write_colour_folder(tmp_path_factory.mktemp("colours"), n_train=4, n_val=2)
+    return write_colour_folder(tmp_path_factory.mktemp("colours"), n_train=4, n_val=2)
 
 
 def test_classifier_warmup_ema_patience_and_exact_resume(data, tmp_path):
@@ -96,7 +96,7 @@ def test_classifier_early_stopping_patience(data, tmp_path):
 @pytest.mark.slow
 def test_classifier_ddp_two_process_gloo(data, tmp_path):
     cfg = tmp_path / "tiny-cls.yaml"
-    cfg.write_text(yaml.safe_dump({k: v for k, v in _tiny_cls_yaml().items() if k != "yaml_file"}, sort_keys=False))
+    cfg.write_text(yaml.safe_dump({k: v for k, v in tiny_cls_yaml().items() if k != "yaml_file"}, sort_keys=False))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
            "--task", "classify", "--cfg", str(cfg), "--data", str(data), "--epochs", "2", "--batch-size", "4",
            "--imgsz", "64", "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "runs"), "--name",

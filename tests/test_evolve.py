@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tiny_runs import tiny_detection_files
+from tests.tiny_runs import tiny_detection_files
 from yolobone.engine.evolve import (EVOLVE_META, N_RESULTS, EvolveError, bounded, evolve, evolve_keys, mutate,
                                     read_evolve_csv)
 from yolobone.utils.faults import FAULT_ENV

@@ -19,7 +19,7 @@ from yolobone.engine.train import train
 from yolobone.models.freeze import backbone_layer_count, backbone_parameters
 from yolobone.models.yolo import DetectionModel
 
-from tiny_runs import assert_same_weights, tiny_detection_files, train_cut_after_first_epoch
+from tests.tiny_runs import assert_same_weights, tiny_detection_files, train_cut_after_first_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = dict(epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0, noval=True, noplots=True,

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.train import train
-from tests.test_train import _tiny_cfg
+from tests.helpers import tiny_cfg
 from yolobone.data.datasets import create_dataloader
 from yolobone.data.ram_cache import resolve_cache
 from yolobone.data.synthetic import make_detection_dataset
@@ -29,7 +29,7 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("speed")
     data = make_detection_dataset(root / "data", n_train=16, n_val=4, imgsz=64, max_objects=3, min_size=0.2,
                                   max_size=0.6, verbose=False)
-    return {"root": root, "data": str(data), "cfg": _tiny_cfg(root / "tiny.yaml")}
+    return {"root": root, "data": str(data), "cfg": tiny_cfg(root / "tiny.yaml")}
 
 
 def _run(work, name: str, speedups: bool, **hyp):

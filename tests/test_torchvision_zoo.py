@@ -12,7 +12,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from yolobone.models import DetectionModel
 from yolobone.models.backbones.features import StageFeatures, _map_stride, probe_features
 from yolobone.models.backbones.torchvision_wrap import TorchVision
 from yolobone.models.backbones.tv_adapters import ImageSizeError, SimplePyramid, SquarePadded, ViTMap, window_unit

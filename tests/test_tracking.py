@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_runs import tiny_detection_files
+from tests.tiny_runs import tiny_detection_files
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.train import train
 
@@ -100,7 +100,7 @@ def test_unknown_logger_is_rejected(tmp_path):
 def test_compare_groups_runs_per_config_and_seed(tmp_path, monkeypatch):
     """compare.py --loggers mlflow: one MLflow run per (config, seed), nested under one parent run."""
     pytest.importorskip("mlflow")
-    from test_compare import _tiny_cfg
+    from tests.helpers import tiny_cfg
     from yolobone.data.synthetic import make_classification_dataset
     from yolobone.engine.compare import compare
     store = (tmp_path / "mlruns").as_uri()
@@ -108,7 +108,7 @@ def test_compare_groups_runs_per_config_and_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only when told
     data = make_classification_dataset(tmp_path / "cls", n_train_per_class=2, n_val_per_class=2, imgsz=32,
                                        verbose=False)
-    cfgs = [_tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), _tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
+    cfgs = [tiny_cfg(tmp_path / "tiny-a.yaml", 0.0625), tiny_cfg(tmp_path / "tiny-b.yaml", 0.125)]
     res = compare(cfgs=cfgs, data=str(data), task="classify", epochs=1, imgsz=32, batch_size=8, device="cpu",
                   workers=0, project=str(tmp_path / "cmp"), name="exp", latency_runs=1, noplots=True, seeds=[0, 1],
                   loggers=["csv", "mlflow"])

@@ -9,20 +9,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-import yaml
 
 import yolobone.engine.detect.val_run
 from yolobone.cli import val
 from yolobone.engine.detect.coco_eval import evaluate_json_files
 from yolobone.engine.backends import load_backend
 from yolobone.engine.detect.val_run import ValConfig, run_val
-from yolobone.models.yolo import DetectionModel
-from yolobone.utils.checkpoint import save_checkpoint
 from yolobone.data.datasets import create_dataloader
 from yolobone.engine.detect.metrics import evaluate_detections
 from yolobone.engine.detect.nms import non_max_suppression
 from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
+from tests.helpers import save_detector, tiny_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 IMGSZ, BATCH, N_VAL = 64, 3, 8  # 3 rect batches -> val_batch0..2
@@ -30,45 +27,12 @@ PLOTS = ("confusion_matrix.png", "PR_curve.png", "F1_curve.png", "P_curve.png", 
          *(f"val_batch{i}_{kind}.jpg" for i in range(3) for kind in ("labels", "pred")))
 
 
-def _tiny_model(nc: int) -> DetectionModel:
-    """yolov5n layout at width 0.125 whose detections overlap the objects often enough to score above zero.
-
-    Training even one epoch costs more than this whole file may, and a freshly initialised net outputs the same
-    score everywhere (its features vanish), which leaves the metrics nothing to rank. So BatchNorm statistics are
-    set from one batch, boxes are the anchors at the cell centres, objectness varies with the image, and the
-    class outputs are constant: every box is a candidate for every class.
-    """
-    d = yaml.safe_load((ROOT / "configs/yolov5n.yaml").read_text())
-    d.update(depth_multiple=0.33, width_multiple=0.125, nc=nc)
-    torch.manual_seed(0)
-    model = DetectionModel(d)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: one batch sets the statistics
-    model.train()
-    with torch.no_grad():
-        model(torch.rand(8, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(0)))
-        for conv in model.detect.m:  # boxes = anchors at cell centres, objectness from the features, classes flat
-            w, bias = conv.weight.view(model.detect.na, model.detect.no, -1), conv.bias.view(model.detect.na, -1)
-            w[:, :4], bias[:, :4] = 0.0, 0.0
-            w[:, 4] *= 0.1
-            w[:, 5:], bias[:, 4:] = 0.0, 0.0
-    return model.eval()
-
-
-def _save(model: DetectionModel, path: Path, names) -> str:
-    save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect", "nc": len(names),
-                     "names": list(names), "epoch": -1, "best_fitness": 0.0}, path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("val")
     data = make_detection_dataset(root / "data", n_train=1, n_val=N_VAL, imgsz=96, max_objects=3, min_size=0.25,
                                   max_size=0.6, verbose=False)
-    weights = _save(_tiny_model(len(SHAPE_NAMES)), root / "w.pt", SHAPE_NAMES)
+    weights = save_detector(tiny_detector(len(SHAPE_NAMES)), root / "w.pt", SHAPE_NAMES)
     return {"root": root, "data": str(data), "weights": weights}
 
 
@@ -254,7 +218,7 @@ def test_speed_task_writes_nothing(work, log_lines):
 
 def test_bad_inputs_exit_2(work, capsys):
     root = work["root"]
-    three = _save(_tiny_model(3), root / "three.pt", ["a", "b", "c"])
+    three = save_detector(tiny_detector(3), root / "three.pt", ["a", "b", "c"])
     cases = [(["--weights", str(root / "missing.pt")], "missing.pt: checkpoint not found"),
              (["--weights", three], "has 6"),
              (["--data", str(root / "nope.yaml")], "nope.yaml"),
