@@ -1,16 +1,26 @@
-"""Learning parity with YOLOv5 v7.0: both trainers, same data, model, schedule and seeds; both scored by COCOeval.
+"""Learning parity with YOLOv5 v7.0 or Ultralytics: both trainers, same data, model, schedule and seeds; one metric.
 
     python benchmarks/learning_parity.py                        # digits-det, yolov5n, 160 px, 30 epochs, seeds 0 1
+    python benchmarks/learning_parity.py --n-train 1200 --n-val 500 --epochs 60 --seeds 0 1 2 3 4
+    python benchmarks/learning_parity.py --reference ultralytics --cfg yolo11n --n-train 1200 --n-val 500 --epochs 60
+    python benchmarks/learning_parity.py --reference yolov7 --cfg yolov7-tiny --n-train 1200 --n-val 500 --epochs 60
     python benchmarks/learning_parity.py --data shapes --epochs 30        # the built-in shapes set
     python benchmarks/learning_parity.py --sides ours --ours-args "--hyp my_hyp.yaml" --tag trial
 
-For every seed, our train.py and YOLOv5's `python -m yolov5.train` (its reference venv, ../shared/yolov5-ref) run at
-the same time (one process each, OMP_NUM_THREADS = --threads, niceness 10), each on its own copy of the label folders
-(the images are shared through a link) so their label caches never meet. Afterwards each side's best.pt is validated
-by its own val (conf 0.001, IoU 0.6, rect batches) with the predictions saved as COCO JSON, and both JSON files are
-scored by pycocotools against the same ground truth (yolobone/engine/detect/coco_eval.py): that is the "COCOeval" column. The
-trainers' own per-epoch mAP (results.csv) is printed too. Prints per-epoch training loss (box + obj + cls) of every run,
-per-seed best mAP50 / mAP50-95, means, the ours / YOLOv5 ratio, and writes everything to <out>/parity.json.
+For every seed, our train.py and the reference's trainer (YOLOv5's `python -m yolov5.train`, or Ultralytics' `yolo
+detect train` with `--reference ultralytics`, YOLOv7's train.py (the yolov7detect package) with `--reference yolov7`;
+all from the reference venv, ../shared/yolov5-ref) run at the same time
+(one process each, OMP_NUM_THREADS = --threads, niceness 10), each on its own copy of the label folders (the images
+are shared through a link) so their label caches never meet. Each side trains with its own defaults for the model:
+YOLOv5's scratch-low SGD recipe for anchor-based configs, Ultralytics' recipe (optimizer auto, close-mosaic 10) for
+the anchor-free ones. Afterwards each side's best.pt is validated by its own val (conf 0.001, IoU 0.6 for YOLOv5,
+0.7 for Ultralytics, on both sides) with the predictions saved as COCO JSON, and both JSON files are scored by
+pycocotools against the same ground truth (yolobone/engine/detect/coco_eval.py): that is the "COCOeval" column.
+
+From each trainer's own per-epoch val mAP50 (results.csv) it also reports the best, the mean of the last 10 epochs and
+the area under the curve (the mean over epochs), which vary less between seeds than the best; across seeds, Welch's
+t-test and the Mann-Whitney U test (two-sided p, and one-sided p for "ours is below the reference"). Everything goes
+to <out>/parity.json.
 """
 from __future__ import annotations
 
@@ -32,14 +42,21 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.data.make_digits_det import DEFAULT_OUT as DIGITS_DET, build as build_digits_det  # noqa: E402
 
 REF_SETUP = ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"
-SIDES = ("ours", "yolov5")
+REFERENCES = ("yolov5", "ultralytics", "yolov7")
+YOLOV7_HYP = "configs/hyp/hyp.yolov7-scratch-tiny.yaml"  # YOLOv7's hyp.scratch.tiny in our keys (both sides read it)
+# YOLOv7's train.py has no --seed (it seeds with 2 + rank): shift its init_seeds by the run's seed, then run it as is
+YOLOV7_TRAIN = ("import sys, runpy, yolov7.utils.general as g; f = g.init_seeds; "
+                "g.init_seeds = lambda s=0: f(s + {seed}); sys.argv = ['train.py'] + sys.argv[1:]; "
+                "runpy.run_module('yolov7.train', run_name='__main__')")
+LAST_EPOCHS = 10  # the "last-10" mean
 
 
-def resolve_data(data: str) -> Path:
-    """data.yaml for 'digits-det' (built on first use), 'shapes' (built-in) or a path."""
+def resolve_data(data: str, n_train: int = 400, n_val: int = 100) -> Path:
+    """data.yaml for 'digits-det' (built on first use, n_train/n_val images), 'shapes' (built-in) or a path."""
     if data == "digits-det":
-        build_digits_det(DIGITS_DET)
-        return DIGITS_DET / "data.yaml"
+        out = DIGITS_DET if (n_train, n_val) == (400, 100) else DIGITS_DET.with_name(f"digits-det-{n_train}-{n_val}")
+        build_digits_det(out, n_train=n_train, n_val=n_val)
+        return out / "data.yaml"
     if data == "shapes":
         from yolobone.data.synthetic import ensure_builtin_dataset
         return ensure_builtin_dataset("shapes")
@@ -72,22 +89,56 @@ def ref_command(args: str) -> List[str]:
     return ["bash", "-c", f". {shlex.quote(str(REF_SETUP))} >/dev/null 2>&1 && {args}"]
 
 
+def ultralytics_args(**kw) -> str:
+    """Ultralytics' key=value command-line form."""
+    return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in kw.items())
+
+
+def iou_thres(a: argparse.Namespace) -> float:
+    """Each reference's val NMS IoU default (YOLOv7: YOLOv5's), used on both sides."""
+    return 0.7 if a.reference == "ultralytics" else 0.6
+
+
+def ours_cfg(a: argparse.Namespace) -> str:
+    return f"configs/yolov7/{a.cfg}.yaml" if a.reference == "yolov7" else f"configs/{a.cfg}.yaml"
+
+
 def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.Namespace) -> List[str]:
     common = (f"--data {data} --weights '' --img {a.img} --batch-size {a.batch} --epochs {a.epochs} --seed {seed} "
               f"--device cpu --workers {a.workers} --project {run_dir.parent} --name {run_dir.name} --exist-ok "
               f"--noplots")
     if side == "ours":
+        recipe = f"--hyp {YOLOV7_HYP} --cos-lr " if a.reference == "yolov7" else ""  # as YOLOv7's train.py trains
         return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} train.py "
-                              f"--cfg configs/{a.cfg}.yaml {common} {a.ours_args}"]
+                              f"--cfg {ours_cfg(a)} {recipe}{common} {a.ours_args}"]
+    if side == "yolov7":
+        v7 = common.replace("--noplots", "").replace(f"--img {a.img}", f"--img-size {a.img} {a.img}").replace(
+            f"--seed {seed} ", "")
+        return ref_command(f"python -c {shlex.quote(YOLOV7_TRAIN.format(seed=seed))} --cfg "
+                           f"{a.ours_root / ours_cfg(a)} --hyp {a.ours_root / YOLOV7_HYP} {v7} {a.ref_args}")
+    if side == "ultralytics":
+        return ref_command("yolo detect train " + ultralytics_args(
+            model=f"{a.cfg}.yaml", data=data, imgsz=a.img, batch=a.batch, epochs=a.epochs, seed=seed, device="cpu",
+            workers=a.workers, project=run_dir.parent, name=run_dir.name, exist_ok=True, plots=False,
+            pretrained=False, amp=False) + f" {a.ref_args}")
     return ref_command(f"python -m yolov5.train --cfg {a.cfg}.yaml {common} {a.ref_args}")
 
 
 def val_command(side: str, data: Path, run_dir: Path, a: argparse.Namespace) -> List[str]:
-    common = (f"--weights {run_dir / 'weights' / 'best.pt'} --data {data} --img {a.img} --batch-size {a.batch} "
+    best = run_dir / "weights" / "best.pt"
+    common = (f"--weights {best} --data {data} --img {a.img} --batch-size {a.batch} --iou-thres {iou_thres(a)} "
               f"--device cpu --workers {a.workers} --project {run_dir} --name val --exist-ok --save-json")
     if side == "ours":
         return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} val.py {common} "
                               f"--coco-eval"]
+    if side == "yolov7":
+        return ref_command(f"python -m yolov7.test --weights {best} --data {data} --img-size {a.img} --batch-size "
+                           f"{a.batch} --conf-thres 0.001 --iou-thres {iou_thres(a)} --device cpu --save-json "
+                           f"--project {run_dir} --name val --exist-ok --no-trace")
+    if side == "ultralytics":
+        return ref_command("yolo detect val " + ultralytics_args(
+            model=best, data=data, imgsz=a.img, batch=a.batch, conf=0.001, iou=iou_thres(a), device="cpu",
+            workers=a.workers, project=run_dir, name="val", exist_ok=True, save_json=True, plots=False))
     return ref_command(f"python -m yolov5.val {common}")
 
 
@@ -101,56 +152,116 @@ def launch(cmd: List[str], log: Path, threads: int, side: str, ours_root: Path =
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
+YOLOV7_COLUMNS = ("epoch", "gpu_mem", "train/box_loss", "train/obj_loss", "train/cls_loss", "train/total", "targets",
+                  "img_size", "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+                  "val/box_loss", "val/obj_loss", "val/cls_loss")  # YOLOv7's results.txt, one line an epoch
+
+
 def read_results(csv_path: Path) -> Dict[str, List[float]]:
-    """results.csv columns (keys stripped of YOLOv5's padding) -> values per epoch."""
+    """results.csv columns (keys stripped of YOLOv5's padding) -> values per epoch; YOLOv7's results.txt beside a
+    missing results.csv is read by its column order."""
+    txt = csv_path.with_name("results.txt")
+    if not csv_path.is_file() and txt.is_file():
+        rows = [line.split() for line in txt.read_text().splitlines() if line.strip()]
+        return {k: [float(r[j]) for r in rows] for j, k in enumerate(YOLOV7_COLUMNS) if j >= 2 and k != "train/total"}
     with csv_path.open() as f:
         rows = [{k.strip(): float(v) for k, v in r.items() if k and v and v.strip()} for r in csv.DictReader(f)]
     return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
+def metric_column(res: Dict[str, List[float]], names: Sequence[str]) -> List[float]:
+    """The first of `names` (ours/YOLOv5's or Ultralytics' spelling of one metric) that results.csv has."""
+    for name in names:
+        if name in res:
+            return res[name]
+    raise SystemExit(f"results.csv has none of {list(names)}; columns: {list(res)}")
+
+
+def prediction_json(side: str, val_dir: Path) -> Optional[Path]:
+    """The side's saved predictions; Ultralytics numbers classes from 1 on non-COCO data, so shift them to 0."""
+    pred = next(iter(sorted(val_dir.glob("*predictions.json"))), None)
+    if side != "ultralytics" or pred is None:
+        return pred
+    shifted = val_dir / "predictions_from0.json"
+    shifted.write_text(json.dumps([{**r, "category_id": r["category_id"] - 1} for r in json.loads(pred.read_text())]))
+    return shifted
+
+
 def coco_scores(side: str, run_dir: Path) -> Optional[List[float]]:
-    """[mAP50-95, mAP50] of the side's best.pt predictions, scored by pycocotools against one ground truth."""
+    """[mAP50-95, mAP50] of the side's best.pt predictions, scored by pycocotools against one ground truth (ours)."""
     from yolobone.engine.detect.coco_eval import evaluate_json_files
-    val_dir = run_dir / "val"
-    gt = next(iter(sorted(val_dir.glob("*_ground_truth.json"))), None) if side == "ours" else None
-    if side == "yolov5":
-        ours_val = run_dir.parent / run_dir.name.replace("yolov5", "ours") / "val"
-        gt = next(iter(sorted(ours_val.glob("*_ground_truth.json"))), None)
-    pred = next(iter(sorted(val_dir.glob("*_predictions.json"))), None)
+    ours_val = run_dir.parent / run_dir.name.replace(side, "ours", 1) / "val"
+    gt = next(iter(sorted(ours_val.glob("*_ground_truth.json"))), None)
+    pred = prediction_json(side, run_dir / "val")
     if gt is None or pred is None:
         return None
     stats = evaluate_json_files(gt, pred)
     return [float(stats[0]), float(stats[1])]
 
 
+def curve_stats(curve: Sequence[float]) -> Dict[str, float]:
+    """Best, mean of the last LAST_EPOCHS epochs, and area under the curve (the mean over epochs) of one metric."""
+    return {"best": max(curve), "last10": statistics.mean(curve[-LAST_EPOCHS:]), "auc": statistics.mean(curve)}
+
+
 def summarize(run_dir: Path, side: str) -> dict:
     res = read_results(run_dir / "results.csv")
-    loss = [sum(v) for v in zip(res["train/box_loss"], res["train/obj_loss"], res["train/cls_loss"])]
-    return {"loss": loss, "map50": res["metrics/mAP_0.5"], "map": res["metrics/mAP_0.5:0.95"],
-            "best_map50": max(res["metrics/mAP_0.5"]), "best_map": max(res["metrics/mAP_0.5:0.95"]),
-            "coco": coco_scores(side, run_dir)}
+    loss = [sum(v) for v in zip(*(res[k] for k in res if k.startswith("train/") and k.endswith("_loss")))]
+    map50 = metric_column(res, ("metrics/mAP_0.5", "metrics/mAP50(B)"))
+    map5095 = metric_column(res, ("metrics/mAP_0.5:0.95", "metrics/mAP50-95(B)"))
+    return {"loss": loss, "map50": map50, "map": map5095, "best_map50": max(map50), "best_map": max(map5095),
+            "map50_stats": curve_stats(map50), "coco": coco_scores(side, run_dir)}
+
+
+def side_tests(ours: Sequence[float], ref: Sequence[float]) -> Dict[str, float]:
+    """Welch's t-test and Mann-Whitney U between the seeds of two sides: two-sided p and one-sided p (ours < ref)."""
+    from scipy import stats
+    out: Dict[str, float] = {}
+    if len(ours) >= 2 and len(ref) >= 2:
+        welch = stats.ttest_ind(ours, ref, equal_var=False)
+        out.update(welch_t=float(welch.statistic), welch_p=float(welch.pvalue),
+                   welch_p_less=float(stats.ttest_ind(ours, ref, equal_var=False, alternative="less").pvalue))
+    if ours and ref:
+        mw = stats.mannwhitneyu(ours, ref, alternative="two-sided")
+        out.update(mw_u=float(mw.statistic), mw_p=float(mw.pvalue),
+                   mw_p_less=float(stats.mannwhitneyu(ours, ref, alternative="less").pvalue))
+    return out
+
+
+def finished(run_dir: Path, epochs: int) -> bool:
+    """A run of `epochs` epochs whose best.pt was written (so --seeds can be split over several invocations)."""
+    csv_path = run_dir / "results.csv"
+    written = csv_path.is_file() or csv_path.with_suffix(".txt").is_file()
+    return (run_dir / "weights" / "best.pt").is_file() and written and \
+        len(next(iter(read_results(csv_path).values()), [])) >= epochs
 
 
 def run_pair(seed: int, data: Dict[str, Path], out: Path, a: argparse.Namespace) -> Dict[str, dict]:
-    """Train the sides at the same time, then validate ours before YOLOv5 (its score needs our ground truth)."""
+    """Train the sides at the same time (finished runs are reused unless --retrain), then validate each side."""
     dirs = {s: out / f"{s}-seed{seed}" for s in a.sides}
+    todo = [s for s in a.sides if a.retrain or not finished(dirs[s], a.epochs)]
+    if len(todo) < len(a.sides):
+        print(f"seed {seed}: reusing the finished runs of {', '.join(s for s in a.sides if s not in todo)}")
     procs = {s: launch(train_command(s, data[s], dirs[s], seed, a), out / f"{s}-seed{seed}.log", a.threads, s,
-                       a.ours_root) for s in a.sides}
+                       a.ours_root) for s in todo}
     t0 = time.time()
     for s, p in procs.items():
         if p.wait():
             raise SystemExit(f"{s} seed {seed} training failed (exit {p.returncode}); see {out}/{s}-seed{seed}.log")
-    print(f"seed {seed}: trained {', '.join(a.sides)} in {time.time() - t0:.0f} s", flush=True)
-    for s in a.sides:
+    if todo:
+        print(f"seed {seed}: trained {', '.join(todo)} in {time.time() - t0:.0f} s", flush=True)
+    for s in sorted(a.sides, key=lambda s: s != "ours"):  # ours first: the other side is scored on our ground truth
+        if s not in todo and prediction_json(s, dirs[s] / "val") is not None:
+            continue
         log = out / f"{s}-seed{seed}-val.log"
         if launch(val_command(s, data[s], dirs[s], a), log, a.threads, s, a.ours_root).wait():
             print(f"  {s} seed {seed}: validation failed, see {out}/{s}-seed{seed}-val.log")
     return {s: summarize(dirs[s], s) for s in a.sides}
 
 
-def report(runs: Dict[str, Dict[int, dict]], a: argparse.Namespace) -> None:
+def report(runs: Dict[str, Dict[int, dict]], a: argparse.Namespace) -> Dict[str, dict]:
     seeds = sorted(next(iter(runs.values())))
-    print("\ntraining loss (box + obj + cls) per epoch")
+    print("\ntraining loss (sum of the train/*_loss columns) per epoch")
     cols = [(s, k) for s in runs for k in seeds]
     print("epoch " + " ".join(f"{s[:6]}-s{k:<3}" for s, k in cols))
     for e in range(a.epochs):
@@ -173,34 +284,63 @@ def report(runs: Dict[str, Dict[int, dict]], a: argparse.Namespace) -> None:
         print(f"  {s:7s} mean  : mAP50 {m['own_map50']:.4f}                      "
               + (f"mAP50 {m['coco_map50']:.4f} mAP50-95 {m['coco_map']:.4f}" if m["coco_map50"] else "")
               + f"   final loss {m['final_loss']:.4f}")
-    if set(SIDES) <= set(means) and means["yolov5"]["coco_map50"]:
-        o, y = means["ours"], means["yolov5"]
-        print(f"ratio ours / YOLOv5: COCOeval mAP50 {o['coco_map50'] / y['coco_map50']:.3f}, mAP50-95 "
+    ref = a.reference
+    if {"ours", ref} <= set(means) and means[ref]["coco_map50"]:
+        o, y = means["ours"], means[ref]
+        print(f"ratio ours / {ref}: COCOeval mAP50 {o['coco_map50'] / y['coco_map50']:.3f}, mAP50-95 "
               f"{o['coco_map'] / y['coco_map']:.3f}; own mAP50 {o['own_map50'] / y['own_map50']:.3f}; "
               f"final loss {o['final_loss'] / y['final_loss']:.3f}")
+    return {"means": means, "tests": report_tests(runs, seeds, ref)}
+
+
+def report_tests(runs: Dict[str, Dict[int, dict]], seeds: List[int], ref: str) -> Dict[str, dict]:
+    """Per-seed best / last-10 / AUC of each side's own mAP50 curve and COCOeval mAP50, their means and the tests."""
+    measures = {"best mAP50": lambda r: r["map50_stats"]["best"], "last-10 mAP50": lambda r: r["map50_stats"]["last10"],
+                "AUC mAP50": lambda r: r["map50_stats"]["auc"],
+                "COCOeval mAP50": lambda r: r["coco"][1] if r["coco"] else float("nan")}
+    print(f"\nper seed (own per-epoch val mAP50; COCOeval on best.pt), tests of ours vs {ref} across seeds")
+    tests = {}
+    for name, get in measures.items():
+        vals = {s: [get(runs[s][k]) for k in seeds] for s in runs}
+        line = "  ".join(f"{s} " + " ".join(f"{v:.4f}" for v in vals[s]) + f" (mean {statistics.mean(vals[s]):.4f})"
+                         for s in runs)
+        print(f"  {name:15s} {line}")
+        if {"ours", ref} <= set(vals):
+            t = tests[name] = side_tests(vals["ours"], vals[ref])
+            print("  " + " " * 15 + " ".join(f"{k} {v:.3g}" for k, v in t.items()))
+    return tests
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="digits-det", help="'digits-det', 'shapes' or a data.yaml path")
-    p.add_argument("--cfg", default="yolov5n", help="model YAML name (configs/<cfg>.yaml and YOLOv5's <cfg>.yaml)")
+    p.add_argument("--n-train", type=int, default=400, help="digits-det train images")
+    p.add_argument("--n-val", type=int, default=100, help="digits-det val images")
+    p.add_argument("--reference", choices=REFERENCES, default="yolov5", help="the other side: YOLOv5 v7.0's "
+                   "trainer, Ultralytics' (yolov5nu, yolov8n, yolo11n ...) or YOLOv7's (yolov7-tiny: its "
+                   "hyp.scratch.tiny and cosine LR on both sides)")
+    p.add_argument("--cfg", default="yolov5n", help="model YAML name (configs/<cfg>.yaml and the reference's "
+                   "<cfg>.yaml)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--img", type=int, default=160)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process")
-    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    p.add_argument("--sides", nargs="+", choices=("ours", "reference"), default=["ours", "reference"])
     p.add_argument("--ours-args", default="", help="extra flags for our train.py")
     p.add_argument("--ref-args", default="", help="extra flags for YOLOv5's train")
     p.add_argument("--ours-root", type=Path, default=ROOT, help="checkout whose train.py/val.py are 'ours' "
                    "(e.g. a worktree of main, to A/B a change)")
+    p.add_argument("--retrain", action="store_true", help="train again runs that already finished in <out>")
     p.add_argument("--tag", default="", help="suffix of the output folder")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "learning_parity")
     a = p.parse_args(argv)
-    data_yaml = resolve_data(a.data)
-    name = data_yaml.parent.name if a.data.endswith(".yaml") else a.data
-    out = (a.out / f"{name}-e{a.epochs}{a.tag}").resolve()
+    a.sides = ["ours" if s == "ours" else a.reference for s in a.sides]
+    data_yaml = resolve_data(a.data, a.n_train, a.n_val)
+    name = data_yaml.parent.name if a.data.endswith(".yaml") or a.data == "digits-det" else a.data
+    ref_tag = "" if a.reference == "yolov5" else f"-{a.reference}"
+    out = (a.out / f"{name}-{a.cfg}-e{a.epochs}{ref_tag}{a.tag}").resolve()
     data = {s: side_copy(data_yaml, out / f"data-{s}") for s in a.sides}
     runs: Dict[str, Dict[int, dict]] = {s: {} for s in a.sides}
     for seed in a.seeds:
@@ -208,7 +348,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             runs[s][seed] = r
         (out / "parity.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
                                                       "runs": runs}, indent=1))
-    report(runs, a)
+    summary = report(runs, a)
+    (out / "parity.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "runs": runs,
+                                                  **summary}, indent=1))
     print(f"\n{out / 'parity.json'}")
     return 0
 

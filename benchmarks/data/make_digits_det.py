@@ -118,10 +118,17 @@ def make_image(rng: np.random.Generator, split: str, imgsz: int, digits: np.ndar
 
 
 def build(out: Path = DEFAULT_OUT, n_train: int = 400, n_val: int = 100, imgsz: int = 160, seed: int = 0,
-          max_objects: int = 6) -> Dict[str, int]:
-    """Write images/{train,val}, labels/{train,val} and data.yaml under `out`; returns split -> object count."""
+          max_objects: int = 6, classes: Optional[Sequence[int]] = None, photo: Optional[int] = None
+          ) -> Dict[str, int]:
+    """Write images/{train,val}, labels/{train,val} and data.yaml under `out`; returns split -> object count.
+    classes: only these digits (labelled 0.. in the order given); photo: backgrounds from that photo only (0 china,
+    1 flower), so two sets can share neither classes nor backgrounds (benchmarks/transfer.py)."""
     params = {"source": "sklearn load_digits + load_sample_images", "n_train": n_train, "n_val": n_val,
               "imgsz": imgsz, "seed": seed, "max_objects": max_objects, "version": 2}
+    if classes is not None:
+        params["classes"] = [int(c) for c in classes]
+    if photo is not None:
+        params["photo"] = int(photo)
     stamp = out / "dataset.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("params") == params:
         return json.loads(stamp.read_text())["objects"]
@@ -130,9 +137,15 @@ def build(out: Path = DEFAULT_OUT, n_train: int = 400, n_val: int = 100, imgsz: 
                          f"{n_val}, {imgsz}, {max_objects}")
     digits, labels, photos = load_sources()
     is_val = held_out_digits(labels, 0.2, seed)
+    names = NAMES
+    if classes is not None:
+        names = [NAMES[c] for c in classes]
+        labels = np.array([list(classes).index(c) if c in classes else -1 for c in labels])
+    if photo is not None:
+        photos = [photos[photo]]
     counts = {}
     for split, n in (("train", n_train), ("val", n_val)):
-        pool = np.flatnonzero(is_val if split == "val" else ~is_val)
+        pool = np.flatnonzero((is_val if split == "val" else ~is_val) & (labels >= 0))
         img_dir, lbl_dir = out / "images" / split, out / "labels" / split
         img_dir.mkdir(parents=True, exist_ok=True)
         lbl_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +161,7 @@ def build(out: Path = DEFAULT_OUT, n_train: int = 400, n_val: int = 100, imgsz: 
             counts[split] += len(objects)
     (out / "data.yaml").write_text(f"# Digits on photos, written by benchmarks/data/make_digits_det.py\n"
                                    f"path: {out.resolve()}\ntrain: images/train\nval: images/val\n"
-                                   f"nc: {len(NAMES)}\nnames: [{', '.join(repr(n) for n in NAMES)}]\n")
+                                   f"nc: {len(names)}\nnames: [{', '.join(repr(n) for n in names)}]\n")
     stamp.write_text(json.dumps({"params": params, "objects": counts}, indent=1))
     return counts
 
