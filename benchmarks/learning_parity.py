@@ -79,7 +79,7 @@ def side_copy(data_yaml: Path, dest: Path) -> Path:
             link.symlink_to(images, target_is_directory=True)
         if not lbl.exists():
             shutil.copytree(labels, lbl, ignore=shutil.ignore_patterns("*.cache"))
-        out[split] = f"images/{split}"
+        out[split] = str(dest / "images" / split)  # absolute: YOLOv7 reads no `path:` key
     path = dest / "data.yaml"
     path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in out.items()))
     return path
