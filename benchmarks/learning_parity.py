@@ -44,10 +44,11 @@ from benchmarks.data.make_digits_det import DEFAULT_OUT as DIGITS_DET, build as 
 REF_SETUP = ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"
 REFERENCES = ("yolov5", "ultralytics", "yolov7")
 YOLOV7_HYP = "configs/hyp/hyp.yolov7-scratch-tiny.yaml"  # YOLOv7's hyp.scratch.tiny in our keys (both sides read it)
-# YOLOv7's train.py has no --seed (it seeds with 2 + rank): shift its init_seeds by the run's seed, then run it as is
-YOLOV7_TRAIN = ("import sys, runpy, yolov7.utils.general as g; f = g.init_seeds; "
-                "g.init_seeds = lambda s=0: f(s + {seed}); sys.argv = ['train.py'] + sys.argv[1:]; "
-                "runpy.run_module('yolov7.train', run_name='__main__')")
+# YOLOv7's train.py has no --seed (it seeds with 2 + rank): shift its init_seeds by the run's seed, then run it as is.
+# Its code still uses numpy's removed aliases (np.int, ...): they are put back as the builtins they stood for.
+YOLOV7_RUN = ("import sys, runpy, numpy, yolov7.utils.general as g; numpy.int, numpy.float, numpy.bool = int, float, "
+              "bool; f = g.init_seeds; g.init_seeds = lambda s=0: f(s + {seed}); sys.argv = [sys.argv[0]] + "
+              "sys.argv[1:]; runpy.run_module('yolov7.{module}', run_name='__main__')")
 LAST_EPOCHS = 10  # the "last-10" mean
 
 
@@ -114,7 +115,7 @@ def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.N
     if side == "yolov7":
         v7 = common.replace("--noplots", "").replace(f"--img {a.img}", f"--img-size {a.img} {a.img}").replace(
             f"--seed {seed} ", "")
-        return ref_command(f"python -c {shlex.quote(YOLOV7_TRAIN.format(seed=seed))} --cfg "
+        return ref_command(f"python -c {shlex.quote(YOLOV7_RUN.format(seed=seed, module='train'))} --cfg "
                            f"{a.ours_root / ours_cfg(a)} --hyp {a.ours_root / YOLOV7_HYP} {v7} {a.ref_args}")
     if side == "ultralytics":
         return ref_command("yolo detect train " + ultralytics_args(
@@ -132,7 +133,8 @@ def val_command(side: str, data: Path, run_dir: Path, a: argparse.Namespace) -> 
         return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} val.py {common} "
                               f"--coco-eval"]
     if side == "yolov7":
-        return ref_command(f"python -m yolov7.test --weights {best} --data {data} --img-size {a.img} --batch-size "
+        return ref_command(f"python -c {shlex.quote(YOLOV7_RUN.format(seed=0, module='test'))} --weights {best} "
+                           f"--data {data} --img-size {a.img} --batch-size "
                            f"{a.batch} --conf-thres 0.001 --iou-thres {iou_thres(a)} --device cpu --save-json "
                            f"--project {run_dir} --name val --exist-ok --no-trace")
     if side == "ultralytics":

@@ -57,3 +57,32 @@ def test_tune_each_gives_each_config_its_recipe(tmp_path, ray_local):
 def test_tune_each_is_detection_only():
     with pytest.raises(CompareError, match="--tune-each 2"):
         compare(cfgs=["configs/yolov5n.yaml"], task="classify", tune_each=2)
+
+
+def test_train_tune_writes_the_best_hyp_and_the_command(tmp_path, ray_local, caplog):
+    """train.py --tune 2 (with a time budget that the trial budget beats): trials.csv, recipe.yaml and a hyp YAML
+    that train.py reads, holding the best trial's lr0 / weight decay / warmup over the starting hyp."""
+    from yolobone.cli.train import main as train_main
+    from yolobone.utils.hyp import load_hyp
+    data = make_detection_dataset(tmp_path / "data", n_train=10, n_val=2, imgsz=64, max_objects=2, min_size=0.3,
+                                  max_size=0.6, verbose=False)
+    cfg = tiny_cfg(tmp_path / "tiny.yaml", 0.0625)
+    rc = train_main(["--cfg", cfg, "--data", str(data), "--epochs", "1", "--imgsz", "64", "--batch-size", "8",
+                     "--device", "cpu", "--workers", "0", "--tune", "2", "--tune-time", "600", "--ray", "local",
+                     "--project", str(tmp_path / "tune"), "--name", "exp"])
+    assert rc == 0
+    out = tmp_path / "tune" / "exp"
+    recipe = yaml.safe_load((out / "tune" / "tiny" / "recipe.yaml").read_text())
+    assert recipe["trials"] == 2 and len(list(csv.DictReader((out / "tune" / "tiny" / "trials.csv").open()))) == 2
+    hyp = load_hyp(out / "hyp_tuned.yaml")
+    assert math.isclose(hyp.lr0, recipe["lr0"], rel_tol=1e-9) and math.isclose(hyp.warmup_epochs,
+                                                                                 recipe["warmup_epochs"])
+    assert hyp.box == load_hyp("configs/hyp/hyp.scratch-low.yaml").box  # the rest: the head's starting hyp
+    assert f"--optimizer {recipe['optimizer']}" in caplog.text and str(out / "hyp_tuned.yaml") in caplog.text
+
+
+def test_tune_budgets_are_checked():
+    from yolobone.engine.compare.options import CompareOptions
+    assert CompareOptions(tune_time=30.0).tuning and not CompareOptions().tuning
+    with pytest.raises(CompareError, match="--tune-time -1: expected >= 0"):
+        CompareOptions(cfgs=["configs/yolov5n.yaml"], tune_time=-1.0).check()

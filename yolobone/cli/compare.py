@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-each", type=int, default=d.tune_each, metavar="K",
                    help="detect: K Ray Tune trials (ASHA) per config over lr0, weight decay, warmup, optimizer and "
                         "backbone LR on a tuning split of train; each config then trains with its own best recipe")
+    p.add_argument("--tune-time", type=float, default=d.tune_time, metavar="SECONDS",
+                   help="detect: a time budget for each config's tuning (alone: trials until the time is up)")
     p.add_argument("--loggers", nargs="+", default=d.loggers, choices=list(LOGGER_CHOICES),
                    help="train.py --loggers for every run; mlflow/wandb runs are grouped under the comparison")
     p.add_argument("--project", default=d.project, help="save to project/name")

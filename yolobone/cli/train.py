@@ -6,6 +6,7 @@
     python train.py --cfg configs/yolov5s-resnet50.yaml --freeze backbone --freeze-epochs 3 --backbone-lr 0.1
     python train.py --resume runs/train/exp/weights/last.pt                        # continue an interrupted run
     python train.py --cfg configs/yolov5n.yaml --epochs 10 --evolve 100 --name evo --exist-ok  # hyp evolution
+    python train.py --cfg configs/yolov5n.yaml --epochs 10 --tune 16                # Ray Tune + ASHA recipe search
     torchrun --nproc_per_node 2 train.py --cfg configs/yolov5n.yaml --device cpu   # DDP (gloo on CPU)
     python train.py --task classify ...                                            # classification trainer
 
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/evolve/; the same command with --exist-ok continues a stopped search")
     p.add_argument("--evolve-parent", default="single", choices=("single", "weighted"),
                    help="--evolve parent selection from the 5 fittest generations")
+    p.add_argument("--tune", type=int, default=0, metavar="K",
+                   help="search the recipe (lr0, weight decay, warmup, optimizer, backbone LR) with K Ray Tune trials "
+                        "(ASHA) on a tuning split of train, saving hyp_tuned.yaml to runs/tune/")
+    p.add_argument("--tune-time", type=float, default=0.0, metavar="SECONDS",
+                   help="--tune's time budget (alone: trials until the time is up)")
+    p.add_argument("--ray", default="", help="--tune on a Ray cluster: 'auto' or its address (default: a local Ray)")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="--tune: CPUs (threads) each trial asks for")
     add_speedup_args(p)
     return p
 
@@ -115,12 +123,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opt.local_rank = int(os.environ["LOCAL_RANK"])
 
     generations, parent = opt.evolve, opt.evolve_parent
-    del opt.evolve, opt.evolve_parent
-    if generations is not None and opt.project == "runs/train":
-        opt.project = "runs/evolve"
+    tune = {"trials": opt.tune, "seconds": opt.tune_time, "ray": opt.ray, "cpus": opt.cpus_per_trial}
+    del opt.evolve, opt.evolve_parent, opt.tune, opt.tune_time, opt.ray, opt.cpus_per_trial
+    tuning = bool(tune["trials"] or tune["seconds"])
+    if (generations is not None or tuning) and opt.project == "runs/train":
+        opt.project = "runs/tune" if tuning else "runs/evolve"
 
     def job() -> None:
         options = {k: v for k, v in vars(opt).items() if v is not None}
+        if tuning:
+            from yolobone.engine.compare.train_tune import tune_training
+            if not opt.cfg:
+                raise ValueError("--tune: pass --cfg (the model whose recipe is searched)")
+            tune_training(options, **tune)
+            return
         if generations is not None:
             from yolobone.engine.evolve import evolve
             evolve(options, generations, parent)

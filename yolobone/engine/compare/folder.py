@@ -16,7 +16,7 @@ from yolobone.utils.yaml_io import load_yaml
 
 # Options that must match when an existing comparison folder is reused for training.
 TRAINING_IDENTITY = ("task", "data", "epochs", "imgsz", "batch_size", "seed", "hyp", "optimizer", "pretrained",
-                     "tune_each")
+                     "tune_each", "tune_time")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # yolobone/: a relative hyp file may name one under it
 
 

@@ -56,6 +56,7 @@ class CompareOptions:
     cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
     protocol: str = ""  # rerun this protocol.yaml (yolobone/engine/compare/protocol.py)
     tune_each: int = 0  # Ray Tune trials per config for its own recipe before the comparison (detect; 0: off)
+    tune_time: float = 0.0  # seconds of Ray Tune per config (with tune_each 0: trials until the time is up)
     recipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # config name -> tuned recipe (compare/tune.py)
     loggers: List[str] = field(default_factory=lambda: list(DEFAULT_LOGGERS))  # train.py --loggers for every run
 
@@ -100,13 +101,18 @@ class CompareOptions:
             raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
-        if self.tune_each < 0 or (self.tune_each and self.task != "detect"):
-            raise CompareError(f"--tune-each {self.tune_each}: expected >= 0, and detection only (got --task "
-                               f"{self.task})")
+        if self.tune_each < 0 or self.tune_time < 0 or (self.tuning and self.task != "detect"):
+            raise CompareError(f"--tune-each {self.tune_each} / --tune-time {self.tune_time:g}: expected >= 0, and "
+                               f"detection only (got --task {self.task})")
         if check_loggers(self.loggers):
             raise CompareError(check_loggers(self.loggers))
         if self.jobs < 1 or self.cpus_per_job < 1:
             raise CompareError(f"--jobs and --cpus-per-job must be >= 1, got {self.jobs} and {self.cpus_per_job}")
+
+    @property
+    def tuning(self) -> bool:
+        """Each config gets its own tuned recipe (--tune-each K trials and/or --tune-time seconds)."""
+        return bool(self.tune_each or self.tune_time)
 
     @property
     def run_seeds(self) -> List[int]:
@@ -142,7 +148,7 @@ class CompareOptions:
         parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
         parts += ["--pretrained", "false"] if not self.pretrained else []
         parts += ["--loggers", *self.loggers] if list(self.loggers) != d.loggers else []
-        for k in ("jobs", "ray", "cpus_per_job", "tune_each"):
+        for k in ("jobs", "ray", "cpus_per_job", "tune_each", "tune_time"):
             parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
         parts += ["--profile-only"] if self.profile_only else []
         parts += ["--noplots"] if self.noplots else []

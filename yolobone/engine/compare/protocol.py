@@ -104,8 +104,10 @@ def build_protocol(options: Mapping[str, Any], data: str, data_file: Optional[st
     p["data"] = {"path": data, "sha1": file_sha1(data_file)}
     p["hyp"] = {"file": hyp, "values": load_yaml(Path(hyp), ProtocolError)} if hyp else None
     p["models"] = models
-    if options.get("tune_each"):  # each config's budget and the recipe it trained with
-        p["tuning"] = {"trials_per_config": int(options["tune_each"]), "recipes": dict(options.get("recipes") or {})}
+    if options.get("tune_each") or options.get("tune_time"):  # each config's budget and the recipe it trained with
+        p["tuning"] = {"trials_per_config": int(options.get("tune_each") or 0),
+                       "seconds_per_config": float(options.get("tune_time") or 0.0),
+                       "recipes": dict(options.get("recipes") or {})}
     p["environment"] = environment(devices)
     return p
 
@@ -136,6 +138,7 @@ def protocol_options(protocol: Mapping[str, Any], base: Path) -> Dict[str, Any]:
     tuning = protocol.get("tuning") or {}
     if tuning:  # the recorded recipes are reused: a rerun trains with them instead of tuning again
         values["tune_each"], values["recipes"] = tuning["trials_per_config"], tuning["recipes"]
+        values["tune_time"] = float(tuning.get("seconds_per_config") or 0.0)
     values["data"] = (protocol.get("data") or {}).get("path")
     hyp = protocol.get("hyp")
     if hyp:

@@ -2,6 +2,7 @@
 options, and its results.md section."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -14,9 +15,15 @@ HYP_KEYS = ("lr0", "weight_decay", "warmup_epochs")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # yolobone/: where configs/hyp/... resolves from anywhere
 
 
-def recipes_markdown(recipes: Mapping[str, Mapping[str, Any]], budget: int) -> str:
+def budget_text(trials: int, seconds: float) -> str:
+    """'--tune-each 8', '--tune-time 600', or both."""
+    return " ".join(t for t in (f"--tune-each {trials}" if trials else "",
+                                f"--tune-time {seconds:g}" if seconds else "") if t)
+
+
+def recipes_markdown(recipes: Mapping[str, Mapping[str, Any]], trials: int, seconds: float = 0.0) -> str:
     """results.md's section: the recipe each config trained with."""
-    lines = [f"\n## Per-config recipes (--tune-each {budget}: Ray Tune + ASHA on a tuning split of train)\n",
+    lines = [f"\n## Per-config recipes ({budget_text(trials, seconds)}: Ray Tune + ASHA on a tuning split of train)\n",
              "| config | " + " | ".join(RECIPE_KEYS) + " | tuning fitness |",
              "|---" * (len(RECIPE_KEYS) + 2) + "|"]
     for n, r in recipes.items():
@@ -25,11 +32,23 @@ def recipes_markdown(recipes: Mapping[str, Mapping[str, Any]], budget: int) -> s
     return "\n".join(lines) + "\n"
 
 
-def recipe_train_options(o: CompareOptions, recipe: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """train() options that apply a config's tuned recipe (nothing without one)."""
+@functools.lru_cache(maxsize=64)
+def head_default_hyp(task: str, cfg: str) -> str:
+    """The hyp file a config trains with when --hyp is not given (TrainTask.default_recipe: by its head)."""
+    plugin = TASKS[task]
+    if not plugin.recipe_by_head:
+        return plugin.default_hyp
+    from yolobone.models.backbones.pretrained import from_scratch
+    with from_scratch():
+        return plugin.default_recipe(plugin.new_model(cfg, 1))["hyp"] or plugin.default_hyp
+
+
+def recipe_train_options(o: CompareOptions, recipe: Optional[Mapping[str, Any]], cfg: str = "") -> Dict[str, Any]:
+    """train() options that apply a config's tuned recipe (nothing without one) over --hyp, else over the hyp the
+    config's head trains with."""
     if not recipe:
         return {}
-    hyp_file = Path(o.hyp or TASKS[o.task].default_hyp)
+    hyp_file = Path(o.hyp or (head_default_hyp(o.task, cfg) if cfg else TASKS[o.task].default_hyp))
     if not hyp_file.is_file() and (PACKAGE_ROOT / hyp_file).is_file():  # a Ray Tune trial runs in its own folder
         hyp_file = PACKAGE_ROOT / hyp_file
     hyp = {**load_hyp(str(hyp_file)).to_dict(), **{k: float(recipe[k]) for k in HYP_KEYS}}

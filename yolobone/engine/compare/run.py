@@ -239,7 +239,7 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
     check_settings(save_dir, o)
     cfgs = model_cfgs(o, save_dir)
     names = unique_names(cfgs)
-    if o.tune_each and not o.profile_only:
+    if o.tuning and not o.profile_only:
         o.recipes = tune_configs(o, cfgs, names, save_dir)
     protocol = None if o.profile_only else comparison_protocol(o, cfgs, names)
     if given is not None:
@@ -259,6 +259,6 @@ def compare(opt: Union[CompareOptions, argparse.Namespace, Mapping[str, Any], No
     result = comparison.run()
     if o.recipes:
         with open(result.results_md, "a") as f:
-            f.write(recipes_markdown(o.recipes, o.tune_each))
+            f.write(recipes_markdown(o.recipes, o.tune_each, o.tune_time))
     LOGGER.info(f"compare: results in {result.results_md}")
     return result

@@ -126,7 +126,7 @@ class RunTrainer:
             opts["hyp"] = o.hyp
         if o.optimizer:
             opts["optimizer"] = o.optimizer
-        opts.update(recipe_train_options(o, (o.recipes or {}).get(row.name)))
+        opts.update(recipe_train_options(o, (o.recipes or {}).get(row.name), row.cfg))
         if list(o.freeze) != [0]:
             opts["freeze"] = list(o.freeze)
         if not o.pretrained:

@@ -19,7 +19,7 @@ import yaml
 from yolobone.data.config import check_dataset, list_image_files
 from yolobone.engine.compare.jobs import ray_connect
 from yolobone.engine.compare.options import CompareError, CompareOptions
-from yolobone.engine.compare.recipe import RECIPE_KEYS, recipe_train_options
+from yolobone.engine.compare.recipe import RECIPE_KEYS, budget_text, recipe_train_options
 from yolobone.engine.train import TASKS, train
 from yolobone.utils.logging import LOGGER
 from yolobone.utils.yaml_io import load_yaml
@@ -62,7 +62,7 @@ def trial_options(o: CompareOptions, cfg: str, data: Path, recipe: Mapping[str, 
             "device": "cpu" if o.device == "cpu" else "", "seed": o.run_seeds[0], "workers": o.workers,
             "noplots": True, "project": str(trial_dir.parent), "name": trial_dir.name, "exist_ok": True,
             "task": o.task, "freeze": list(o.freeze), "pretrained": o.pretrained, "loggers": ["csv"],
-            **recipe_train_options(o, recipe)}
+            **recipe_train_options(o, recipe, cfg)}
 
 
 def run_trial(recipe: Dict[str, Any], options: Dict[str, Any]) -> None:
@@ -108,7 +108,8 @@ def tune_config(o: CompareOptions, name: str, cfg: str, data: Path, out: Path) -
                                     {"cpu": o.cpus_per_job, "gpu": gpus})
     tuner = tune.Tuner(
         trainable, param_space=search_space(),
-        tune_config=tune.TuneConfig(metric="fitness", mode="max", num_samples=o.tune_each,
+        tune_config=tune.TuneConfig(metric="fitness", mode="max", num_samples=o.tune_each or -1,
+                                    time_budget_s=o.tune_time or None,
                                     scheduler=ASHAScheduler(max_t=o.epochs, grace_period=1, reduction_factor=2,
                                                             time_attr="epoch"),
                                     search_alg=BasicVariantGenerator(random_state=seed)),
@@ -117,10 +118,10 @@ def tune_config(o: CompareOptions, name: str, cfg: str, data: Path, out: Path) -
     _write_trials(out, seed, grid)
     ok = [r for r in grid if r.error is None and r.metrics and "fitness" in r.metrics]
     if not ok:
-        raise CompareError(f"--tune-each: every trial of {name} failed; see {out / TRIALS_FILE}")
+        raise CompareError(f"tuning: every trial of {name} failed; see {out / TRIALS_FILE}")
     best = max(ok, key=lambda r: r.metrics["fitness"])
     recipe = {**{k: best.config[k] for k in RECIPE_KEYS}, "fitness": float(best.metrics["fitness"]),
-              "trials": o.tune_each, "seed": seed}
+              "trials": len(grid), "seed": seed}
     recipe = {k: (float(v) if isinstance(v, float) else v) for k, v in recipe.items()}
     (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False))
     return recipe
@@ -145,7 +146,7 @@ def tune_configs(o: CompareOptions, cfgs: Sequence[str], names: Sequence[str], s
         data = carve_tuning_split(o.data or TASKS[o.task].default_data, save_dir / "tune", o.run_seeds[0])
         ray_connect(o.ray or "local", o.jobs * o.cpus_per_job if o.ray in ("", "local") else None)
         for n, c in todo:
-            LOGGER.info(f"compare: tuning {n} ({o.tune_each} trials, Ray Tune + ASHA)")
+            LOGGER.info(f"compare: tuning {n} ({budget_text(o.tune_each, o.tune_time)}, Ray Tune + ASHA)")
             recipes[n] = tune_config(o, n, c, data, save_dir / "tune" / n)
             LOGGER.info(f"compare: {n} recipe " + ", ".join(f"{k}={recipes[n][k]}" for k in RECIPE_KEYS))
     return {n: recipes[n] for n in names}
