@@ -41,7 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.data.make_digits_det import DEFAULT_OUT as DIGITS_DET, build as build_digits_det  # noqa: E402
 
-REF_SETUP = ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"
+# ../shared/yolov5-ref beside the checkout (or beside a worktree's parent folder), else $YOLOV5_REF_SETUP
+REF_SETUP = Path(os.environ.get("YOLOV5_REF_SETUP") or next(
+    (p for p in (d / "shared" / "yolov5-ref" / "setup.sh" for d in ROOT.parents) if p.is_file()),
+    ROOT.parent / "shared" / "yolov5-ref" / "setup.sh"))
 REFERENCES = ("yolov5", "ultralytics", "yolov7")
 YOLOV7_HYP = "configs/hyp/hyp.yolov7-scratch-tiny.yaml"  # YOLOv7's hyp.scratch.tiny in our keys (both sides read it)
 # YOLOv7's train.py has no --seed (it seeds with 2 + rank): shift its init_seeds by the run's seed, then run it as is.

@@ -2,10 +2,11 @@
 
     python benchmarks/yolov5_checkpoint_parity.py                       # trains yolov5n with YOLOv5 first (3 epochs)
     python benchmarks/yolov5_checkpoint_parity.py --weights best.pt     # a YOLOv5 checkpoint you have
+    python benchmarks/yolov5_checkpoint_parity.py --weights best.pt --data data.yaml --img 160   # on its own data
     python benchmarks/yolov5_checkpoint_parity.py --ref-setup /path/to/shared/yolov5-ref/setup.sh
 
 YOLOv5 runs in its reference venv (../shared/yolov5-ref/setup.sh); ours reads the same file through its restricted
-unpickler (yolobone/utils/pickled_checkpoint.py). Data: the built-in shapes set (YOLOv5 gets its own label copies,
+unpickler (yolobone/utils/pickled_checkpoint.py). Data: --data (the built-in shapes set; YOLOv5 gets its own label copies,
 so neither side reads the other's label cache). Val: conf 0.001, IoU 0.6, batch 32 on both sides; each val.py's own
 mAP (ours is COCOeval's, YOLOv5's integrates differently, README "Validation"), then both sides' --save-json
 detections scored by pycocotools. Detect: --detect-conf (0.25, YOLOv5's default; lower it for a barely trained
@@ -154,7 +155,7 @@ def run(a: argparse.Namespace) -> int:
 
     work = Path(a.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    data = resolve_data("shapes")
+    data = resolve_data(a.data)
     v5_data = side_copy(data, work / "yolov5_data")
     weights = Path(a.weights).resolve() if a.weights else train_yolov5(v5_data, work, a)
     ref = json.loads(ref_python(REF_VAL.format(data=str(v5_data), weights=str(weights), img=a.img, workers=a.workers,
@@ -186,6 +187,7 @@ def run(a: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="", help="a YOLOv5 checkpoint (default: train yolov5n with YOLOv5 first)")
+    p.add_argument("--data", default="shapes", help="'shapes' (built-in), 'digits-det' or a data.yaml")
     p.add_argument("--img", type=int, default=128, help="train, val and detect size")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=16)
