@@ -52,6 +52,13 @@ YOLOV7_HYP = "configs/hyp/hyp.yolov7-scratch-tiny.yaml"  # YOLOv7's hyp.scratch.
 YOLOV7_RUN = ("import sys, runpy, numpy, yolov7.utils.general as g; numpy.int, numpy.float, numpy.bool = int, float, "
               "bool; f = g.init_seeds; g.init_seeds = lambda s=0: f(s + {seed}); sys.argv = [sys.argv[0]] + "
               "sys.argv[1:]; runpy.run_module('yolov7.{module}', run_name='__main__')")
+# Its test.py's command line loads `--weights` as a list (torch.load of the list fails): call its test() instead,
+# with the module-level options it reads
+YOLOV7_VAL = ("import argparse, numpy, yolov7.test as t; numpy.int, numpy.float, numpy.bool = int, float, bool; "
+              "t.opt = argparse.Namespace(device='cpu', project={project!r}, name='val', exist_ok=True, task='val', "
+              "single_cls=False); "
+              "t.test({data!r}, weights={weights!r}, batch_size={batch}, imgsz={img}, conf_thres=0.001, "
+              "iou_thres={iou}, save_json=True, plots=False, trace=False)")
 LAST_EPOCHS = 10  # the "last-10" mean
 
 
@@ -136,10 +143,8 @@ def val_command(side: str, data: Path, run_dir: Path, a: argparse.Namespace) -> 
         return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} val.py {common} "
                               f"--coco-eval"]
     if side == "yolov7":
-        return ref_command(f"python -c {shlex.quote(YOLOV7_RUN.format(seed=0, module='test'))} --weights {best} "
-                           f"--data {data} --img-size {a.img} --batch-size "
-                           f"{a.batch} --conf-thres 0.001 --iou-thres {iou_thres(a)} --device cpu --save-json "
-                           f"--project {run_dir} --name val --exist-ok --no-trace")
+        return ref_command("python -c " + shlex.quote(YOLOV7_VAL.format(
+            project=str(run_dir), data=str(data), weights=str(best), batch=a.batch, img=a.img, iou=iou_thres(a))))
     if side == "ultralytics":
         return ref_command("yolo detect val " + ultralytics_args(
             model=best, data=data, imgsz=a.img, batch=a.batch, conf=0.001, iou=iou_thres(a), device="cpu",
