@@ -87,3 +87,23 @@ def save_detector(model: DetectionModel, path: Path, names: Sequence[str]) -> st
     save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect", "nc": len(names),
                      "names": list(names), "epoch": -1, "best_fitness": 0.0}, path)
     return str(path)
+
+
+def randomise_batchnorm(model: nn.Module, mean: float = 0.2, var: tuple = (0.5, 1.5)) -> nn.Module:
+    """Non-trivial BatchNorm running statistics, as a trained model has (in place)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-mean, mean)
+                m.running_var.uniform_(*var)
+    return model
+
+
+class Payload:
+    """Pickles as a call of `func(*args)`: what a malicious checkpoint asks the unpickler to do."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import yaml
 
+from tests.helpers import Payload, randomise_batchnorm
 from yolobone.models.loading import convert_checkpoint, model_from_checkpoint
 from yolobone.models.yolo import build_model
 from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
@@ -85,13 +86,7 @@ def write_ultralytics_checkpoint(model: nn.Module, path: Path, model_class: str 
 @pytest.fixture(scope="module")
 def ours() -> nn.Module:
     torch.manual_seed(0)
-    model = build_model(_yaml_dict()).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained model has
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-    return model
+    return randomise_batchnorm(build_model(_yaml_dict()).eval())
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +125,9 @@ def test_convert_writes_a_weights_only_checkpoint(best_pt, tmp_path):
     assert torch.equal(ckpt["model"]["model.0.conv.weight"], load_checkpoint(best_pt)["model"]["model.0.conv.weight"])
 
 
-class _Payload:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 def test_crafted_pickle_beside_an_ultralytics_model_stays_inert(ours, tmp_path):
     marker = tmp_path / "pwned"
-    path = write_ultralytics_checkpoint(ours, tmp_path / "evil.pt", extra=_Payload(os.system, f"touch {marker}"))
+    path = write_ultralytics_checkpoint(ours, tmp_path / "evil.pt", extra=Payload(os.system, f"touch {marker}"))
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
     msg = str(e.value)

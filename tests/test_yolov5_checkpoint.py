@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import yaml
 
+from tests.helpers import Payload, randomise_batchnorm
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.models.yolo import build_model
 from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
@@ -95,12 +96,8 @@ def write_yolov5_checkpoint(model: nn.Module, cfg: Optional[Dict], path: Path, p
 @pytest.fixture(scope="module")
 def ours() -> nn.Module:
     torch.manual_seed(0)
-    model = build_model(_tiny_cfg()).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics and anchors, as a trained model has
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = randomise_batchnorm(build_model(_tiny_cfg()).eval(), mean=0.5, var=(0.5, 2.0))
+    with torch.no_grad():  # non-trivial anchors, as a trained model has
         model.detect.anchors.mul_(1.25)
     model.detect.reset_grids()
     return model
@@ -159,23 +156,13 @@ def test_model_from_its_yaml_gives_the_same_outputs(ours, v5_file):
     assert model.names == list(NAMES.values())
 
 
-class _Payload:
-    """Pickles as a call of `func(*args)`: what a malicious file asks the unpickler to do."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 @pytest.mark.parametrize("payload, named", [
-    (lambda marker: _Payload(os.system, f"touch {marker}"), "system"),
-    (lambda marker: _Payload(eval, f"open({str(marker)!r}, 'w')"), "eval"),
-    (lambda marker: _Payload(exec, f"open({str(marker)!r}, 'w')"), "exec"),
-    (lambda marker: _Payload(subprocess.call, ["touch", str(marker)]), ".call"),  # protocol 2: commands.call
-    (lambda marker: _Payload(open, str(marker), "w"), "open"),
-    (lambda marker: _Payload(importlib.import_module, "os"), "import_module"),
+    (lambda marker: Payload(os.system, f"touch {marker}"), "system"),
+    (lambda marker: Payload(eval, f"open({str(marker)!r}, 'w')"), "eval"),
+    (lambda marker: Payload(exec, f"open({str(marker)!r}, 'w')"), "exec"),
+    (lambda marker: Payload(subprocess.call, ["touch", str(marker)]), ".call"),  # protocol 2: commands.call
+    (lambda marker: Payload(open, str(marker), "w"), "open"),
+    (lambda marker: Payload(importlib.import_module, "os"), "import_module"),
 ])
 def test_crafted_pickles_stay_inert(ours, tmp_path, payload, named):
     """Code hidden in a YOLOv5-looking file (beside a real YOLOv5 model) is refused, naming what it wanted."""
@@ -194,7 +181,7 @@ def test_reduce_of_an_allowed_class_builds_only_a_record(tmp_path):
     with _yolov5_modules("models"):
         stand_in = type("Conv", (nn.Module,), {"__module__": "models.common"})
         sys.modules["models.common"].Conv = stand_in
-        torch.save({"model": _Payload(stand_in, "rm -rf /", {"__class__": "x"})}, tmp_path / "odd.pt")
+        torch.save({"model": Payload(stand_in, "rm -rf /", {"__class__": "x"})}, tmp_path / "odd.pt")
     loaded = read_records(tmp_path / "odd.pt")["model"]
     assert type(loaded).__name__ == "Conv" and loaded.qualname == "models.common.Conv"
     assert loaded.args == ("rm -rf /", {"__class__": "x"})
