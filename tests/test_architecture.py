@@ -177,6 +177,17 @@ def cross_test_imports(tests_dir: Path = ROOT / "tests") -> List[str]:
     return bad
 
 
+TASK_FILES = {"__init__.py", "task.py", "options.py", "validator.py", "val_run.py", "predictor.py", "predict_run.py",
+              "results.py", "plots.py"}
+
+
+def test_task_halves_mirror_each_other():
+    """detect/ and classify/ hold the same files, one job each; detect/ adds only its own metrics and helpers."""
+    halves = {t: {f.name for f in (PACKAGE / "engine" / t).glob("*.py")} for t in ("detect", "classify")}
+    assert halves["classify"] == TASK_FILES, sorted(halves["classify"] ^ TASK_FILES)
+    assert TASK_FILES <= halves["detect"], sorted(TASK_FILES - halves["detect"])
+
+
 def test_tests_do_not_import_each_other():
     bad = cross_test_imports()
     assert not bad, "test modules importing test modules (move the shared code to tests/helpers.py):\n" + \

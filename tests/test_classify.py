@@ -19,10 +19,11 @@ import yaml
 from yolobone.data.classify import ClassifyDataError, resolve_classify_data, split_by_ratio
 from yolobone.engine.classify.predict_run import main as predict_main
 from yolobone.engine.classify.predict_run import predict_classifier
-from yolobone.engine.classify.task import ClassifyOptions
+from yolobone.engine.classify.options import ClassifyOptions
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.train import train
-from yolobone.engine.classify.val_run import evaluate, val_classifier
+from yolobone.engine.classify.val_run import val_classifier
+from yolobone.engine.classify.validator import evaluate
 from yolobone.engine.classify.val_run import main as val_main
 from yolobone.models import DetectionModel, build_model, load_model
 from yolobone.models.classification import ClassificationModel

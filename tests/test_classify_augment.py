@@ -9,7 +9,8 @@ from PIL import Image
 
 from yolobone.data.classify import (IMAGENET_MEAN, IMAGENET_STD, JITTER_P, ClassifyAugment, ClassifyDataset,
                                   EvalTransform, color_jitter, crop_box, default_crop_scale)
-from yolobone.engine.classify.task import ClassifyOptions, build_parser
+from yolobone.engine.classify.options import ClassifyOptions
+from yolobone.engine.classify.task import build_parser
 from yolobone.engine.core.options import TrainConfigError
 
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from yolobone.engine.classify.task import ClassifyOptions, ClassifyTask
+from yolobone.engine.classify.options import ClassifyOptions
+from yolobone.engine.classify.task import ClassifyTask
 from yolobone.engine.core.trainer import run_training
 from yolobone.engine.train import train
 from tests.helpers import tiny_cls_yaml, write_colour_folder

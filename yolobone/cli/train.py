@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
     p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
     add_logger_args(p)
+    add_search_args(p)
+    add_speedup_args(p)
+    return p
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    """Hyperparameter search instead of one training run: --evolve (YOLOv5's genetic search) or --tune (Ray Tune)."""
     p.add_argument("--evolve", type=int, nargs="?", const=300, default=None, metavar="N",
                    help="evolve the hyp for N generations (YOLOv5's genetic search; default 300), saving to "
                         "runs/evolve/; the same command with --exist-ok continues a stopped search")
@@ -88,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--tune's time budget (alone: trials until the time is up)")
     p.add_argument("--ray", default="", help="--tune on a Ray cluster: 'auto' or its address (default: a local Ray)")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="--tune: CPUs (threads) each trial asks for")
-    add_speedup_args(p)
-    return p
 
 
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ centre crop + resize + normalise, softmax, top-k, the classes written in the ima
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
@@ -21,37 +21,12 @@ from PIL import Image
 
 from yolobone.engine.backends import Backend
 from yolobone.data.classify import EvalTransform, eval_transform
+from yolobone.engine.classify.results import ClassPrediction
 from yolobone.engine.classify.val_run import backend_imgsz, classifier_on_device
 from yolobone.engine.core.predictor import PredictStep, Predictor
 from yolobone.engine.core.sources import Frame, SourceSpec
 
 PathLike = Union[str, os.PathLike]
-
-
-@dataclass
-class ClassPrediction:
-    """Top-k classes of one image (or video frame), most probable first."""
-
-    path: str
-    top: List[Tuple[int, str, float]]  # (class id, class name, probability)
-    frame: int = 0  # 1-based video frame number, 0 for still images
-    speed: Dict[str, float] = field(default_factory=dict)  # ms per image: read, preprocess, inference, postprocess
-
-    @property
-    def cls(self) -> int:
-        return self.top[0][0]
-
-    @property
-    def name(self) -> str:
-        return self.top[0][1]
-
-    @property
-    def prob(self) -> float:
-        return self.top[0][2]
-
-    def text(self) -> str:
-        """'circle 0.91, ring 0.05, ...'."""
-        return ", ".join(f"{n} {p:.2f}" for _, n, p in self.top)
 
 
 @dataclass(frozen=True)
