@@ -4,14 +4,16 @@
     python benchmarks/learning_parity.py --n-train 1200 --n-val 500 --epochs 60 --seeds 0 1 2 3 4
     python benchmarks/learning_parity.py --reference ultralytics --cfg yolo11n --n-train 1200 --n-val 500 --epochs 60
     python benchmarks/learning_parity.py --reference yolov7 --cfg yolov7-tiny --n-train 1200 --n-val 500 --epochs 60
+    python benchmarks/learning_parity.py --ours-batches yolov5 --tag=-swap     # ours trained on YOLOv5's batches
     python benchmarks/learning_parity.py --data shapes --epochs 30        # the built-in shapes set
     python benchmarks/learning_parity.py --sides ours --ours-args "--hyp my_hyp.yaml" --tag trial
 
 For every seed, our train.py and the reference's trainer (YOLOv5's `python -m yolov5.train`, or Ultralytics' `yolo
 detect train` with `--reference ultralytics`, YOLOv7's train.py (the yolov7detect package) with `--reference yolov7`;
 all from the reference venv, ../shared/yolov5-ref) run at the same time
-(one process each, OMP_NUM_THREADS = --threads, niceness 10), each on its own copy of the label folders (the images
-are shared through a link) so their label caches never meet. Each side trains with its own defaults for the model:
+(one process each, OMP_NUM_THREADS = --threads, niceness 10). Ours reads a private copy of the label folders (the
+images are shared through a link); the references resolve the link and read, and cache, the original labels, so
+the label caches never meet. Each side trains with its own defaults for the model:
 YOLOv5's scratch-low SGD recipe for anchor-based configs, Ultralytics' recipe (optimizer auto, close-mosaic 10) for
 the anchor-free ones. Afterwards each side's best.pt is validated by its own val (conf 0.001, IoU 0.6 for YOLOv5,
 0.7 for Ultralytics, on both sides) with the predictions saved as COCO JSON, and both JSON files are scored by
@@ -120,7 +122,10 @@ def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.N
               f"--noplots")
     if side == "ours":
         recipe = f"--hyp {YOLOV7_HYP} --cos-lr " if a.reference == "yolov7" else ""  # as YOLOv7's train.py trains
-        return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} train.py "
+        script = "train.py"
+        if a.ours_batches == "yolov5":  # the pipeline swap: our trainer on YOLOv5's batches of this seed
+            script = f"{ROOT / 'benchmarks' / 'replay_train.py'} --batches {run_dir.parent / f'batches-seed{seed}'}"
+        return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} {script} "
                               f"--cfg {ours_cfg(a)} {recipe}{common} {a.ours_args}"]
     if side == "yolov7":
         v7 = common.replace("--noplots", "").replace(f"--img {a.img}", f"--img-size {a.img} {a.img}").replace(
@@ -246,10 +251,24 @@ def finished(run_dir: Path, epochs: int) -> bool:
         len(next(iter(read_results(csv_path).values()), [])) >= epochs
 
 
+def dump_yolov5_batches(seed: int, data: Path, out: Path, a: argparse.Namespace) -> None:
+    """YOLOv5's training batches of this seed, saved for our trainer (--ours-batches yolov5)."""
+    folder = out / f"batches-seed{seed}"
+    if (folder / f"e{a.epochs - 1:03d}.pt").is_file():
+        return
+    print(f"seed {seed}: saving YOLOv5's training batches to {folder}", flush=True)
+    cmd = ref_command(f"python {ROOT / 'benchmarks' / 'dump_yolov5_batches.py'} --data {data} --img {a.img} "
+                      f"--batch {a.batch} --epochs {a.epochs} --seed {seed} --workers {a.workers} --out {folder}")
+    if launch(cmd, out / f"batches-seed{seed}.log", a.threads, "yolov5").wait():
+        raise SystemExit(f"saving YOLOv5's batches failed; see {out}/batches-seed{seed}.log")
+
+
 def run_pair(seed: int, data: Dict[str, Path], out: Path, a: argparse.Namespace) -> Dict[str, dict]:
     """Train the sides at the same time (finished runs are reused unless --retrain), then validate each side."""
     dirs = {s: out / f"{s}-seed{seed}" for s in a.sides}
     todo = [s for s in a.sides if a.retrain or not finished(dirs[s], a.epochs)]
+    if "ours" in todo and a.ours_batches == "yolov5":
+        dump_yolov5_batches(seed, data["ours"], out, a)
     if len(todo) < len(a.sides):
         print(f"seed {seed}: reusing the finished runs of {', '.join(s for s in a.sides if s not in todo)}")
     procs = {s: launch(train_command(s, data[s], dirs[s], seed, a), out / f"{s}-seed{seed}.log", a.threads, s,
@@ -342,6 +361,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--ref-args", default="", help="extra flags for YOLOv5's train")
     p.add_argument("--ours-root", type=Path, default=ROOT, help="checkout whose train.py/val.py are 'ours' "
                    "(e.g. a worktree of main, to A/B a change)")
+    p.add_argument("--ours-batches", choices=("ours", "yolov5"), default="ours",
+                   help="yolov5: the pipeline swap - our trainer learns from the batches YOLOv5's own dataloader "
+                        "gives for the same seed (benchmarks/dump_yolov5_batches.py, replay_train.py)")
     p.add_argument("--retrain", action="store_true", help="train again runs that already finished in <out>")
     p.add_argument("--tag", default="", help="suffix of the output folder")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "learning_parity")
