@@ -49,6 +49,30 @@ def test_edge_export_matches_torch(ckpt, fmt, modules, half):
     _same_outputs(ckpt, files[fmt], rel=2e-2 if half else 1e-4)  # FP16 weights: ~1e-3 relative rounding
 
 
+@pytest.fixture(scope="module")
+def af_ckpt(tmp_path_factory) -> Path:
+    """An untrained anchor-free (DFL, no objectness) tiny detector."""
+    torch.manual_seed(0)
+    cfg = dict(nc=len(SHAPE_NAMES), depth_multiple=0.33, width_multiple=0.125,
+               backbone=[[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 1, "Conv", [256, 3, 2]],
+                         [-1, 1, "Conv", [512, 3, 2]], [-1, 1, "Conv", [1024, 3, 2]]],
+               head=[[[2, 3, 4], 1, "Detect", ["nc"]]])
+    model = build_model(cfg)
+    path = tmp_path_factory.mktemp("edge_af") / "w.pt"
+    save_checkpoint({"model": model.state_dict(), "model_yaml": model.yaml, "task": "detect",
+                     "nc": len(SHAPE_NAMES), "names": list(SHAPE_NAMES)}, path)
+    return path
+
+
+@pytest.mark.parametrize("fmt, modules", [("ncnn", ("ncnn", "pnnx")), ("tflite", ("litert_torch", "ai_edge_litert"))])
+def test_anchor_free_head_exports_to_edge_formats(af_ckpt, fmt, modules):
+    """The anchor-free decode traces for torch.export (TFLite): its strides stay tensors (an .item() stopped it)."""
+    for m in modules:
+        pytest.importorskip(m)
+    files = export_model(ExportConfig(weights=af_ckpt, include=(fmt,), imgsz=IMGSZ))
+    _same_outputs(af_ckpt, files[fmt], rel=1e-4)
+
+
 def test_ncnn_export_runs_in_detect_and_val(ckpt, tmp_path):
     pytest.importorskip("ncnn")
     from yolobone.engine.detect.val_run import ValConfig, run_val

@@ -5,23 +5,26 @@ that point to its sides, in grid units of the cell's level.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
 
-def anchor_points(feats: Sequence[torch.Tensor], strides: Sequence[float],
+def anchor_points(feats: Sequence[torch.Tensor], strides: Union[Sequence[float], torch.Tensor],
                   offset: float = 0.5) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(A, 2) xy cell centres in grid units and (A, 1) strides for maps (B, C, H_i, W_i), levels then rows."""
+    """(A, 2) xy cell centres in grid units and (A, 1) strides for maps (B, C, H_i, W_i), levels then rows.
+    A strides tensor is used as a tensor (no .item()), so torch.export-based exports (TFLite) trace through."""
     points, stride_col = [], []
     ref = feats[0]
-    for f, s in zip(feats, strides):
+    for i, f in enumerate(feats):
         h, w = f.shape[2:]
         ys = torch.arange(h, device=ref.device, dtype=ref.dtype) + offset
         xs = torch.arange(w, device=ref.device, dtype=ref.dtype) + offset
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((gx, gy), -1).view(-1, 2))
-        stride_col.append(torch.full((h * w, 1), float(s), device=ref.device, dtype=ref.dtype))
+        s = strides[i]
+        column = torch.ones((h * w, 1), device=ref.device, dtype=ref.dtype)
+        stride_col.append(column * s.to(ref.dtype) if isinstance(s, torch.Tensor) else column * float(s))
     return torch.cat(points), torch.cat(stride_col)
 
 

@@ -117,7 +117,7 @@ class DetectAF(nn.Module):
         ref = maps[0]
         key = (tuple(tuple(m.shape[2:]) for m in maps), ref.device, ref.dtype)
         if key not in self._points:
-            self._points[key] = anchor_points(maps, self.stride.tolist())
+            self._points[key] = anchor_points(maps, self.stride.to(ref.device))
         return self._points[key]
 
     def reset_grids(self) -> None:
