@@ -56,14 +56,16 @@ def pretrain(data: Path, out: Path, a: argparse.Namespace) -> Path:
     run_dir = out / "yolov5-pretrain"
     if not finished(run_dir, a.pre_epochs):
         print(f"pretraining yolov5n with YOLOv5 v7.0: {a.pre_epochs} epochs on {data.parent.parent}", flush=True)
-        pre = argparse.Namespace(**{**vars(a), "epochs": a.pre_epochs, "cfg": "yolov5n", "ref_args": ""})
+        pre = argparse.Namespace(**{**vars(a), "epochs": a.pre_epochs, "cfg": "yolov5n", "ref_args": "",
+                                    "reference": "yolov5"})
         run(train_command("yolov5", data, run_dir, a.pre_seed, pre), out / "yolov5-pretrain.log", "yolov5", a)
     return run_dir / "weights" / "best.pt"
 
 
 def arm_command(arm: str, data: Path, run_dir: Path, seed: int, weights: Path, a: argparse.Namespace) -> List[str]:
     side, start = arm.split("-")
-    ns = argparse.Namespace(**{**vars(a), "cfg": "yolov5n", "ours_args": "", "ref_args": "", "ours_root": ROOT})
+    ns = argparse.Namespace(**{**vars(a), "cfg": "yolov5n", "ours_args": "", "ref_args": "", "ours_root": ROOT,
+                               "reference": "yolov5", "ours_batches": "ours"})
     cmd = train_command(side, data, run_dir, seed, ns)
     if start == "ft":  # the same command with the checkpoint instead of a YAML and no weights
         cmd[-1] = cmd[-1].replace("--weights ''", f"--weights {weights}")
