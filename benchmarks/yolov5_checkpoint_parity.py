@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,8 @@ def run(a: argparse.Namespace) -> int:
           f"(target <= 0.002); mAP50: ours {mine.map50:.4f}, YOLOv5 {ref['map50']:.4f}")
     print(same_metric(report, work / "yolov5_val" / f"{weights.stem}_predictions.json"))
     source = crops(Path(data).parent / "images" / "val", work / "detect_images", a.detect_images)
+    for old in ("yolov5_detect", "ours_detect"):  # YOLOv5's detect.py appends to label files left by a rerun
+        shutil.rmtree(work / old, ignore_errors=True)
     ref_python(REF_DETECT.format(weights=str(weights), source=str(source), img=a.img, project=str(work),
                                  conf=a.detect_conf), a.ref_setup, work)
     run_detect(DetectConfig(weights=weights, source=source, imgsz=a.img, conf_thres=a.detect_conf, device="cpu",
