@@ -1,0 +1,71 @@
+"""The figures benchmarks/learning_parity.py reports (per-seed curve summaries, the tests between sides, the
+references' result files) and benchmarks/replay_train.py's loader of saved batches (the pipeline swap)."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from benchmarks.learning_parity import curve_stats, prediction_json, read_results, side_tests
+from benchmarks.replay_train import ReplayLoader
+
+
+def test_curve_stats_best_last10_and_area():
+    curve = [float(e) for e in range(20)]
+    assert curve_stats(curve) == {"best": 19.0, "last10": statistics.mean(range(10, 20)), "auc": 9.5}
+    assert curve_stats([0.1, 0.3, 0.2])["last10"] == pytest.approx(0.2)  # fewer than 10 epochs: all of them
+
+
+def test_side_tests_welch_and_mann_whitney():
+    t = side_tests([0.10, 0.11, 0.12], [0.20, 0.21, 0.22])
+    assert t["welch_p"] < 0.01 and t["welch_p_less"] == pytest.approx(t["welch_p"] / 2)
+    assert t["mw_u"] == 0.0 and t["mw_p_less"] == pytest.approx(1 / 20)  # exact: 1 of C(6, 3) orderings
+    assert side_tests([0.2, 0.3], [0.1, 0.2])["mw_p_less"] > 0.5
+    assert "welch_p" not in side_tests([0.2], [0.1])  # one seed a side: no variance, Mann-Whitney only
+
+
+def test_reads_yolov7_results_txt_by_column(tmp_path):
+    rows = ["       0/1     0.0G   0.08   0.02   0.05   0.15   40   160   0.1   0.2   0.30   0.10   0.07   0.02   0.04",
+            "       1/1     0.0G   0.07   0.02   0.04   0.13   41   160   0.2   0.3   0.40   0.20   0.06   0.02   0.03"]
+    (tmp_path / "results.txt").write_text("\n".join(rows) + "\n")
+    res = read_results(tmp_path / "results.csv")
+    assert res["metrics/mAP_0.5"] == [0.30, 0.40] and res["metrics/mAP_0.5:0.95"] == [0.10, 0.20]
+    assert res["train/box_loss"] == [0.08, 0.07] and "train/total" not in res
+
+
+def test_ultralytics_class_ids_are_shifted_to_ours(tmp_path):
+    preds = [{"image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
+             {"image_id": 3, "category_id": 10, "bbox": [1, 2, 3, 4], "score": 0.5}]
+    (tmp_path / "predictions.json").write_text(json.dumps(preds))
+    shifted = json.loads(prediction_json("ultralytics", tmp_path).read_text())
+    assert [p["category_id"] for p in shifted] == [0, 9]
+    assert prediction_json("yolov5", tmp_path) == tmp_path / "predictions.json"
+
+
+def test_replay_loader_yields_the_saved_epoch(tmp_path):
+    for epoch in range(2):
+        batches = [(torch.full((2, 3, 8, 8), 10 * epoch + b, dtype=torch.uint8), torch.zeros(1, 6)) for b in range(3)]
+        torch.save(batches, tmp_path / f"e{epoch:03d}.pt")
+    seen = []
+
+    class Real:  # our loader, as far as the trainer and ReplayLoader use it
+        dataset = "ours"
+
+        def __init__(self, n: int):
+            self.n = n
+
+        def __len__(self) -> int:
+            return self.n
+
+        def set_epoch(self, epoch: int) -> None:
+            seen.append(epoch)
+
+    loader = ReplayLoader(tmp_path, Real(3))
+    loader.set_epoch(1)
+    out = list(loader)
+    assert len(loader) == 3 and seen == [1] and loader.dataset == "ours"
+    assert [int(imgs[0, 0, 0, 0]) for imgs, *_ in out] == [10, 11, 12] and out[0][2] == ["", ""]
+    with pytest.raises(SystemExit, match="3 saved batches an epoch, our loader has 4"):
+        ReplayLoader(tmp_path, Real(4))
