@@ -2,8 +2,10 @@
 score above zero without training, its checkpoint, and a generated colour ImageFolder for classification."""
 from __future__ import annotations
 
+import copy
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Dict, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -107,3 +109,23 @@ class Payload:
 
     def __reduce__(self):
         return self.func, self.args
+
+
+def pickled_as(model: nn.Module, place_of: Callable[[str, bool], Tuple[str, str]], made: Dict[str, type]) -> nn.Module:
+    """A half-precision copy of model whose yolobone module classes are stand-ins, so that torch.save names them as
+    another project's files do: place_of(class name, is the root module) -> (module path, class name); the stand-in
+    is registered in sys.modules[module path] (which the caller created) and kept in made. Our own bookkeeping
+    objects (the parsed YAML spec) are dropped: no other project's file holds them."""
+    m = copy.deepcopy(model).half()
+    for module in m.modules():
+        cls = type(module)
+        if not cls.__module__.startswith("yolobone."):
+            continue
+        place, name = place_of(cls.__name__, module is m)
+        if f"{place}.{name}" not in made:
+            made[f"{place}.{name}"] = type(name, (nn.Module,), {"__module__": place})
+            setattr(sys.modules[place], name, made[f"{place}.{name}"])
+        module.__class__ = made[f"{place}.{name}"]
+        for attr in [k for k, v in vars(module).items() if type(v).__module__.startswith("yolobone.")]:
+            delattr(module, attr)
+    return m

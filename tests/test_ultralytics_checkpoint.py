@@ -14,14 +14,14 @@ import sys
 import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Tuple
 
 import pytest
 import torch
 import torch.nn as nn
 import yaml
 
-from tests.helpers import Payload, randomise_batchnorm
+from tests.helpers import Payload, pickled_as, randomise_batchnorm
 from yolobone.models.loading import convert_checkpoint, model_from_checkpoint
 from yolobone.models.yolo import build_model
 from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
@@ -54,25 +54,16 @@ def _ultralytics_modules() -> Iterator[Dict[str, type]]:
             sys.modules.pop(name, None)
 
 
-def _stand_in(cls_name: str, made: Dict[str, type]) -> type:
-    place = f"ultralytics.nn.{PLACE.get(cls_name, 'modules.block')}"
-    name = ULTRALYTICS_NAME.get(cls_name, cls_name)
-    if f"{place}.{name}" not in made:
-        made[f"{place}.{name}"] = type(name, (nn.Module,), {"__module__": place})
-        setattr(sys.modules[place], name, made[f"{place}.{name}"])
-    return made[f"{place}.{name}"]
+def _place(cls_name: str, root: bool, model_class: str) -> Tuple[str, str]:
+    """(module path, class name) Ultralytics gives one of our classes (the root: its model class)."""
+    name = model_class if root else cls_name
+    return f"ultralytics.nn.{PLACE.get(name, 'modules.block')}", ULTRALYTICS_NAME.get(name, name)
 
 
 def write_ultralytics_checkpoint(model: nn.Module, path: Path, model_class: str = "DetectionModel", **extra) -> Path:
     """A file laid out as Ultralytics' trainer writes best.pt: the EMA model in fp16 under 'model', 'ema' None."""
     with _ultralytics_modules() as made:
-        m = copy.deepcopy(model).half()
-        for module in m.modules():
-            cls = type(module)
-            if cls.__module__.startswith("yolobone."):
-                module.__class__ = _stand_in(model_class if module is m else cls.__name__, made)
-                for attr in [k for k, v in vars(module).items() if type(v).__module__.startswith("yolobone.")]:
-                    delattr(module, attr)  # our own bookkeeping objects: not in Ultralytics' files
+        m = pickled_as(model, lambda name, root: _place(name, root, model_class), made)
         m.yaml, m.names, m.nc, m.stride, m.args = _yaml_dict(), dict(NAMES), len(NAMES), model.stride.clone(), \
             {"imgsz": 64, "optimizer": "auto"}
         ckpt = {"date": "2026-01-01T00:00:00", "version": "8.4.190", "license": "AGPL-3.0", "epoch": -1,

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from tests.helpers import Payload, randomise_batchnorm
+from tests.helpers import Payload, pickled_as, randomise_batchnorm
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.models.yolo import build_model
 from yolobone.utils.checkpoint import CheckpointError, load_checkpoint
@@ -60,19 +60,8 @@ def _yolov5_modules(prefix: str) -> Iterator[Dict[str, type]]:
 
 def _as_yolov5(model: nn.Module, prefix: str, made: Dict[str, type]) -> nn.Module:
     """A half-precision copy of our model whose yolobone module classes are stand-ins named as YOLOv5's."""
-    m = copy.deepcopy(model).half()
-    for module in m.modules():
-        cls = type(module)
-        if not cls.__module__.startswith("yolobone."):
-            continue
-        place = f"{prefix}.{'yolo' if cls.__name__ in HEAD_CLASSES else 'common'}"
-        if f"{place}.{cls.__name__}" not in made:
-            made[f"{place}.{cls.__name__}"] = type(cls.__name__, (nn.Module,), {"__module__": place})
-            setattr(sys.modules[place], cls.__name__, made[f"{place}.{cls.__name__}"])
-        module.__class__ = made[f"{place}.{cls.__name__}"]
-        for attr in [k for k, v in vars(module).items() if type(v).__module__.startswith("yolobone.")]:
-            delattr(module, attr)  # our own bookkeeping objects (the parsed YAML spec): not in YOLOv5's files
-    return m
+    return pickled_as(model, lambda name, root: (f"{prefix}.{'yolo' if name in HEAD_CLASSES else 'common'}", name),
+                      made)
 
 
 def write_yolov5_checkpoint(model: nn.Module, cfg: Optional[Dict], path: Path, prefix: str = "models",
