@@ -50,7 +50,7 @@ def test_copy_checkpoint_is_byte_identical(tmp_path):
 
 def test_nbs_sets_gradient_accumulation():
     assert RunOptions.from_any({"nbs": 16}).nbs == 16 and RunOptions.from_any({}).nbs == 0
-    with pytest.raises(TrainConfigError, match="--nbs must be >= 0"):
+    with pytest.raises(TrainConfigError, match="--nbs -1: expected >= 0"):
         RunOptions.from_any({"nbs": -1})
     assert accumulation(16, 16) == (1, 1.0)  # --nbs 16 with batch 16: a step per batch, weight decay unscaled
     assert accumulation(16, 64) == (4, 1.0)

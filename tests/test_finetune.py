@@ -67,9 +67,9 @@ def test_options_and_flags() -> None:
     opt = parse_opt(["--freeze", "backbone", "--freeze-epochs", "3", "--backbone-lr", "0.1", "--pretrained", "false"])
     assert (opt.freeze_epochs, opt.backbone_lr, opt.pretrained) == (3, 0.1, False)
     assert parse_opt([]).pretrained is True and parse_opt(["--pretrained"]).pretrained is True
-    with pytest.raises(TrainConfigError, match="--freeze-epochs 2: expected N >= 1 epochs together with --freeze"):
+    with pytest.raises(TrainConfigError, match="--freeze-epochs 2: expected together with --freeze"):
         DetectOptions(freeze_epochs=2).check()
-    with pytest.raises(TrainConfigError, match="--backbone-lr must be a multiplier > 0, got 0"):
+    with pytest.raises(TrainConfigError, match="--backbone-lr 0: expected > 0"):
         DetectOptions(backbone_lr=0).check()
 
 

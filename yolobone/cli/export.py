@@ -17,27 +17,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from yolobone.engine.export import FORMATS, ExportConfig
+from yolobone.engine.export import ExportConfig
 from yolobone.utils.cli import run_cli
+from yolobone.utils.options import add_options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = ExportConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", type=str, required=True, help="checkpoint path (a train.py best.pt or last.pt)")
-    p.add_argument("--include", nargs="+", default=["onnx"], choices=FORMATS, help="formats to write")
-    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="image (h, w)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size (fixed unless --dynamic)")
-    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0, or cpu")
-    p.add_argument("--dynamic", action="store_true", help="dynamic batch size and image size")
-    p.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim")
-    p.add_argument("--half", action="store_true", help="FP16 (CUDA --device for onnx/openvino/torchscript/engine)")
-    p.add_argument("--int8", action="store_true", help="also write an INT8 (QDQ) ONNX model, calibrated on --data")
-    p.add_argument("--data", type=str, default=None, help="data YAML whose train images calibrate --int8")
-    p.add_argument("--int8-images", type=int, default=d.int8_images, help="calibration images for --int8")
-    p.add_argument("--opset", type=int, default=d.opset, help="ONNX opset (>= 17)")
-    p.add_argument("--workers", type=int, default=d.workers, help="dataloader workers of the INT8 validation")
-    return p
+    """export.py's parser, generated from ExportConfig."""
+    return add_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]), ExportConfig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

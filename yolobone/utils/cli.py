@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 import sys
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, Optional, Sequence, Tuple, Type
 
 from yolobone.utils.errors import YoloboneError, first_line
 
@@ -30,11 +30,16 @@ def run_cli(job: Callable[[], Optional[int]], errors: Tuple[Type[BaseException],
     return 0 if code is None else int(code)
 
 
-def add_run_folder_args(p: argparse.ArgumentParser, project: str) -> None:
-    """--project, --name and --exist-ok: where a command writes its run folder (project/name, incremented)."""
-    p.add_argument("--project", default=project, help="save to project/name")
-    p.add_argument("--name", default="exp", help="save to project/name")
-    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+def task_of(argv: Sequence[str], default: str) -> str:
+    """The value of --task in a command line (the last one given, as argparse would take it), else `default`: the
+    scripts hand the whole line to the chosen task's own parser."""
+    task = default
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv):
+            task = argv[i + 1]
+        elif arg.startswith("--task="):
+            task = arg.split("=", 1)[1]
+    return task
 
 
 def parse_bool(value: str) -> bool:

@@ -10,7 +10,6 @@ The options are passed per call, so the global inductor config that training's t
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
@@ -21,6 +20,7 @@ import torch.nn as nn
 from yolobone.engine.core.acceleration import COMPILE_CHOICES, compile_error_summary, parse_compile
 from yolobone.engine.core.acceleration import compile_unavailable_reason as compile_disabled
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.options import option
 
 Shape = Tuple[int, ...]
 # auto compiles when images x height x width at the pinned shape reach this: about the input after which yolov5n's
@@ -30,15 +30,15 @@ Shape = Tuple[int, ...]
 COMPILE_MIN_MEGAPIXELS = 1600.0
 INDUCTOR_OPTIONS = {"freezing": True}  # constant weights: prepacked oneDNN convs, conv + activation fusion
 
-__all__ = ["COMPILE_CHOICES", "COMPILE_MIN_MEGAPIXELS", "PinnedCompile", "add_compile_arg", "compile_disabled",
+__all__ = ["COMPILE_CHOICES", "COMPILE_MIN_MEGAPIXELS", "PinnedCompile", "compile_option", "compile_disabled",
            "dominant_shape", "parse_compile", "wants_compile"]
 
 
-def add_compile_arg(p: argparse.ArgumentParser) -> None:
-    """--compile for the inference scripts (val.py, detect.py): the PyTorch backend's torch.compile choice."""
-    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_CHOICES,
-                   help="torch.compile the .pt model for the main input shape: auto (CPU, when enough images at one "
-                        f"shape repay the compile time, >= {COMPILE_MIN_MEGAPIXELS:.0f} Mpx), on, off")
+def compile_option() -> Any:
+    """The inference scripts' --compile field (val.py, detect.py): the PyTorch backend's torch.compile choice."""
+    return option("auto", "torch.compile the .pt model for the main input shape: auto (CPU, when enough images at one "
+                          f"shape repay the compile time, >= {COMPILE_MIN_MEGAPIXELS:.0f} Mpx), on, off",
+                  nargs="?", const="on", choices=COMPILE_CHOICES)
 
 
 def wants_compile(mode: str, device: torch.device, shape: Optional[Sequence[int]] = None, images: int = 0) -> bool:

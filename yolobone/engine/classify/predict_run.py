@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -19,8 +20,9 @@ import torch.nn as nn
 from yolobone.engine.backends import Backend
 from yolobone.engine.classify.predictor import Classifier
 from yolobone.engine.core.predictor import OutputOptions, PredictReport
-from yolobone.engine.core.sources import SourceSpec, resolve_source
-from yolobone.utils.cli import add_run_folder_args, run_cli
+from yolobone.engine.core.sources import SourceError, SourceSpec, resolve_source
+from yolobone.utils.cli import run_cli
+from yolobone.utils.options import add_options, at_least, check_options, option
 from yolobone.utils.paths import increment_path
 
 PathLike = Union[str, os.PathLike]
@@ -35,7 +37,7 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
 
     The report's `predictions` hold every ClassPrediction (a few numbers each, no images)."""
     if topk < 1:
-        raise ValueError(f"--topk must be >= 1, got {topk}")
+        raise SourceError(f"topk must be >= 1, got {topk}")
     clf = Classifier(weights, model, device, half)
     opts = clf.options(imgsz, topk)
     out = OutputOptions(save_dir=Path(save_dir) if save_dir is not None else None, save_img=save_img,
@@ -43,26 +45,37 @@ def predict_classifier(weights: Optional[PathLike] = None, source: SourceSpec = 
     return clf.run(resolve_source(source), opts, out, vid_stride=vid_stride)
 
 
+@dataclass
+class ClassifyPredictConfig:
+    """detect.py --task classify's options, each declared once: the parser is generated from these fields."""
+
+    weights: str = option("", "classification checkpoint (train.py --task classify) or an exported classifier",
+                          required=True)
+    source: str = option("", "file, folder, glob, .txt list, video, webcam, URL", required=True)
+    imgsz: int = option(224, "inference size (pixels)", aliases=("--img", "--img-size"), check=at_least(1))
+    topk: int = option(5, "classes reported per image", check=at_least(1))
+    device: str = option("", "cuda device, i.e. 0 or cpu")
+    half: bool = option(False, "FP16 inference (CUDA only)")
+    nosave: bool = option(False, "do not save annotated images/videos")
+    save_txt: bool = option(False, "save labels/<stem>.txt with 'prob name' lines")
+    vid_stride: int = option(1, "video frame-rate stride", check=at_least(1))
+    project: str = option("runs/predict-cls", "save to project/name")
+    name: str = option("exp", "save to project/name")
+    exist_ok: bool = option(False, "existing project/name ok, do not increment")
+    task: str = option("classify", "classify (detect.py dispatches on it)", choices=("classify",))
+
+
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """detect.py --task classify's parser, generated from ClassifyPredictConfig."""
     p = argparse.ArgumentParser(description="Classify images or videos with a trained classifier (top-k).")
-    p.add_argument("--task", default="classify", choices=["classify"], help="classify (detect.py dispatches on it)")
-    p.add_argument("--weights", type=str, required=True, help="classification checkpoint (train.py --task classify)")
-    p.add_argument("--source", type=str, required=True, help="file, folder, glob, .txt list, video, webcam, URL")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
-    p.add_argument("--topk", type=int, default=5, help="classes reported per image")
-    p.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    p.add_argument("--nosave", action="store_true", help="do not save annotated images/videos")
-    p.add_argument("--save-txt", action="store_true", help="save labels/<stem>.txt with 'prob name' lines")
-    p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
-    add_run_folder_args(p, "runs/predict-cls")
-    return p.parse_args(argv)
+    return add_options(p, ClassifyPredictConfig).parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    opt = parse_opt(argv)
+    opt = ClassifyPredictConfig(**vars(parse_opt(argv)))
 
     def job() -> int:  # CheckpointError, SourceError, bad --device, unwritable folder: exit 2
+        check_options(opt, SourceError)
         save = not opt.nosave or opt.save_txt
         save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True) if save else None
         return predict_classifier(weights=opt.weights, source=opt.source, imgsz=opt.imgsz, topk=opt.topk,

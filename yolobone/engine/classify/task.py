@@ -23,17 +23,16 @@ from yolobone.engine.classify.options import DEFAULT_CFG, ClassifyOptions
 from yolobone.engine.classify.validator import ClassifyMetrics, evaluate
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
-from yolobone.engine.core.optim import OPTIMIZER_CHOICES
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.core.task import Batch, TrainTask
-from yolobone.engine.core.trackers import add_logger_args
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import model_from_checkpoint
 from yolobone.utils.checkpoint import load_checkpoint
-from yolobone.utils.cli import RESUME_HINT, add_run_folder_args, run_cli
+from yolobone.utils.cli import RESUME_HINT, run_cli
 from yolobone.utils.hyp import Hyp, load_hyp
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.options import add_options
 
 if TYPE_CHECKING:
     from yolobone.engine.core.trainer import Trainer
@@ -153,49 +152,9 @@ class ClassifyTask(TrainTask):
 
 # ------------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
-    d = ClassifyOptions()
+    """train.py --task classify's parser, generated from ClassifyOptions."""
     p = argparse.ArgumentParser(description="Train an image classifier (train.py --task classify).")
-    p.add_argument("--task", default="classify", choices=["classify"], help="classify (train.py dispatches on it)")
-    p.add_argument("--cfg", type=str, default=d.cfg, help=f"cls YAML or detection YAML (default {DEFAULT_CFG})")
-    p.add_argument("--weights", type=str, default=d.weights, help="initial weights: classification or detection .pt")
-    p.add_argument("--data", type=str, default=d.data, help="ImageFolder root, YAML or built-in name ('' = shapes-cls)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per batch")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="train, val image size")
-    p.add_argument("--optimizer", choices=list(OPTIMIZER_CHOICES), default=d.optimizer, help="optimizer")
-    p.add_argument("--lr0", type=float, default=d.lr0, help="initial learning rate")
-    p.add_argument("--lrf", type=float, default=d.lrf, help="final learning rate fraction (lr0 * lrf)")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum / Adam beta1")
-    p.add_argument("--decay", type=float, default=d.decay, help="weight decay")
-    p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing epsilon")
-    p.add_argument("--dropout", type=float, default=None, help="Classify head dropout probability")
-    p.add_argument("--cutoff", type=int, default=None, help="detection YAML layers kept before Classify "
-                                                            "(default: its backbone; 9 for yolov5s = yolov5s-cls)")
-    p.add_argument("--val-ratio", type=float, default=d.val_ratio, help="val fraction if the data has no val/")
-    p.add_argument("--crop-scale", type=float, default=d.crop_scale,
-                   help="min area fraction of the random resized crop (default: (64 / imgsz)^2 within [0.08, 1])")
-    p.add_argument("--hflip", type=float, default=d.hflip, help="horizontal flip probability")
-    p.add_argument("--vflip", type=float, default=d.vflip, help="vertical flip probability")
-    p.add_argument("--jitter", type=float, default=d.jitter, help="colour jitter strength (0 disables)")
-    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or cpu")
-    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
-    add_run_folder_args(p, d.project)
-    p.add_argument("--resume", nargs="?", const=True, default=False, help="resume the newest or the given last.pt")
-    p.add_argument("--nosave", action="store_true", help="only save the final checkpoints")
-    p.add_argument("--noplots", action="store_true", help="save no plots")
-    p.add_argument("--seed", type=int, default=d.seed, help="global training seed")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="LR warmup epochs (0 disables)")
-    p.add_argument("--patience", type=int, default=d.patience, help="EarlyStopping patience (epochs without "
-                                                                   "improvement; 0 disables)")
-    p.add_argument("--noval", action="store_true", help="only validate the final epoch")
-    p.add_argument("--save-period", type=int, default=d.save_period, help="save a checkpoint every x epochs")
-    p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="automatic DDP multi-GPU argument")
-    p.add_argument("--deterministic", action="store_true", help="deterministic torch kernels")
-    add_logger_args(p)
-    accel.add_speedup_args(p)
-    return p
+    return add_options(p, ClassifyOptions)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
@@ -18,9 +19,10 @@ import torch.nn as nn
 from yolobone.engine.backends import Backend, load_backend
 from yolobone.data.classify import ClassifyDataError, create_classify_loader, resolve_classify_data
 from yolobone.engine.classify.validator import ClassifyMetrics, evaluate
-from yolobone.utils.cli import add_run_folder_args, run_cli
+from yolobone.utils.cli import run_cli
 from yolobone.utils.errors import YoloboneError
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.options import add_options, at_least, check_options, option
 from yolobone.utils.paths import increment_path
 from yolobone.utils.torch_utils import select_device
 
@@ -97,27 +99,38 @@ def val_classifier(weights: Optional[PathLike] = None, data: Optional[PathLike] 
     return metrics
 
 
+@dataclass
+class ClassifyValConfig:
+    """val.py --task classify's options, each declared once: the parser is generated from these fields."""
+
+    weights: str = option("", "classification checkpoint (train.py --task classify) or an exported classifier",
+                          required=True)
+    data: str = option("", "ImageFolder root, YAML or built-in name ('' = shapes-cls)")
+    imgsz: int = option(224, "inference size (pixels)", aliases=("--img", "--img-size"), check=at_least(1))
+    batch_size: int = option(64, "images per batch", check=at_least(1))
+    device: str = option("", "cuda device, i.e. 0 or cpu")
+    workers: int = option(8, "max dataloader workers", check=at_least(0))
+    half: bool = option(False, "FP16 inference (CUDA only)")
+    val_ratio: float = option(0.2, "val fraction when the data has no val/ folder")
+    seed: int = option(0, "seed of the ratio split (use the training run's)")
+    project: str = option("runs/val-cls", "save to project/name")
+    name: str = option("exp", "save to project/name")
+    exist_ok: bool = option(False, "existing project/name ok, do not increment")
+    noplots: bool = option(False, "do not save the confusion matrix")
+    task: str = option("classify", "classify (val.py dispatches on it)", choices=("classify",))
+
+
 def parse_opt(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """val.py --task classify's parser, generated from ClassifyValConfig."""
     p = argparse.ArgumentParser(description="Validate a classification checkpoint (top-1/top-5, confusion matrix).")
-    p.add_argument("--task", default="classify", choices=["classify"], help="classify (val.py dispatches on it)")
-    p.add_argument("--weights", type=str, required=True, help="classification checkpoint (train.py --task classify)")
-    p.add_argument("--data", type=str, default="", help="ImageFolder root, YAML or built-in name ('' = shapes-cls)")
-    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
-    p.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    p.add_argument("--val-ratio", type=float, default=0.2, help="val fraction when the data has no val/ folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the ratio split (use the training run's)")
-    add_run_folder_args(p, "runs/val-cls")
-    p.add_argument("--noplots", action="store_true", help="do not save the confusion matrix")
-    return p.parse_args(argv)
+    return add_options(p, ClassifyValConfig).parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    opt = parse_opt(argv)
+    opt = ClassifyValConfig(**vars(parse_opt(argv)))
 
     def job() -> None:  # CheckpointError, ClassifyDataError, bad --device, unwritable folder: exit 2
+        check_options(opt, ClassifierLoadError)
         save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
         val_classifier(weights=opt.weights, data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size,
                        device=opt.device, workers=opt.workers, half=opt.half, save_dir=save_dir,

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from yolobone.engine.core.optim import OPTIMIZER_CHOICES
-from yolobone.engine.core.trackers import DEFAULT_LOGGERS, check_loggers
+from yolobone.engine.core.trackers import DEFAULT_LOGGERS, LOGGER_CHOICES
 from yolobone.engine.export.latency import RUNTIMES
 from yolobone.engine.train import TASKS
 from yolobone.utils.errors import YoloboneError
-from yolobone.utils.option_values import option_values
+from yolobone.utils.options import at_least, check_options, one_of, option, option_values, to_argv
 
 BACKENDS = ("torch", *RUNTIMES)  # latency columns: PyTorch (the cpu/gpu columns), then export runtimes
 
@@ -21,44 +21,83 @@ class CompareError(YoloboneError, ValueError):
     """Comparison options that cannot be used (one line naming the option, the value and what is expected)."""
 
 
+def _backends(names: List[str]) -> List[str]:
+    if not names or any(b not in BACKENDS for b in names):
+        raise ValueError(f"expected some of {', '.join(BACKENDS)}")
+    return list(names)
+
+
+def _unique(seeds: List[int]) -> List[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("expected each seed once")
+    return seeds
+
+
+def _loggers(names: List[str]) -> List[str]:
+    if any(n not in LOGGER_CHOICES for n in names):
+        raise ValueError(f"expected names from {', '.join(LOGGER_CHOICES)}")
+    return list(names)
+
+
 @dataclass
 class CompareOptions:
-    """compare.py's options (field = flag with dashes as underscores)."""
+    """compare.py's options, each declared once (flag, default, help, check): the parser is generated from them."""
 
-    cfgs: List[str] = field(default_factory=list)  # model YAMLs to compare
-    cfg: str = ""  # the model whose backbone each of `backbones` replaces (yolobone/models/compose.py)
-    backbones: List[str] = field(default_factory=list)  # backbone names/files; cfg's own stem = cfg unchanged
-    data: Optional[str] = None  # data YAML / folder (None = the task's built-in set)
-    epochs: int = 100
-    imgsz: int = 640  # train, val and profiling image size (pixels)
-    task: str = "detect"  # detect or classify (classify cuts detection YAMLs after their backbone)
-    profile_only: bool = False  # only measure parameters, GFLOPs and latency
-    batch_size: int = 16
-    device: str = ""  # training device: '' (CUDA if present), 'cpu', '0', ...
-    seed: int = 0
-    hyp: Optional[str] = None  # detection hyperparameter YAML (None = train.py's default)
-    optimizer: Optional[str] = None  # SGD, Adam or AdamW (None = the task's default_optimizer)
-    workers: int = 8  # max dataloader workers
-    noplots: bool = False  # no plot files inside the training runs (pareto.png and curves.png are still drawn)
-    project: str = "runs/compare"
-    name: str = "exp"
-    exist_ok: bool = False  # reuse project/name: read back finished runs, resume interrupted ones
-    resume: Union[bool, str] = False  # True = the newest comparison under project, or a comparison folder
-    latency_runs: int = 20  # timed forward passes per device (median reported)
-    backends: List[str] = field(default_factory=lambda: ["torch"])  # latency columns: torch, onnx, openvino
-    pareto_backend: str = "torch"  # the latency the Pareto plot uses (one of backends)
-    int8: bool = False  # per trained config: INT8 (ONNX Runtime) score, its drop against FP32, and INT8 latency
-    seeds: List[int] = field(default_factory=list)  # train every config once per seed (empty: just `seed`)
-    freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # train.py --freeze for every config (detect)
-    pretrained: bool = True  # train.py --pretrained for every config (detect): False = backbones from random init
-    jobs: int = 1  # concurrent (config, seed) jobs on this machine (--device 0,1,2,3: one per GPU)
-    ray: str = ""  # run the jobs as Ray tasks: 'auto', a cluster address, or 'local' (a Ray instance here)
-    cpus_per_job: int = 1  # CPUs each job asks for (Ray's resource request, the pool's thread count)
-    protocol: str = ""  # rerun this protocol.yaml (yolobone/engine/compare/protocol.py)
-    tune_each: int = 0  # Ray Tune trials per config for its own recipe before the comparison (detect; 0: off)
-    tune_time: float = 0.0  # seconds of Ray Tune per config (with tune_each 0: trials until the time is up)
-    recipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # config name -> tuned recipe (compare/tune.py)
-    loggers: List[str] = field(default_factory=lambda: list(DEFAULT_LOGGERS))  # train.py --loggers for every run
+    cfgs: List[str] = option(help="model YAMLs to compare", factory=list)
+    cfg: str = option("", "the model whose backbone each of --backbones replaces")
+    backbones: List[str] = option(help="backbones for --cfg: names in configs/backbones/ or files; the --cfg stem "
+                                       "(yolov5s) keeps its own backbone", factory=list)
+    data: Optional[str] = option(None, "data YAML (detect) or ImageFolder root (classify); default: the built-in "
+                                       "shapes set")
+    epochs: int = option(100, "training epochs per config", check=at_least(1))
+    imgsz: int = option(640, "train/val image size, also used for GFLOPs and latency",
+                        aliases=("--img", "--img-size"))
+    task: str = option("detect", "train detectors or classifiers", choices=tuple(TASKS), check=one_of(tuple(TASKS)))
+    profile_only: bool = option(False, "only measure parameters, GFLOPs and latency")
+    batch_size: int = option(16, "training batch size", check=at_least(1))
+    device: str = option("", "training device: cuda index (0) or cpu; a list (0,1,2,3) runs one job per GPU at a "
+                             "time")
+    seed: int = option(0, "training seed shared by every config")
+    hyp: Optional[str] = option(None, "detection hyperparameter YAML (default: each head's own)")
+    optimizer: Optional[str] = option(None, "optimizer for every config (default: each head's own for detect, Adam "
+                                            "for classify)", choices=OPTIMIZER_CHOICES,
+                                      check=one_of(OPTIMIZER_CHOICES, optional=True))
+    workers: int = option(8, "max dataloader workers", check=at_least(0))
+    noplots: bool = option(False, "no plot files inside each training run (pareto.png and curves.png are still "
+                                  "drawn)")
+    project: str = option("runs/compare", "save to project/name")
+    name: str = option("exp", "save to project/name")
+    exist_ok: bool = option(False, "reuse project/name: read back finished configs, resume interrupted ones")
+    resume: Union[bool, str] = option(False, "continue the newest (or the given) comparison folder with its saved "
+                                             "options", nargs="?", const=True)
+    latency_runs: int = option(20, "timed forward passes per device (median reported)", check=at_least(1))
+    backends: List[str] = option(help="latency columns: torch (PyTorch, CPU/GPU), onnx (ONNX Runtime), openvino "
+                                      "(CPU), ...", factory=lambda: ["torch"], choices=BACKENDS, check=_backends)
+    pareto_backend: str = option("torch", "whose latency the Pareto plot uses (one of --backends)", choices=BACKENDS)
+    int8: bool = option(False, "per trained config: INT8 (ONNX Runtime) mAP50-95/top-1, its drop against FP32, "
+                               "INT8 latency")
+    seeds: List[int] = option(help="train every config once per seed; the table reports mean ± std (n) and tests "
+                                   "each config against the first", factory=list, check=_unique)
+    freeze: List[Union[int, str]] = option(help="train.py --freeze for every config (detect)", factory=lambda: [0])
+    pretrained: bool = option(True, "train.py --pretrained for every config (detect): false trains the backbones "
+                                    "from scratch")
+    jobs: int = option(1, "(config, seed) jobs at the same time on this machine, each in its own process and log",
+                       check=at_least(1))
+    ray: str = option("", "run the jobs as Ray tasks on a cluster (auto, host:port) or a Ray instance here (local)",
+                      metavar="auto|ADDRESS|local")
+    cpus_per_job: int = option(1, "CPU threads of each parallel job (the CPUs a Ray task asks for)",
+                               check=at_least(1))
+    protocol: str = option("", "rerun the comparison a protocol.yaml describes")
+    tune_each: int = option(0, "detect: K Ray Tune trials (ASHA) per config over lr0, weight decay, warmup, "
+                               "optimizer and backbone LR on a tuning split of train; each config then trains with "
+                               "its own best recipe", metavar="K", check=at_least(0))
+    tune_time: float = option(0.0, "detect: a time budget for each config's tuning (alone: trials until the time is "
+                                   "up)", metavar="SECONDS", check=at_least(0))
+    recipes: Dict[str, Dict[str, Any]] = option(help="config name -> tuned recipe (compare/tune.py)", factory=dict,
+                                                cli=False)
+    loggers: List[str] = option(help="train.py --loggers for every run; mlflow/wandb runs are grouped under the "
+                                     "comparison", factory=lambda: list(DEFAULT_LOGGERS), choices=LOGGER_CHOICES,
+                                check=_loggers)
 
     @classmethod
     def from_any(cls, opt: Union["CompareOptions", argparse.Namespace, Mapping[str, Any], None] = None,
@@ -76,38 +115,18 @@ class CompareOptions:
         if bool(self.cfg) != bool(self.backbones):
             raise CompareError("--cfg and --backbones go together: --cfg configs/yolov5s.yaml --backbones yolov5s "
                                "resnet50 ... compares that model with each backbone")
-        if self.task not in TASKS:
-            raise CompareError(f"--task {self.task!r}: expected one of {', '.join(TASKS)}")
+        check_options(self, CompareError)
         task = TASKS[self.task]
-        if self.epochs < 1:
-            raise CompareError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CompareError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.imgsz < task.min_imgsz:
-            raise CompareError(f"--imgsz must be >= {task.min_imgsz} for --task {self.task}, got {self.imgsz}")
-        if self.latency_runs < 1:
-            raise CompareError(f"--latency-runs must be >= 1, got {self.latency_runs}")
-        if self.workers < 0:
-            raise CompareError(f"--workers must be >= 0, got {self.workers}")
+            raise CompareError(f"--imgsz {self.imgsz}: expected >= {task.min_imgsz} for --task {self.task}")
         if self.hyp and not task.default_hyp:
             raise CompareError(f"--hyp {self.hyp}: --task {self.task} takes no hyperparameter YAML")
-        bad = [b for b in self.backends if b not in BACKENDS]
-        if bad or not self.backends:
-            raise CompareError(f"--backends {' '.join(bad) or '(none)'}: expected some of {', '.join(BACKENDS)}")
         if self.pareto_backend not in self.backends:
             raise CompareError(f"--pareto-backend {self.pareto_backend!r}: expected one of the --backends "
                                f"({', '.join(self.backends)})")
-        if self.optimizer and self.optimizer not in OPTIMIZER_CHOICES:
-            raise CompareError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZER_CHOICES)}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise CompareError(f"--seeds {' '.join(map(str, self.seeds))}: each seed once")
-        if self.tune_each < 0 or self.tune_time < 0 or (self.tuning and self.task != "detect"):
-            raise CompareError(f"--tune-each {self.tune_each} / --tune-time {self.tune_time:g}: expected >= 0, and "
-                               f"detection only (got --task {self.task})")
-        if check_loggers(self.loggers):
-            raise CompareError(check_loggers(self.loggers))
-        if self.jobs < 1 or self.cpus_per_job < 1:
-            raise CompareError(f"--jobs and --cpus-per-job must be >= 1, got {self.jobs} and {self.cpus_per_job}")
+        if self.tuning and self.task != "detect":
+            raise CompareError(f"--tune-each {self.tune_each} / --tune-time {self.tune_time:g}: detection only (got "
+                               f"--task {self.task})")
 
     @property
     def tuning(self) -> bool:
@@ -135,24 +154,4 @@ class CompareOptions:
 
     def command(self) -> str:
         """The compare.py command line that reproduces these options."""
-        d = CompareOptions()
-        parts = ["python", "compare.py"] + (["--cfgs", *self.cfgs] if self.cfgs else [])
-        parts += ["--cfg", self.cfg, "--backbones", *self.backbones] if self.backbones else []
-        for k in ("data", "epochs", "imgsz", "task", "batch_size", "device", "seed", "hyp", "optimizer", "workers",
-                  "project", "name", "latency_runs", "pareto_backend"):
-            v = getattr(self, k)
-            if v != getattr(d, k) and v not in (None, ""):
-                parts += [f"--{k.replace('_', '-')}", str(v)]
-        parts += ["--backends", *self.backends] if self.backends != d.backends else []
-        parts += ["--seeds", *map(str, self.seeds)] if self.seeds else []
-        parts += ["--freeze", *map(str, self.freeze)] if list(self.freeze) != d.freeze else []
-        parts += ["--pretrained", "false"] if not self.pretrained else []
-        parts += ["--loggers", *self.loggers] if list(self.loggers) != d.loggers else []
-        for k in ("jobs", "ray", "cpus_per_job", "tune_each", "tune_time"):
-            parts += [f"--{k.replace('_', '-')}", str(getattr(self, k))] if getattr(self, k) != getattr(d, k) else []
-        parts += ["--profile-only"] if self.profile_only else []
-        parts += ["--noplots"] if self.noplots else []
-        parts += ["--int8"] if self.int8 else []
-        return " ".join(shlex.quote(p) for p in parts)
-
-
+        return " ".join(shlex.quote(p) for p in ["python", "compare.py", *to_argv(self, skip=("resume", "exist_ok", "protocol"))])

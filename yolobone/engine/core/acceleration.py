@@ -7,7 +7,6 @@ itself stays YOLOv5's. `--no-speedups` gives the plain eager loop (for A/B check
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -48,13 +47,6 @@ class Acceleration:
                                       ("heap reuse", self.heap_reuse)) if used]
         return "speed-ups: " + (", ".join(on) if on else "none (plain eager loop)")
 
-
-def add_speedup_args(p: argparse.ArgumentParser) -> None:
-    """train.py's --compile and --no-speedups (both tasks)."""
-    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_CHOICES,
-                   help="torch.compile the training model: auto (CUDA only), on, off")
-    p.add_argument("--no-speedups", dest="speedups", action="store_false",
-                   help="plain eager loop (no channels_last, fused optimizer, persistent workers, auto RAM cache)")
 
 
 def parse_compile(value: Union[str, bool, None]) -> str:

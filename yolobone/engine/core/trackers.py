@@ -191,14 +191,3 @@ def open_group(names: Sequence[str], group: str) -> None:
         LOGGER.warning(f"mlflow parent run for {group} not made ({_why(e)})")
 
 
-def add_logger_args(p: Any) -> None:
-    """--loggers on an argparse parser (train.py for every task)."""
-    p.add_argument("--loggers", nargs="+", choices=list(LOGGER_CHOICES), default=list(DEFAULT_LOGGERS),
-                   help="run trackers: tensorboard csv (default), mlflow (./mlruns or MLFLOW_TRACKING_URI), wandb "
-                        "(WANDB_MODE=offline works without an account); docs/tracking.md")
-
-
-def check_loggers(names: Sequence[str]) -> Optional[str]:
-    """An error text for an unknown --loggers name, else None."""
-    bad = [n for n in names if n not in LOGGER_CHOICES]
-    return f"--loggers {' '.join(bad)}: expected names from {', '.join(LOGGER_CHOICES)}" if bad else None

@@ -1,10 +1,11 @@
 """DetectOptions: train.py's detection flags as typed fields, on top of the shared RunOptions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Collection, Dict, List, Optional, Union
+from dataclasses import dataclass
+from typing import Any, ClassVar, Collection, Dict, List, Optional, Sequence, Union
 
 from yolobone.engine.core.options import RunOptions, TrainConfigError
+from yolobone.utils.options import above, at_least, one_of, option
 
 DEFAULT_DATA = "configs/data/shapes.yaml"
 DEFAULT_HYP = "configs/hyp/hyp.scratch-low.yaml"  # anchor-based (YOLOv5) heads
@@ -12,29 +13,45 @@ ANCHOR_FREE_HYP = "configs/hyp/hyp.ultralytics.yaml"  # anchor-free heads (YOLOv
 ANCHOR_FREE_CLOSE_MOSAIC = 10  # Ultralytics' default close_mosaic
 
 
+def _freeze(values: Sequence[Union[int, str]]) -> List[Union[int, str]]:
+    """'10' -> [10]; '0 1 2' -> [0, 1, 2]; 'backbone' stays a word."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    values = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
+    if any(not (isinstance(v, int) and v >= 0) and v != "backbone" for v in values):
+        raise ValueError("expected a layer count N, layer indices, or 'backbone'")
+    return values
+
+
 @dataclass
 class DetectOptions(RunOptions):
-    """train.py's options for --task detect (field = flag with dashes as underscores)."""
+    """train.py's options for --task detect: the shared RunOptions plus the detection flags, each declared once."""
 
-    data: str = DEFAULT_DATA  # data YAML, or a built-in name ('shapes')
-    cfg: str = ""  # model YAML ('' = the one stored in --weights)
-    backbone: str = ""  # replace cfg's backbone: a name in configs/backbones/ or a backbone YAML (yolobone/models/compose.py)
-    hyp: Union[str, dict] = ""  # hyperparameter YAML or dict ('': DEFAULT_HYP, or ANCHOR_FREE_HYP for those heads)
-    rect: bool = False  # rectangular training batches
-    noautoanchor: bool = False
-    cache: Optional[str] = None  # 'ram', 'disk' or 'auto' (RAM when it fits; the default with speed-ups on)
-    image_weights: bool = False  # sample images by their classes' current mAP
-    multi_scale: bool = False  # vary the image size +/- 50% per batch
-    # train the last N epochs without mosaic (single letterboxed images, as val sees them); None: 10 for anchor-free
-    # heads, else 0
-    close_mosaic: Optional[int] = None
-    optimizer: str = ""  # as RunOptions; '' = auto for anchor-free heads, SGD for anchor-based ones
-    single_cls: bool = False  # train every class as one
-    freeze: List[Union[int, str]] = field(default_factory=lambda: [0])  # N, layer indices, or 'backbone'
-    freeze_epochs: int = 0  # train the --freeze layers again after this many epochs (0: frozen for the whole run)
-    backbone_lr: float = 1.0  # learning-rate multiplier of the YAML backbone section's three parameter groups
-    pretrained: bool = True  # backbone blocks load their pretrained (ImageNet) weights; False: random init
     task: str = "detect"
+    data: str = option(DEFAULT_DATA, "data YAML (YOLO, COCO or VOC layout) or a built-in name (default: shapes)")
+    cfg: str = option("", "model YAML, e.g. configs/yolov5s.yaml ('' = the one stored in --weights)")
+    backbone: str = option("", "replace the backbone of --cfg: a name in configs/backbones/ (resnet50, ...) or a "
+                               "backbone YAML")
+    hyp: Union[str, dict] = option("", f"hyperparameter YAML (default {DEFAULT_HYP}; {ANCHOR_FREE_HYP} for "
+                                       "anchor-free heads)")
+    rect: bool = option(False, "rectangular training batches")
+    noautoanchor: bool = option(False, "disable AutoAnchor")
+    cache: Optional[str] = option(None, "cache images in 'ram' (--cache alone) or on 'disk'; 'auto': RAM when it "
+                                        "fits (the default with speed-ups on)", nargs="?", const="ram",
+                                  check=one_of(("ram", "disk", "auto"), optional=True))
+    image_weights: bool = option(False, "sample training images by their classes' current mAP")
+    multi_scale: bool = option(False, "vary the image size +/- 50%% per batch")
+    close_mosaic: Optional[int] = option(None, "train the last N epochs without mosaic (0: never; default 10 for "
+                                               "anchor-free heads, else 0)", check=at_least(0, optional=True))
+    optimizer: str = option("", "optimizer (default: auto for anchor-free heads, SGD for anchor-based ones)")
+    single_cls: bool = option(False, "train multi-class data as single-class")
+    freeze: List[Union[int, str]] = option(help="freeze layers: backbone=10, first3=0 1 2, or 'backbone' (the YAML's "
+                                                "backbone section)", factory=lambda: [0], check=_freeze)
+    freeze_epochs: int = option(0, "staged unfreezing: the --freeze layers train again after N epochs (0: frozen "
+                                   "throughout)", check=at_least(0))
+    backbone_lr: float = option(1.0, "learning-rate multiplier for the backbone section's parameters (e.g. 0.1 for a "
+                                     "pretrained one)", check=above(0))
+    pretrained: bool = option(True, "backbone blocks load their ImageNet weights, downloaded once into the cache; "
+                                    "--pretrained false trains them from random init")
 
     MIN_IMGSZ: ClassVar[int] = 32
     IGNORED: ClassVar[Collection[str]] = ()
@@ -43,21 +60,9 @@ class DetectOptions(RunOptions):
         super().check()
         if self.task != "detect":
             raise TrainConfigError(f"--task {self.task!r}: these are detection options (--task detect)")
-        if self.close_mosaic is not None and self.close_mosaic < 0:
-            raise TrainConfigError(f"--close-mosaic must be >= 0, got {self.close_mosaic}")
-        if self.cache not in (None, "ram", "disk", "auto"):
-            raise TrainConfigError(f"--cache {self.cache!r}: expected 'ram', 'disk' or 'auto'")
-        if not isinstance(self.freeze, (list, tuple)):
-            self.freeze = [self.freeze]
-        self.freeze = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in self.freeze]
-        bad = [v for v in self.freeze if not (isinstance(v, int) and v >= 0) and v != "backbone"]
-        if bad:
-            raise TrainConfigError(f"--freeze {bad[0]!r}: expected a layer count N, layer indices, or 'backbone'")
-        if self.freeze_epochs < 0 or (self.freeze_epochs and self.freeze in ([], [0])):
-            raise TrainConfigError(f"--freeze-epochs {self.freeze_epochs}: expected N >= 1 epochs together with "
-                                   f"--freeze (e.g. --freeze backbone --freeze-epochs 3)")
-        if not self.backbone_lr > 0:
-            raise TrainConfigError(f"--backbone-lr must be a multiplier > 0, got {self.backbone_lr}")
+        if self.freeze_epochs and self.freeze in ([], [0]):
+            raise TrainConfigError(f"--freeze-epochs {self.freeze_epochs}: expected together with --freeze (e.g. "
+                                   f"--freeze backbone --freeze-epochs 3)")
 
     def to_dict(self) -> Dict[str, Any]:
         d = super().to_dict()

@@ -59,11 +59,11 @@ class PredictOptions:
     def check(self, nc: int) -> "PredictOptions":
         """Raise DetectorError naming the option, the value and the valid range when something is off."""
         if not 0.0 <= self.conf <= 1.0:
-            raise DetectorError(f"--conf-thres must be in [0, 1], got {self.conf}")
+            raise DetectorError(f"conf must be in [0, 1], got {self.conf}")
         if not 0.0 <= self.iou <= 1.0:
-            raise DetectorError(f"--iou-thres must be in [0, 1], got {self.iou}")
+            raise DetectorError(f"iou must be in [0, 1], got {self.iou}")
         if self.max_det < 1:
-            raise DetectorError(f"--max-det must be >= 1, got {self.max_det}")
+            raise DetectorError(f"max_det must be >= 1, got {self.max_det}")
         bad = [c for c in (self.classes or ()) if not 0 <= c < nc]
         if bad:
             raise DetectorError(f"--classes {bad[0]}: the model has {nc} classes (ids 0-{nc - 1})")

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from yolobone.engine.backends import Backend, TorchBackend, load_backend
-from yolobone.engine.backends.compiled import dominant_shape
+from yolobone.engine.backends.compiled import compile_option, dominant_shape
 from yolobone.engine.detect.coco_eval import evaluate_json_files, format_stats, labels_ground_truth, write_json
 from yolobone.engine.detect.options import DEFAULT_DATA
 from yolobone.engine.detect.validator import TABLE_HEADER, ValResult, validate
@@ -26,6 +26,7 @@ from yolobone.data.datasets import check_dataset, create_dataloader
 from yolobone.utils.errors import YoloboneError
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.options import at_least, between, check_options, one_of, option
 from yolobone.utils.paths import increment_path
 from yolobone.utils.torch_utils import select_device
 
@@ -42,31 +43,35 @@ class ValRunError(YoloboneError, ValueError):
 
 @dataclass
 class ValConfig:
-    """val.py options (YOLOv5 v7.0 names and defaults; `agnostic` and `coco_eval` are ours)."""
+    """val.py's options (YOLOv5 v7.0 names and defaults; `agnostic` and `coco_eval` are ours), each declared once:
+    the parser is generated from these fields."""
 
-    weights: PathLike = ""
-    data: PathLike = DEFAULT_DATA
-    batch_size: int = 32
-    imgsz: int = 640
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
-    max_det: int = 300
-    task: str = "val"  # data split: val, test or train; 'speed' times the val split at batch 1
-    device: str = ""
-    workers: int = 8
-    single_cls: bool = False
-    agnostic: bool = False  # class-agnostic NMS
-    verbose: bool = False  # per-class rows even with >= 50 classes
-    save_txt: bool = False
-    save_conf: bool = False
-    save_json: bool = False  # <weights stem>_predictions.json, COCO results in original-image pixels
-    coco_eval: bool = False  # also write the ground-truth JSON and run pycocotools on both files
-    project: PathLike = "runs/val"
-    name: str = "exp"
-    exist_ok: bool = False
-    half: bool = False  # float16 inference (CUDA only)
-    plots: bool = True
-    compile: str = "auto"  # torch.compile the .pt model for the most common batch shape (yolobone/engine/backends/compiled.py)
+    weights: PathLike = option("", "checkpoint path (a train.py best.pt or last.pt) or an exported model",
+                               required=True)
+    data: PathLike = option(DEFAULT_DATA, "data YAML or built-in name (default shapes)")
+    batch_size: int = option(32, "batch size", check=at_least(1))
+    imgsz: int = option(640, "inference size (pixels)", aliases=("--img", "--img-size"), check=at_least(1))
+    conf_thres: float = option(0.001, "confidence threshold", check=between(0.0, 1.0))
+    iou_thres: float = option(0.6, "NMS IoU threshold", check=between(0.0, 1.0))
+    max_det: int = option(300, "maximum detections per image", check=at_least(1))
+    task: str = option("val", "data split (val, test, train), 'speed' (timing at batch 1), or 'classify' "
+                              "(classifiers)", choices=(*TASKS, "classify"), check=one_of(TASKS))
+    device: str = option("", "cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    workers: int = option(8, "max dataloader workers", check=at_least(0))
+    single_cls: bool = option(False, "treat as single-class dataset")
+    agnostic: bool = option(False, "class-agnostic NMS", aliases=("--agnostic-nms",))
+    verbose: bool = option(False, "report mAP by class even with 50 classes or more")
+    save_txt: bool = option(False, "save results to labels/*.txt")
+    save_conf: bool = option(False, "save confidences in --save-txt labels")
+    save_json: bool = option(False, "save a COCO results JSON (<weights>_predictions.json, original-image pixels)")
+    coco_eval: bool = option(False, "score the results JSON with pycocotools against the split's COCO JSON (a "
+                                    "COCO-format set) or against a ground-truth JSON written from its labels")
+    project: PathLike = option("runs/val", "save to project/name")
+    name: str = option("exp", "save to project/name")
+    exist_ok: bool = option(False, "existing project/name ok, do not increment")
+    half: bool = option(False, "FP16 half-precision inference (CUDA only)")
+    plots: bool = option(True, "draw the curves and the confusion matrix", cli=False)
+    compile: str = compile_option()
 
 
 @dataclass
@@ -83,16 +88,7 @@ class ValReport:
 
 def check_config(cfg: ValConfig) -> None:
     """Reject option values validate() cannot use, naming the flag."""
-    if cfg.task not in TASKS:
-        raise ValRunError(f"--task {cfg.task!r}: expected one of {', '.join(TASKS)} (or classify, handled by val.py)")
-    for flag, v in (("--conf-thres", cfg.conf_thres), ("--iou-thres", cfg.iou_thres)):
-        if not 0.0 <= v <= 1.0:
-            raise ValRunError(f"{flag} must be in [0, 1], got {v}")
-    for flag, v in (("--max-det", cfg.max_det), ("--batch-size", cfg.batch_size), ("--imgsz", cfg.imgsz)):
-        if v < 1:
-            raise ValRunError(f"{flag} must be >= 1, got {v}")
-    if cfg.workers < 0:
-        raise ValRunError(f"--workers must be >= 0, got {cfg.workers}")
+    check_options(cfg, ValRunError)
     if not str(cfg.weights):
         raise ValRunError("--weights: a detection checkpoint path is required")
 

@@ -19,6 +19,7 @@ from yolobone.engine.backends.torch_backend import model_meta
 from yolobone.engine.export.prepare import ExportError, dummy_input, load_for_export
 from yolobone.utils.image_size import stride_multiple
 from yolobone.utils.logging import LOGGER
+from yolobone.utils.options import at_least, check_options, option
 from yolobone.utils.torch_utils import select_device
 
 FORMATS = ("onnx", "openvino", "torchscript", "ncnn", "tflite", "coreml", "engine")
@@ -28,22 +29,26 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass
 class ExportConfig:
-    """export.py options (YOLOv5 names where they exist)."""
+    """export.py's options (YOLOv5 names where they exist), each declared once: the parser is generated from them."""
 
-    weights: PathLike = ""
-    include: Sequence[str] = ("onnx",)
-    imgsz: Union[int, Sequence[int]] = 640  # one size or (h, w)
-    batch_size: int = 1
-    device: str = "cpu"
-    dynamic: bool = False  # any batch size and image size (ONNX, OpenVINO, TorchScript)
-    simplify: bool = False  # onnxslim
-    half: bool = False  # FP16 (CUDA only for ONNX/OpenVINO/TorchScript/engine; any device for ncnn/tflite/coreml)
-    int8: bool = False  # also write <stem>_int8.onnx (and _int8_openvino_model/ with openvino)
-    data: Optional[PathLike] = None  # data YAML (detection) or classification root for INT8 calibration
-    int8_images: int = 128  # calibration images
-    skip_int8_val: bool = False  # do not validate before/after quantization (benchmarks measure it themselves)
-    opset: int = 17
-    workers: int = 2  # dataloader workers for the INT8 before/after validation
+    weights: PathLike = option("", "checkpoint path (a train.py best.pt or last.pt)", required=True)
+    include: Sequence[str] = option(("onnx",), "formats to write", choices=FORMATS)
+    imgsz: Union[int, Sequence[int]] = option(640, "image size: one value, or h w", aliases=("--img", "--img-size"),
+                                              nargs="+", type=int)
+    batch_size: int = option(1, "batch size (fixed unless --dynamic)", check=at_least(1))
+    device: str = option("cpu", "cuda device, i.e. 0, or cpu")
+    dynamic: bool = option(False, "dynamic batch size and image size (ONNX, OpenVINO, TorchScript)")
+    simplify: bool = option(False, "simplify the ONNX graph with onnxslim")
+    half: bool = option(False, "FP16 (CUDA --device for onnx/openvino/torchscript/engine; any device for "
+                               "ncnn/tflite/coreml)")
+    int8: bool = option(False, "also write INT8 models, calibrated on --data's train images")
+    data: Optional[PathLike] = option(None, "data YAML (detection) or classification root whose train images "
+                                            "calibrate --int8")
+    int8_images: int = option(128, "calibration images for --int8", check=at_least(1))
+    skip_int8_val: bool = option(False, "do not validate before/after quantization (benchmarks measure it "
+                                        "themselves)", cli=False)
+    opset: int = option(17, "ONNX opset (>= 17)")
+    workers: int = option(2, "dataloader workers of the INT8 before/after validation", check=at_least(0))
 
     def check(self) -> Tuple[Tuple[int, int], Tuple[str, ...]]:
         """(h, w) and the formats; bad values raise ExportError naming the flag."""
@@ -55,14 +60,11 @@ class ExportConfig:
         size = size * 2 if len(size) == 1 else size
         if len(size) != 2 or min(size) < 1:
             raise ExportError(f"--imgsz expects one or two positive sizes (h w), got {self.imgsz}")
-        if self.batch_size < 1:
-            raise ExportError(f"--batch-size must be >= 1, got {self.batch_size}")
+        check_options(self, ExportError)
         if self.int8 and not self.data:
             raise ExportError("--int8 needs --data (the data YAML whose train images calibrate the quantization)")
         if self.int8 and self.half:
             raise ExportError("--int8 and --half exclude each other: INT8 is quantized from the FP32 export")
-        if self.int8_images < 1:
-            raise ExportError(f"--int8-images must be >= 1, got {self.int8_images}")
         return (size[0], size[1]), include
 
 
