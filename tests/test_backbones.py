@@ -16,6 +16,7 @@ import torch.nn as nn
 import yolobone.models.backbones as backbones_pkg
 from yolobone.models import DetectionModel
 from yolobone.models.backbones.common import Index
+from yolobone.models.backbones.feature_info import FeatureInfo
 from yolobone.models.backbones.features import StageFeatures, feature_body, probe_features, probe_unwrapped
 from yolobone.models.backbones.hgnet import DWDown, HGBlock, HGStem
 from yolobone.models.backbones.pretrained import no_pretrained
@@ -28,6 +29,7 @@ from yolobone.models.compose import compose, load_backbone
 from yolobone.models.parse import load_model_yaml, parse_model
 from yolobone.models.registry import ModelConfigError, get_block
 from tolerance import assert_close_scaled
+from yolobone.models.yolo import build_model
 from yolobone.utils.hyp import load_hyp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,9 +293,9 @@ def test_probe_finds_stride_8_16_32_stages(name: str, channels: tuple) -> None:
 
 def test_probe_chain_and_last_conv() -> None:
     r50 = probe_features("resnet50")
-    assert r50.nodes == ("layer2", "layer3", "layer4") and r50.chain[:4] == ("conv1", "bn1", "relu", "maxpool")
+    assert r50.modules == ("layer2", "layer3", "layer4") and r50.chain[:4] == ("conv1", "bn1", "relu", "maxpool")
     mb = probe_features("mobilenet_v2")
-    assert mb.nodes[:2] == ("features.6", "features.13") and mb.dropped == "features.18"
+    assert mb.modules[:2] == ("features.6", "features.13") and mb.dropped == "features.18"
     assert mb.chain[-1] == "features.18" and mb.returns == ("features.6", "features.13", "features.18")
     assert probe_features("mobilenet_v2", last_conv=True).channels == (32, 96, 1280)
     assert probe_features("shufflenet_v2_x1_0", last_conv=True).channels == (116, 232, 1024)
@@ -307,7 +309,7 @@ def test_stage_features_match_torchvision_fx_extractor() -> None:
     torch.manual_seed(0)
     net = get_model("mobilenet_v2").eval()
     ours = feature_body(copy.deepcopy(net), spec)
-    fx = feature_body(net, dataclasses.replace(spec, chain=None, returns=spec.nodes))
+    fx = feature_body(net, dataclasses.replace(spec, chain=None, returns=spec.modules))
     assert isinstance(ours, StageFeatures) and set(ours.state_dict()) <= set(net.state_dict())
     assert not any(k.startswith(("classifier", "features.18")) for k in ours.state_dict())
     x = torch.rand(1, 3, 64, 64)
@@ -489,3 +491,23 @@ def test_frozen_batchnorm_stays_in_eval() -> None:
     finally:
         freeze_layers(model, 0)
         model.train()
+
+
+@pytest.mark.parametrize("cfg, backbone, kind", [("configs/yolov5n.yaml", "", None),  # CSPDarknet rows
+                                                 ("configs/yolov5n.yaml", "resnet18", None),  # ResNet rows
+                                                 ("configs/yolov5n.yaml", "mobilenetv2", "MobileNetV2"),  # torchvision
+                                                 ("configs/yolov5n.yaml", "convnext_atto", "Timm"),
+                                                 ("configs/yolo11n.yaml", "", None)])
+def test_every_backbone_kind_describes_its_maps_with_one_feature_info(cfg: str, backbone: str, kind) -> None:
+    with no_pretrained():
+        model = build_model(cfg, backbone=backbone or None)
+    info = model.backbone_info()
+    assert isinstance(info, FeatureInfo) and info.strides == (8, 16, 32) and info.levels == ("P3", "P4", "P5")
+    neck_inputs = {i: model.layer_channels[i] for i in range(len(model.model))}
+    assert all(neck_inputs[int(m.split(".")[1])] == c for m, c in zip(info.modules, info.channels))
+    if kind:  # the block's own record is the same contract, with the module names inside the wrapped model
+        block = next(m for m in model.model if m.type == kind)
+        assert isinstance(block.spec, FeatureInfo) and block.spec.channels == info.channels
+        assert block.spec.strides == info.strides and all(block.spec.modules)
+    with pytest.raises(ValueError, match="expected one of each per map"):
+        FeatureInfo(channels=(1, 2), strides=(8,), modules=("a",))

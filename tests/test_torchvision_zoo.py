@@ -94,7 +94,7 @@ def test_swin_channels_last_stages_are_permuted_not_reinterpreted() -> None:
 def test_squeezenet_odd_maps_are_resampled_to_the_grid() -> None:
     backbone = backbone_for("squeezenet1_1")
     spec = backbone.spec
-    assert not spec.exact and spec.channels == (256, 512) and spec.nodes == ("features.7", "features")
+    assert not spec.exact and spec.channels == (256, 512) and spec.modules == ("features.7", "features")
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         raw = backbone.body(x)  # ceil-mode pooling: 15x15 and 7x7 for a 128 px image
@@ -106,10 +106,10 @@ def test_squeezenet_odd_maps_are_resampled_to_the_grid() -> None:
 
 def test_inception_and_alexnet_stages() -> None:
     inception = probe_features("inception_v3")
-    assert inception.nodes == ("Mixed_5d", "Mixed_6e", "Mixed_7c") and inception.chain is not None
+    assert inception.modules == ("Mixed_5d", "Mixed_6e", "Mixed_7c") and inception.chain is not None
     assert "AuxLogits" not in inception.chain  # never run in eval mode, so not part of the cut network
     alexnet = probe_features("alexnet")  # its 6x6 adaptive pool has two strides on a non-square probe: no map
-    assert alexnet.nodes == ("features.4", "features.11", "features") and alexnet.channels == (192, 256, 256)
+    assert alexnet.modules == ("features.4", "features.11", "features") and alexnet.channels == (192, 256, 256)
 
 
 def test_map_stride_tells_layouts_apart() -> None:

@@ -9,8 +9,10 @@ import torch.nn as nn
 
 from yolobone.models.blocks import Conv
 from yolobone.models.fold_bn import fold_batchnorms
+from yolobone.models.backbones.feature_info import FeatureInfo
 from yolobone.models.backbones.pretrained import weights_reported
 from yolobone.models.graph import run_rows
+from yolobone.models.levels import levels_from_strides, row_strides
 from yolobone.models.parse import ModelSpec, parse_model
 from yolobone.models.registry import Channels, ModelConfigError
 from yolobone.models.weights_report import weights_report
@@ -78,6 +80,21 @@ class YAMLModel(nn.Module):
             self.train(was_training)
 
     # ---- utilities ------------------------------------------------------------------------------------------
+    def backbone_info(self, size: int = 256) -> FeatureInfo:
+        """What the YAML's backbone section hands the neck, in the FeatureInfo every backbone kind shares: the last
+        row at each stride 8 and up (P3, P4, ...), its channels, and the row (`model.<i>`), measured with a
+        size x size probe."""
+        n = len(self.yaml.get("backbone") or [])
+        rows = list(self.model)[:n]
+        if not rows:
+            raise ModelConfigError(f"{self.yaml_file}: no backbone section to describe")
+        levels = {k: i for k, i in levels_from_strides(row_strides(rows, self.in_channels, size)).items() if k >= 3}
+        if not levels:
+            raise ModelConfigError(f"{self.yaml_file}: its backbone rows reach no stride of 8 or more")
+        picked = [levels[k] for k in sorted(levels)]
+        return FeatureInfo(channels=tuple(int(self.layer_channels[i]) for i in picked),
+                           strides=tuple(2 ** k for k in sorted(levels)), modules=tuple(f"model.{i}" for i in picked))
+
     def fuse(self) -> "YAMLModel":
         """Fold BatchNorm into the preceding convolution (Conv blocks and torchvision backbones; inference only);
         blocks with a `fuse_deploy()` (YOLOv7's RepConv, implicit heads) first fold their training-time structure."""

@@ -107,6 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from yolobone.models.compose import dump_model_yaml
             print(f"# {model.yaml_file}\n{dump_model_yaml(model.yaml)}")
         print(model.layer_table())
+        info = model.backbone_info()
+        print("backbone features: " + ", ".join(f"{lvl} {c} ch from {m}" for lvl, c, m in
+                                                zip(info.levels, info.channels, info.modules)))
         if opt.summary:
             from yolobone.models.summary import model_summary
             print(model_summary(model, opt.imgsz))

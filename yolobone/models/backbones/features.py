@@ -35,29 +35,27 @@ from torch.overrides import TorchFunctionMode
 
 from yolobone.models.backbones.tv_adapters import (SimplePyramid, SquarePadded, ViTMap, is_vit, nearest_power_of_two,
                                           set_partition_grids, window_unit)
+from yolobone.models.backbones.feature_info import TARGET_STRIDES, FeatureInfo
 from yolobone.models.registry import ModelConfigError
 
 PROBE_SIZE = 256  # square probe of the ultralytics form (probe_unwrapped)
 PROBE_HW = (256, 384)  # feature probe: multiples of 32 and of Swin's windows, not square (see the module docstring)
 MAX_DEPTH = 2  # hook module names with at most this many parts ('layer2', 'features.6')
-TARGET_STRIDES = (8, 16, 32)
 HEAD_NAMES = ("fc", "classifier", "head", "heads")  # torchvision's classifier attributes: logits, never features
 
 FrozenKwargs = Tuple[Tuple[str, Any], ...]
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
-    """Where a torchvision model's P3/P4/P5 maps come from (feature_info-style), as measured by the probe."""
+class FeatureSpec(FeatureInfo):
+    """Where a torchvision model's P3/P4/P5 maps come from, as measured by the probe: the FeatureInfo (`modules` are
+    the module names whose outputs are returned) plus how to cut the model there."""
 
-    model: str
-    nodes: Tuple[str, ...]  # module names whose outputs are returned, shallow to deep
-    channels: Tuple[int, ...]
-    strides: Tuple[int, ...]  # fewer than asked when the model has no deeper map (SqueezeNet: 8, 16)
-    chain: Optional[Tuple[str, ...]]  # modules run in sequence up to P5 (StageFeatures), or None (FX fallback)
-    returns: Tuple[str, ...]  # the chain element ending each node (equal to nodes when chain is None)
-    dropped: Optional[str]  # a trailing 1x1 conv replaced by Identity (last_conv=False), or None
-    layouts: Tuple[str, ...] = ()  # 'NCHW' or 'NHWC' (channels-last: Swin) per node
+    model: str = ""
+    chain: Optional[Tuple[str, ...]] = None  # modules run in sequence up to P5 (StageFeatures), or None (FX fallback)
+    returns: Tuple[str, ...] = ()  # the chain element ending each module (equal to modules when chain is None)
+    dropped: Optional[str] = None  # a trailing 1x1 conv replaced by Identity (last_conv=False), or None
+    layouts: Tuple[str, ...] = ()  # 'NCHW' or 'NHWC' (channels-last: Swin) per map
     exact: bool = True  # maps are ceil(H/s) x ceil(W/s); False: they are resampled to that grid
     kind: str = "stages"  # 'stages'; 'vit' (ViTMap + SimplePyramid); 'maxvit' (stages run by SquarePadded)
 
@@ -166,7 +164,7 @@ def probe_features(name: str, kwargs: FrozenKwargs = (), last_conv: bool = False
     nodes = tuple(p[0].name for p in picked)
     chain, returns = _sequential_chain(model, nodes, calls, x_id)
     channels = tuple(r.shape[3 if layout == "NHWC" else 1] for r, _, layout, _ in picked)
-    return FeatureSpec(model=name, nodes=nodes, channels=channels,
+    return FeatureSpec(model=name, modules=nodes, channels=channels,
                        strides=tuple(p[1] for p in picked), chain=chain, returns=returns if chain else nodes,
                        dropped=dropped, layouts=tuple(p[2] for p in picked), exact=all(p[3] for p in picked),
                        kind="maxvit" if unit else "stages")
@@ -183,7 +181,7 @@ def _probe_vit(name: str, model: nn.Module, strides: Sequence[int]) -> FeatureSp
     got = [nearest_power_of_two(PROBE_HW[0] / m.shape[2]) for m in maps]
     if got != list(strides):  # the pyramid is built for these strides; anything else is a bug here, not user input
         raise RuntimeError(f"{name}: simple pyramid gave strides {got}, expected {list(strides)}")
-    return FeatureSpec(model=name, nodes=("encoder",), channels=tuple(m.shape[1] for m in maps),
+    return FeatureSpec(model=name, modules=("encoder",) * len(maps), channels=tuple(m.shape[1] for m in maps),
                        strides=tuple(strides), chain=None, returns=(), dropped=None, layouts=("NCHW",) * len(maps),
                        exact=True, kind="vit")
 
@@ -344,7 +342,7 @@ class StageFeatures(nn.Module):
 
 
 def feature_body(model: nn.Module, spec: FeatureSpec) -> nn.Module:
-    """Cut `model` (built like the probe's) at spec.nodes; the result returns the feature maps (list, or a dict for the
+    """Cut `model` (built like the probe's) at spec.modules; the result returns the feature maps (list, or a dict for the
     FX fallback; ViT: its one token map, see feature_pyramid)."""
     if spec.kind == "vit":
         return ViTMap(model, spec.model)
@@ -354,7 +352,7 @@ def feature_body(model: nn.Module, spec: FeatureSpec) -> nn.Module:
         body: nn.Module = StageFeatures(model, spec.chain, spec.returns)
     else:
         from torchvision.models.feature_extraction import create_feature_extractor
-        body = create_feature_extractor(model, return_nodes={n: n for n in spec.nodes})
+        body = create_feature_extractor(model, return_nodes={n: n for n in spec.modules})
     unit = window_unit(model)
     return SquarePadded(body, unit) if spec.kind == "maxvit" and unit else body
 

@@ -18,7 +18,7 @@ import contextvars
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlparse
 
 import torch
@@ -166,39 +166,46 @@ def read_state_dict(source: WeightsSource) -> StateDict:
     return state
 
 
-def load_backbone_state(module: nn.Module, original: Dict[int, str], state: Dict[str, torch.Tensor],
-                        source: str) -> int:
-    """Copy `state` (named as in the original torchvision model) into `module`, which holds some of that model's
-    tensors, possibly renamed; `original` maps id(tensor) -> name in the original model, taken before cutting.
-    Every tensor of `module` must be in `state` with the same shape; keys the original model lacks are an error, keys
-    of parts `module` dropped (the classifier) are ignored. Meta tensors are replaced (assign). Returns the number of
-    tensors loaded."""
-    known = set(original.values())
-    unknown = [k for k in state if k not in known]
-    if unknown:
-        raise PretrainedWeightsError(f"{source}: {len(unknown)} keys are not in the model, e.g. {unknown[0]!r} "
-                                     f"(model keys look like {next(iter(original.values()))!r})")
-    own = module.state_dict(keep_vars=True)
-    mapped, missing, wrong = {}, [], []
-    for name, t in own.items():
-        key = original.get(id(t), name)
-        if key not in state:
-            missing.append(key)
+def load_mapped_state(module: nn.Module, state: Dict[str, torch.Tensor],
+                      key_of: Callable[[str, torch.Tensor], Optional[str]], source: str) -> Tuple[List[str], int]:
+    """Copy `state` into `module`: each module tensor from the file key `key_of(name, tensor)` gives. Every tensor of
+    `module` must be found with its shape; file keys left over (the classifier) are counted, not loaded. Meta tensors
+    are replaced (assign). Returns (the module keys loaded, the number of file tensors not used)."""
+    mapped, missing, wrong, used = {}, [], [], set()
+    for name, t in module.state_dict(keep_vars=True).items():
+        key = key_of(name, t)
+        if key is None or key not in state:
+            missing.append(key or name)
         elif tuple(state[key].shape) != tuple(t.shape):
             wrong.append(f"{key} {tuple(state[key].shape)} vs {tuple(t.shape)}")
         else:
             mapped[name] = state[key]
+            used.add(key)
     if missing or wrong:
         detail = f"missing {missing[:2]}" if missing else f"shape mismatch {wrong[:2]}"
         raise PretrainedWeightsError(f"{source}: weights do not fit the backbone ({len(missing)} missing, "
                                      f"{len(wrong)} of another shape: {detail})")
     module.load_state_dict(mapped, strict=True, assign=True)
+    return sorted(mapped), len(state) - len(used)
+
+
+def load_backbone_state(module: nn.Module, original: Dict[int, str], state: Dict[str, torch.Tensor],
+                        source: str) -> int:
+    """Copy `state` (named as in the original torchvision model) into `module`, which holds some of that model's
+    tensors, possibly renamed; `original` maps id(tensor) -> name in the original model, taken before cutting.
+    Keys the original model lacks are an error, keys of parts `module` dropped (the classifier) are ignored. Returns
+    the number of tensors loaded."""
+    known = set(original.values())
+    unknown = [k for k in state if k not in known]
+    if unknown:
+        raise PretrainedWeightsError(f"{source}: {len(unknown)} keys are not in the model, e.g. {unknown[0]!r} "
+                                     f"(model keys look like {next(iter(original.values()))!r})")
+    keys, unused = load_mapped_state(module, state, lambda name, t: original.get(id(t), name), source)
     left = [n for n, t in _tensors(module) if t.is_meta]
     if left:
         raise PretrainedWeightsError(f"{source}: backbone tensors {left[:3]} were not in the file")
-    module.loaded_weights = LoadedWeights(getattr(state, "origin", "") or source, sorted(mapped),
-                                          len(state) - len(mapped))
-    return len(mapped)
+    module.loaded_weights = LoadedWeights(getattr(state, "origin", "") or source, keys, unused)
+    return len(keys)
 
 
 def _tensors(module: nn.Module) -> Iterable:

@@ -24,22 +24,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from yolobone.models.backbones.feature_info import TARGET_STRIDES, FeatureInfo
 from yolobone.models.backbones.features import FrozenKwargs, freeze_kwargs
-from yolobone.models.backbones.pretrained import (SCRATCH_HINT, LoadedWeights, PretrainedWeightsError, looks_like_path,
-                                                 pretrained_enabled, read_state_dict)
+from yolobone.models.backbones.pretrained import (SCRATCH_HINT, LoadedWeights, PretrainedWeightsError,
+                                                 load_mapped_state, looks_like_path, pretrained_enabled,
+                                                 read_state_dict)
 from yolobone.models.registry import Channels, LayerContext, ModelConfigError, register_block
 from yolobone.utils.download import DownloadError, download_file, download_from_hub, hash_prefix_of
 
-TARGET_STRIDES = (8, 16, 32)
-
-
 @dataclass(frozen=True)
-class TimmFeatures:
-    """The feature maps a Timm row returns: timm feature indices, channels and strides."""
+class TimmFeatures(FeatureInfo):
+    """The feature maps a Timm row returns: the FeatureInfo (from timm's own feature_info) and timm's feature indices
+    that select them."""
 
-    out_indices: Tuple[int, ...]
-    channels: Tuple[int, ...]
-    strides: Tuple[int, ...]
+    out_indices: Tuple[int, ...] = ()
 
 
 def _check_name(name: Any) -> str:
@@ -84,15 +82,17 @@ def timm_features(name: str, kwargs: FrozenKwargs = (), out_indices: Optional[Tu
     """Which of timm model `name`'s feature maps a Timm row returns (see the module docstring)."""
     info = _build_on_meta(name, kwargs, out_indices).feature_info
     indices, channels, strides = tuple(info.out_indices), tuple(info.channels()), tuple(info.reduction())
-    if out_indices is not None:
-        return TimmFeatures(indices, channels, strides)
-    last = {s: i for i, s in enumerate(strides)}
-    missing = [s for s in TARGET_STRIDES if s not in last]
-    if missing:
-        raise ModelConfigError(f"timm {name}: its features are at strides {list(strides)}, none at {missing[0]}; it "
-                               f"cannot feed P3/P4/P5 (pass out_indices to choose other maps)")
-    pick = [last[s] for s in TARGET_STRIDES]
-    return TimmFeatures(tuple(indices[i] for i in pick), tuple(channels[i] for i in pick), TARGET_STRIDES)
+    modules = tuple(info.module_name())
+    pick = list(range(len(indices)))
+    if out_indices is None:
+        last = {s: i for i, s in enumerate(strides)}
+        missing = [s for s in TARGET_STRIDES if s not in last]
+        if missing:
+            raise ModelConfigError(f"timm {name}: its features are at strides {list(strides)}, none at {missing[0]}; "
+                                   f"it cannot feed P3/P4/P5 (pass out_indices to choose other maps)")
+        pick = [last[s] for s in TARGET_STRIDES]
+    return TimmFeatures(channels=tuple(channels[i] for i in pick), strides=tuple(strides[i] for i in pick),
+                        modules=tuple(modules[i] for i in pick), out_indices=tuple(indices[i] for i in pick))
 
 
 def _out_indices(value: Any) -> Optional[Tuple[int, ...]]:
@@ -195,31 +195,20 @@ def _normalized(key: str) -> str:
 
 
 def load_timm_state(module: nn.Module, state: Dict[str, torch.Tensor], source: str) -> Tuple[List[str], int]:
-    """Copy `state` (keys of the full timm model) into a features_only `module`. Every tensor of `module` must be
-    found with its shape; file keys the features model lacks (the classifier) are left. Returns (loaded module keys,
-    number of file tensors not used)."""
+    """Copy `state` (keys of the full timm model) into a features_only `module` (load_mapped_state): a module key is
+    found as it is, without FeatureGetterNet's `model.` prefix, or with `_` and `.` folded. Returns (loaded module
+    keys, number of file tensors not used)."""
     by_norm: Dict[str, Optional[str]] = {}
     for k in state:
         n = _normalized(k)
         by_norm[n] = None if n in by_norm else k  # None: two file keys fold to the same name
-    mapped, missing, wrong, used = {}, [], [], set()
-    for name, t in module.state_dict(keep_vars=True).items():
+
+    def key_of(name: str, _: torch.Tensor) -> Optional[str]:
         candidates = [name] + ([name[len("model."):]] if name.startswith("model.") else [])
-        key = next((c for c in candidates if c in state), None) or \
+        return next((c for c in candidates if c in state), None) or \
             next((by_norm.get(_normalized(c)) for c in candidates if by_norm.get(_normalized(c))), None)
-        if key is None:
-            missing.append(name)
-        elif tuple(state[key].shape) != tuple(t.shape):
-            wrong.append(f"{key} {tuple(state[key].shape)} vs {tuple(t.shape)}")
-        else:
-            mapped[name] = state[key]
-            used.add(key)
-    if missing or wrong:
-        detail = f"missing {missing[:2]}" if missing else f"shape mismatch {wrong[:2]}"
-        raise PretrainedWeightsError(f"{source}: weights do not fit the backbone ({len(missing)} missing, "
-                                     f"{len(wrong)} of another shape: {detail})")
-    module.load_state_dict(mapped, strict=True, assign=True)
-    return sorted(mapped), len(state) - len(used)
+
+    return load_mapped_state(module, state, key_of, source)
 
 
 @register_block(channels=_timm_channels)
