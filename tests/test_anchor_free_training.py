@@ -94,7 +94,8 @@ def test_loss_and_columns_follow_the_head():
     task = DetectTask()
     af = _trainer(SimpleNamespace(detect=_af_head()))
     task.resolve_defaults(af)
-    task.setup_loss(af)
+    setup = task.setup_loss(af)
+    af.criterion, af.compute_loss = setup.criterion, setup.loss  # what the Trainer keeps
     assert isinstance(af.compute_loss, AnchorFreeLoss) and is_anchor_free(af.model)
     assert task.loss_columns(af) == LOSS_NAMES == ("box_loss", "cls_loss", "dfl_loss")
     assert task.result_columns(af)[:3] == ("train/box_loss", "train/cls_loss", "train/dfl_loss")
@@ -104,7 +105,7 @@ def test_loss_and_columns_follow_the_head():
     assert items.shape == (3,) and total.item() == pytest.approx(items.sum().item() * 2, rel=1e-6)
     ab = _trainer(DetectionModel(YOLOV5_CFG))
     task.resolve_defaults(ab)
-    task.setup_loss(ab)
+    ab.compute_loss = task.setup_loss(ab).loss
     assert isinstance(ab.compute_loss, ComputeLoss) and not is_anchor_free(ab.model)
     assert task.result_columns(ab) == RESULT_KEYS and RESULT_KEYS[:3] == ("train/box_loss", "train/obj_loss",
                                                                           "train/cls_loss")

@@ -188,6 +188,42 @@ def test_task_halves_mirror_each_other():
     assert TASK_FILES <= halves["detect"], sorted(TASK_FILES - halves["detect"])
 
 
+def trainer_attribute_writes(source: str, name: str = "t") -> List[Tuple[int, str]]:
+    """(line, attribute) of every assignment to `<name>.<attribute>` (the Trainer a task hook receives)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        for target in (e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])):
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == name:
+                found.append((target.lineno, target.attr))
+    return found
+
+
+def trainer_declared() -> Set[str]:
+    """The attributes the Trainer itself assigns (self.X anywhere in trainer.py)."""
+    return {a for _, a in trainer_attribute_writes((PACKAGE / "engine/core/trainer.py").read_text(), "self")}
+
+
+SETUP_RESULTS = {"data", "names", "nc", "frozen", "train_loader", "val_loader", "train_set", "problems", "criterion",
+                 "compute_loss"}  # TaskData, Loaders, LossSetup and setup_model's return value
+
+
+def test_task_plugins_return_their_setup_instead_of_setting_trainer_attributes():
+    declared = trainer_declared()
+    assert SETUP_RESULTS <= declared
+    for half in ("detect", "classify"):
+        writes = trainer_attribute_writes((PACKAGE / "engine" / half / "task.py").read_text())
+        bad = [f"{half}/task.py:{line} sets t.{attr}" for line, attr in writes
+               if attr not in declared or attr in SETUP_RESULTS]
+        assert not bad, "a task hook returns what the Trainer keeps (TaskData, Loaders, LossSetup):\n" + "\n".join(bad)
+
+
+def test_trainer_attribute_scan_sees_plain_tuple_and_annotated_writes():
+    src = "def f(t):\n    t.data = 1\n    t.a, t.b = 2, 3\n    t.c: int = 4\n    t.d += 1\n    t.model.x = 5\n"
+    assert trainer_attribute_writes(src) == [(2, "data"), (3, "a"), (3, "b"), (4, "c"), (5, "d")]
+
+
 def test_tests_do_not_import_each_other():
     bad = cross_test_imports()
     assert not bad, "test modules importing test modules (move the shared code to tests/helpers.py):\n" + \

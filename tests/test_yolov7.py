@@ -243,15 +243,15 @@ def test_training_loss_follows_hyp_loss_ota(name: str, loss_ota: float) -> None:
     model = build_model(slim(name), nc=2).train()
     t = SimpleNamespace(model=model, hyp=Hyp(loss_ota=loss_ota), imgsz=128, opt=SimpleNamespace(label_smoothing=0.0),
                         dist=SimpleNamespace(distributed=False, world_size=1))
-    DetectTask.setup_loss(DetectTask.__new__(DetectTask), t)
+    setup = DetectTask.setup_loss(DetectTask.__new__(DetectTask), t)
     aux = isinstance(model.detect, IAuxDetect)
-    assert type(t.compute_loss) is ((ComputeLossAuxOTA if aux else ComputeLossOTA) if loss_ota else ComputeLoss)
+    assert type(setup.loss) is ((ComputeLossAuxOTA if aux else ComputeLossOTA) if loss_ota else ComputeLoss)
     maps = model(torch.rand(2, 3, 128, 128))
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 0, 0.4, 0.6, 0.2, 0.4]])
-    total, items = t.criterion(maps, targets)
+    total, items = setup.criterion(maps, targets)
     total.backward()
     assert torch.isfinite(total) and items.shape == (3,)
     if aux:  # with loss_ota both heads learn; the eval-mode lead maps alone give the validation loss
         trained = [c.weight.grad is not None and bool(c.weight.grad.abs().sum() > 0) for c in model.detect.m2]
         assert trained == [bool(loss_ota)] * 4
-        assert torch.isfinite(t.compute_loss([m.detach() for m in maps[:4]], targets)[0])
+        assert torch.isfinite(setup.loss([m.detach() for m in maps[:4]], targets)[0])

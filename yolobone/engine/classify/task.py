@@ -13,7 +13,7 @@ Warmup, EMA, AMP, early stopping (--patience), DDP and exact resume are the shar
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ from yolobone.engine.classify.validator import ClassifyMetrics, evaluate
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.options import TrainConfigError
-from yolobone.engine.core.task import Batch, TrainTask
+from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainTask
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import model_from_checkpoint
@@ -83,40 +83,39 @@ class ClassifyTask(TrainTask):
         return load_hyp({"lr0": opt.lr0, "lrf": opt.lrf, "momentum": opt.momentum, "weight_decay": opt.decay,
                          "warmup_epochs": opt.warmup_epochs, "warmup_bias_lr": 0.0})
 
-    def setup_data(self, t: "Trainer") -> None:
+    def setup_data(self, t: "Trainer") -> TaskData:
         with zero_first(t.dist):  # rank 0 writes the built-in set first
-            t.data = resolve_classify_data(t.opt.data, val_ratio=t.opt.val_ratio, seed=t.opt.seed,
-                                           verbose=t.is_rank0)
-        t.names, t.nc = list(t.data.names), t.data.nc
+            data = resolve_classify_data(t.opt.data, val_ratio=t.opt.val_ratio, seed=t.opt.seed, verbose=t.is_rank0)
+        return TaskData(data, list(data.names))
 
     def build_model(self, t: "Trainer") -> nn.Module:
         return build_classifier(t.opt, t.nc, t.init_ckpt)
 
-    def setup_model(self, t: "Trainer") -> None:
-        model, t.frozen = t.model, []
+    def setup_model(self, t: "Trainer") -> List[str]:
+        model = t.model
         if model.nc != t.nc:
             raise TrainConfigError(f"model has {model.nc} classes but the data has {t.nc}")
         model.names = list(t.names)
         if t.opt.dropout is not None:
             model.model[-1].drop.p = t.opt.dropout
+        return []
 
-    def setup_loaders(self, t: "Trainer") -> None:
+    def setup_loaders(self, t: "Trainer") -> Loaders:
         o = t.opt
         per_rank = o.batch_size // t.dist.world_size
-        t.train_loader = create_classify_loader(t.data.train, t.imgsz, per_rank, augment=True, shuffle=True,
-                                                workers=o.workers, seed=o.seed, aug=o.augment, rank=t.dist.rank)
-        t.val_loader = create_classify_loader(t.data.val, t.imgsz, per_rank * 2, workers=o.workers) \
-            if t.is_rank0 else None
-        t.problems = [(str(path), why) for path, why in t.data.corrupt]
+        train = create_classify_loader(t.data.train, t.imgsz, per_rank, augment=True, shuffle=True, workers=o.workers,
+                                       seed=o.seed, aug=o.augment, rank=t.dist.rank)
+        val = create_classify_loader(t.data.val, t.imgsz, per_rank * 2, workers=o.workers) if t.is_rank0 else None
+        return Loaders(train, val, [(str(path), why) for path, why in t.data.corrupt])
 
-    def setup_loss(self, t: "Trainer") -> None:
+    def setup_loss(self, t: "Trainer") -> LossSetup:
         ce = nn.CrossEntropyLoss(label_smoothing=t.opt.label_smoothing)
 
         def criterion(logits: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             loss = ce(logits, labels)
             return loss, loss.detach().reshape(1)
 
-        t.criterion = criterion
+        return LossSetup(criterion, ce)
 
     def prepare_batch(self, t: "Trainer", batch: Sequence[Any], ni: int) -> Batch:
         images, labels = batch

@@ -6,7 +6,8 @@ model, loss, validation metrics, results.csv columns and plots. A task never see
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,10 +19,43 @@ if TYPE_CHECKING:
     from yolobone.engine.core.trainer import Trainer
 
 Batch = Tuple[torch.Tensor, Any, int]  # (images on the device, targets on the device, instances for the bar)
+Criterion = Callable[[Any, Any], Tuple[torch.Tensor, torch.Tensor]]  # (pred, targets) -> (loss, detached parts)
+
+
+@dataclass
+class TaskData:
+    """setup_data's result: the task's resolved dataset description and the class names the run trains."""
+
+    data: Any  # detection: the data dict (train, val, names, ...); classification: its ClassifyData
+    names: List[str]
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Loaders:
+    """setup_loaders' result."""
+
+    train: Any  # the training DataLoader (InfiniteDataLoader-style: set_epoch, generator)
+    val: Any = None  # rank 0's val loader (None on the other ranks)
+    problems: List[Tuple[str, str]] = field(default_factory=list)  # (file, why) skipped by either dataset
+    train_set: Any = None  # the training dataset, for the task's later hooks (close-mosaic, image weights, labels)
+
+
+@dataclass
+class LossSetup:
+    """setup_loss's result."""
+
+    criterion: Criterion  # what the training step calls (DDP scaling and head selection included)
+    loss: Any = None  # the loss object itself (validation losses, part names), when the task has one
 
 
 class TrainTask:
-    """Base class of the task plugins; each method receives the Trainer (its state is the run's state)."""
+    """Base class of the task plugins; each method receives the Trainer (its state is the run's state). The set-up
+    hooks return typed results (TaskData, Loaders, LossSetup) that the Trainer stores; a task sets no attribute of
+    the Trainer."""
 
     name: str = ""  # checkpoint "task" value and --task name
     options: type = RunOptions
@@ -50,8 +84,8 @@ class TrainTask:
         """The optimisation hyperparameters (lr0, lrf, momentum, weight_decay, warmup_*); saved: a resumed run's."""
         raise NotImplementedError
 
-    def setup_data(self, t: "Trainer") -> None:
-        """Set t.data, t.names and t.nc."""
+    def setup_data(self, t: "Trainer") -> TaskData:
+        """The run's data and class names (the Trainer keeps them as t.data, t.names, t.nc)."""
         raise NotImplementedError
 
     def build_model(self, t: "Trainer") -> nn.Module:
@@ -66,9 +100,10 @@ class TrainTask:
         """Right after t.model is built (new runs and resumes): fill the options whose default depends on the model
         (and t.hyp with them); what is set here is what opt.yaml and the checkpoints record."""
 
-    def setup_model(self, t: "Trainer") -> None:
-        """Adjust t.model before training (frozen layers, dropout, class names); sets t.frozen."""
-        t.frozen = []
+    def setup_model(self, t: "Trainer") -> List[str]:
+        """Adjust t.model before training (frozen layers, dropout, class names); returns the frozen parameter
+        names (t.frozen)."""
+        return []
 
     def frozen_until(self, t: "Trainer") -> int:
         """The epoch at which the t.frozen parameters train again (staged unfreezing; 0: they stay frozen)."""
@@ -82,15 +117,16 @@ class TrainTask:
         """The multiple that image sizes are rounded up to."""
         return 1
 
-    def setup_loaders(self, t: "Trainer") -> None:
-        """Set t.train_loader, t.val_loader (rank 0; None elsewhere) and t.problems."""
+    def setup_loaders(self, t: "Trainer") -> Loaders:
+        """The run's loaders (t.train_loader, t.val_loader, t.train_set) and the files they skipped (t.problems)."""
         raise NotImplementedError
 
     def before_first_epoch(self, t: "Trainer") -> None:
         """New runs only, rank 0, before the optimizer exists (label plots, anchor checks)."""
 
-    def setup_loss(self, t: "Trainer") -> None:
-        """Set t.criterion: criterion(pred, targets) -> (loss for backward, detached per-part losses)."""
+    def setup_loss(self, t: "Trainer") -> LossSetup:
+        """The training criterion (t.criterion: (pred, targets) -> (loss for backward, detached per-part losses)) and
+        the loss object behind it (t.compute_loss)."""
         raise NotImplementedError
 
     def loss_columns(self, t: "Trainer") -> Tuple[str, ...]:

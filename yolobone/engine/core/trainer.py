@@ -31,7 +31,7 @@ from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iteratio
     describe_optimizer, lr_lambda, warmup_iterations
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.stopping import EarlyStopping
-from yolobone.engine.core.task import TrainTask
+from yolobone.engine.core.task import Criterion, TrainTask
 from yolobone.engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state,
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
 from yolobone.models.freeze import set_frozen_bn_eval, unfreeze
@@ -95,6 +95,17 @@ class Trainer:
         self.ema: Optional[ModelEMA] = None
         self.final_model: Optional[nn.Module] = None
         self.stopped_early = False
+        # what the task's set-up hooks return (TrainTask.setup_data / setup_model / setup_loaders / setup_loss)
+        self.data: Any = None
+        self.names: List[str] = []
+        self.nc = 0
+        self.frozen: List[str] = []
+        self.train_loader: Any = None
+        self.val_loader: Any = None
+        self.train_set: Any = None
+        self.problems: List[Tuple[str, str]] = []
+        self.criterion: Optional[Criterion] = None
+        self.compute_loss: Any = None
 
     def _run(self, event: str) -> None:
         for fn in self.callbacks[event]:
@@ -123,16 +134,19 @@ class Trainer:
         accel.apply_backend_settings(self.acc)  # speed-ups
         init_seeds(opt.seed + 1 + max(self.dist.rank, 0), deterministic=opt.deterministic)
         self.hyp = task.hyp(opt, self.resume_ckpt["hyp"] if self.resume_ckpt else None)
-        task.setup_data(self)
+        data = task.setup_data(self)
+        self.data, self.names, self.nc = data.data, list(data.names), data.nc
         with zero_first(self.dist):  # rank 0 downloads any missing pretrained file; the others then read the cache
             model = self._build_model()
         self.model = accel.to_memory_format(model.to(self.device), self.acc)  # speed-ups
         task.resolve_defaults(self)
         self._setup_save_dir()
-        task.setup_model(self)
+        self.frozen = task.setup_model(self)
         self.gs = task.grid_size(self.model)
         self.imgsz = stride_multiple(opt.imgsz, self.gs)
-        task.setup_loaders(self)
+        loaders = task.setup_loaders(self)
+        self.train_loader, self.val_loader, self.train_set = loaders.train, loaders.val, loaders.train_set
+        self.problems = list(loaders.problems)
         self.nb = len(self.train_loader)
         if not self.resume_ckpt and self.is_rank0:
             task.before_first_epoch(self)
@@ -146,7 +160,8 @@ class Trainer:
         self._wrap_model(opt.sync_bn)
         if self.is_rank0:
             LOGGER.info(self.acc.describe())
-        task.setup_loss(self)
+        loss = task.setup_loss(self)
+        self.criterion, self.compute_loss = loss.criterion, loss.loss
         self.loss_names, self.result_keys = task.loss_columns(self), task.result_columns(self)
         self.logger = RunLogger(self.save_dir, self.result_keys, enabled=self.is_rank0,
                                 tensorboard="tensorboard" in opt.loggers)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.options import TrainConfigError
-from yolobone.engine.core.task import Batch, TrainTask
+from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainTask
 from yolobone.engine.core.optim import AUTO
 from yolobone.engine.detect.options import ANCHOR_FREE_CLOSE_MOSAIC, ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
 from yolobone.engine.detect.validator import ValResult, validate
@@ -137,7 +137,7 @@ class DetectTask(TrainTask):
             raise TrainConfigError(f"--label-smoothing {opt.label_smoothing}: the anchor-free loss has no label "
                                    f"smoothing (its class targets are IoU-scaled already)")
 
-    def setup_data(self, t: "Trainer") -> None:
+    def setup_data(self, t: "Trainer") -> TaskData:
         opt = t.opt
         if not opt.resume and not opt.cfg and not opt.weights:
             raise TrainConfigError("train: pass --cfg (a model YAML) or --weights (a checkpoint)")
@@ -146,10 +146,9 @@ class DetectTask(TrainTask):
                                    f"e.g. configs/yolov5s.yaml)")
         if t.dist.distributed and opt.image_weights:
             raise TrainConfigError("--image-weights is not supported with DDP (multi-process) training")
-        t.data = check_dataset(opt.data)
-        names = t.data["names"]
-        t.names = ["item"] if opt.single_cls and len(names) != 1 else list(names)
-        t.nc = len(t.names)
+        data = check_dataset(opt.data)
+        names = data["names"]
+        return TaskData(data, ["item"] if opt.single_cls and len(names) != 1 else list(names))
 
     def build_model(self, t: "Trainer") -> nn.Module:
         anchors = int(round(t.hyp.anchors)) if t.hyp.anchors else None
@@ -158,12 +157,13 @@ class DetectTask(TrainTask):
                 return transfer_detection_weights(t.opt, t.nc, anchors, t.init_ckpt)
             return DetectionModel(with_backbone(t.opt.cfg, t.opt.backbone), nc=t.nc, anchors=anchors)
 
-    def setup_model(self, t: "Trainer") -> None:
+    def setup_model(self, t: "Trainer") -> List[str]:
         """--freeze N / indices / backbone (models.freeze); every other parameter trains, as in YOLOv5."""
-        t.frozen: List[str] = freeze_layers(t.model, t.opt.freeze)
-        if t.frozen:
-            LOGGER.info(f"Freezing {len(t.frozen)} parameter tensors ({t.frozen[0]} ... {t.frozen[-1]})")
+        frozen = freeze_layers(t.model, t.opt.freeze)
+        if frozen:
+            LOGGER.info(f"Freezing {len(frozen)} parameter tensors ({frozen[0]} ... {frozen[-1]})")
         t.model.nc, t.model.names = t.nc, t.names
+        return frozen
 
     def frozen_until(self, t: "Trainer") -> int:
         return t.opt.freeze_epochs
@@ -176,27 +176,27 @@ class DetectTask(TrainTask):
     def grid_size(self, model: nn.Module) -> int:
         return max(int(model.stride.max()), 32)
 
-    def setup_loaders(self, t: "Trainer") -> None:
+    def setup_loaders(self, t: "Trainer") -> Loaders:
         opt = t.opt
         per_rank = opt.batch_size // t.dist.world_size
         common = dict(hyp=t.hyp, workers=opt.workers, single_cls=opt.single_cls, nc=len(t.data["names"]),
                       seed=opt.seed)
         with zero_first(t.dist):
-            t.train_loader, t.train_set = create_dataloader(
+            train_loader, train_set = create_dataloader(
                 t.data["train"], t.imgsz, per_rank, t.gs, augment=True, cache=accel.loader_cache(opt.cache, t.acc),
                 persistent_workers=t.acc.loader_speedups, rect=opt.rect, shuffle=True,
                 prefix="train: ", rank=t.dist.rank, image_weights=opt.image_weights, **common)
         if opt.close_mosaic:  # set before the loader's workers start: they keep their own copy of the dataset
-            t.train_set.mosaic_until = max(opt.epochs - opt.close_mosaic, 0)
-        t.problems = list(t.train_set.problems)
-        t.val_loader = None
+            train_set.mosaic_until = max(opt.epochs - opt.close_mosaic, 0)
+        loaders = Loaders(train_loader, None, list(train_set.problems), train_set)
         if t.is_rank0:
-            t.val_loader, val_set = create_dataloader(
+            loaders.val, val_set = create_dataloader(
                 t.data["val"], t.imgsz, per_rank * 2, t.gs, augment=False,
                 cache=None if opt.noval else accel.loader_cache(opt.cache, t.acc), rect=True, pad=0.5,
                 persistent_workers=t.acc.loader_speedups, prefix="val: ", **{**common, "workers": opt.workers * 2})
-            t.problems += list(val_set.problems)
-        t.model.class_weights = labels_to_class_weights(t.train_set.labels, t.nc) * t.nc
+            loaders.problems += list(val_set.problems)
+        t.model.class_weights = labels_to_class_weights(train_set.labels, t.nc) * t.nc
+        return loaders
 
     def before_first_epoch(self, t: "Trainer") -> None:
         """labels.jpg and AutoAnchor (new runs only, rank 0; DDP then broadcasts the anchors)."""
@@ -213,7 +213,7 @@ class DetectTask(TrainTask):
             check_anchors(t.model.detect, labels, t.train_set.shapes, imgsz=t.imgsz, thr=t.hyp.anchor_t,
                           seed=t.opt.seed, force=forced)
 
-    def setup_loss(self, t: "Trainer") -> None:
+    def setup_loss(self, t: "Trainer") -> LossSetup:
         """Anchor-free heads: models.loss_af (task-aligned, CIoU + DFL, BCE); anchor-based: YOLOv5's ComputeLoss, or
         YOLOv7's ComputeLossOTA (ComputeLossAuxOTA for IAuxDetect) when the hyp sets loss_ota."""
         aux = isinstance(t.model.detect, IAuxDetect)
@@ -232,7 +232,7 @@ class DetectTask(TrainTask):
             total, items = loss(pred if lead is None else pred[:lead], targets)
             return total * scale, items
 
-        t.compute_loss, t.criterion = loss, criterion
+        return LossSetup(criterion, loss)
 
     def before_epoch(self, t: "Trainer", epoch: int) -> None:
         if t.is_rank0 and t.train_set.mosaic and epoch == t.train_set.mosaic_until:
