@@ -232,6 +232,21 @@ def test_report_with_gpu_latency(tmp_path):
     assert plot_pareto(rows, "detect", tmp_path / "p.png").stat().st_size > 10_000
 
 
+def test_pareto_plot_marks_each_precision(tmp_path, monkeypatch):
+    """--int8: a second (INT8) marker per config beside its FP32 point, in the legend as its own precision."""
+    import matplotlib.axes
+
+    rows = [_row("a", {"cpu": 9.0}, 0.2), _row("b", {"cpu": 5.0}, 0.4)]
+    rows[0].int8 = {"fp32": 0.21, "int8": 0.19, "drop": 0.02, "int8_ms": 3.0}
+    seen = []
+    real = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter",
+                        lambda ax, x, y, **kw: seen.append((list(x), list(y), kw.get("label"))) or real(ax, x, y, **kw))
+    assert plot_pareto(rows, "detect", tmp_path / "p.png").stat().st_size > 10_000
+    assert ([3.0], [0.19], "INT8 (ONNX Runtime latency)") in seen
+    assert ([9.0, 5.0], [0.2, 0.4], "trained config") in seen
+
+
 def test_history_keeps_last_row_of_a_repeated_epoch(tmp_path):
     f = tmp_path / "results.csv"
     head = "epoch,metrics/mAP_0.5,metrics/mAP_0.5:0.95\n"

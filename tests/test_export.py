@@ -229,7 +229,7 @@ def test_int8_export_prints_map_before_and_after(trained, tmp_path, capture_log)
         rc = export.main(["--weights", str(pt), "--include", "onnx", "--imgsz", str(IMGSZ), "--int8", "--data",
                           trained["data"], "--int8-images", "4", "--workers", "0"])
     assert rc == 0
-    assert any(m.startswith("INT8 validation mAP50-95: FP32 ") for m in lines)
+    assert any(m.startswith("INT8 ONNX validation mAP50-95: FP32 ") for m in lines)
     proto = onnx.load(str(tmp_path / "q_int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
     backend = load_backend(tmp_path / "q_int8.onnx", "cpu")

@@ -13,6 +13,7 @@ from yolobone.engine.export import ExportConfig, ExportError, export_model
 from yolobone.models import build_model
 from yolobone.utils.checkpoint import save_checkpoint
 from yolobone.data.synthetic import SHAPE_NAMES, make_detection_dataset
+from helpers import VAL_IMGSZ, save_detector, tiny_detector
 from tolerance import assert_close_scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,3 +145,34 @@ def test_int8_engine_calibrates_and_validates(ckpt, tmp_path):
 def test_half_on_cpu_refused_for_torch_formats(ckpt):
     with pytest.raises(ExportError, match="--half exports FP16 on a CUDA device only for onnx"):
         export_model(ExportConfig(weights=ckpt, include=("onnx", "ncnn"), imgsz=IMGSZ, half=True))
+
+
+def test_tflite_int8_quantizes_the_body_and_keeps_the_decode_float(tmp_path):
+    for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
+        pytest.importorskip(m)
+    import numpy as np
+
+    from yolobone.engine.export.int8 import calibration_batches, calibration_images
+
+    data = make_detection_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=VAL_IMGSZ, seed=2, verbose=False)
+    weights = save_detector(tiny_detector(len(SHAPE_NAMES)), tmp_path / "w.pt", SHAPE_NAMES)
+    files = export_model(ExportConfig(weights=weights, include=("tflite",), imgsz=VAL_IMGSZ, int8=True,
+                                      data=str(data), int8_images=8, skip_int8_val=True))
+    assert files["int8_tflite"].name == "w_int8_tflite_model" and "int8_onnx" not in files
+    fp32, int8 = load_backend(files["tflite"], "cpu"), load_backend(files["int8_tflite"], "cpu")
+    assert int8.meta.precision == "int8" and int8.input["dtype"] == np.int8 and int8.output["dtype"] == np.float32
+    kinds = [d["dtype"] for d in int8.interpreter.get_tensor_details()]
+    assert kinds.count(np.int8) > kinds.count(np.float32)  # the body runs in int8, the decode in float
+    x = torch.from_numpy(next(calibration_batches(calibration_images(str(data), "detect", 2), "detect",
+                                                  (VAL_IMGSZ, VAL_IMGSZ), 2)))
+    a, b = fp32(x), int8(x)
+    assert a.shape == b.shape
+    assert_close_scaled(b[..., :4], a[..., :4], rel=1e-6)  # boxes: the anchors, decoded in float from zero logits
+    r = np.corrcoef(a[..., 4].flatten().numpy(), b[..., 4].flatten().numpy())[0, 1]
+    assert r > 0.6, r  # objectness, computed by the int8 body, follows the float model's (0.88 measured)
+
+
+def test_int8_refused_for_formats_without_an_int8_path(ckpt):
+    with pytest.raises(ExportError, match=r"--int8 with --include ncnn: INT8 is written for onnx, openvino, tflite, "
+                                          r"engine; ncnn's INT8 tools \(ncnn2table, ncnn2int8\) are not in"):
+        export_model(ExportConfig(weights=ckpt, include=("ncnn",), imgsz=IMGSZ, int8=True, data="x.yaml"))

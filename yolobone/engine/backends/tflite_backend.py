@@ -38,6 +38,25 @@ class TFLiteBackend(Backend):
         super().__init__(meta, device, str(path))
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32))
+        self.interpreter.set_tensor(self.input["index"], _to_input(x.cpu().numpy(), self.input))
         self.interpreter.invoke()
-        return torch.from_numpy(np.array(self.interpreter.get_tensor(self.output["index"]), dtype=np.float32))
+        return torch.from_numpy(_from_output(self.interpreter.get_tensor(self.output["index"]), self.output))
+
+
+def _to_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """The float batch in the input's dtype: an INT8 model's integer input is quantized with its scale and zero
+    point (x / scale + zero_point, rounded and clipped)."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _from_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An integer output dequantized ((y - zero_point) * scale); float outputs as float32."""
+    if np.issubdtype(detail["dtype"], np.floating):
+        return np.array(y, dtype=np.float32)
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale

@@ -5,7 +5,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from yolobone.engine.compare.metrics import metric_columns, pareto_metric, task_metrics
 from yolobone.utils.errors import YoloboneError
@@ -292,6 +292,7 @@ def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Op
     ax.step(fx, fy, where="post", color="tab:red", lw=1.5, zorder=1)
     ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="tab:red", lw=1.5, zorder=3, label="Pareto front")
     _label_points(ax, [r.name for r in done], pts)
+    _plot_int8(ax, done, pts)
     ax.set_xlabel(f"median latency, batch 1 (ms) on {names.get(dev, dev)}")
     ax.set_ylabel(f"{metric} (best epoch{', mean over seeds' if spread else ''})")
     ax.set_title(f"{metric} vs latency")
@@ -300,6 +301,18 @@ def plot_pareto(rows: Sequence[ConfigResult], task: str, path: Path, backend: Op
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def _plot_int8(ax: Any, rows: Sequence[ConfigResult], pts: Sequence[Tuple[float, float]]) -> None:
+    """compare.py --int8: each config's INT8 export as a second marker (its ONNX Runtime latency and INT8 score),
+    joined to the config's FP32 point."""
+    quantized = [(r, p) for r, p in zip(rows, pts) if r.int8]
+    if not quantized:
+        return
+    for r, (x, y) in quantized:
+        ax.plot([x, r.int8["int8_ms"]], [y, r.int8["int8"]], color="tab:orange", lw=0.8, ls="--", zorder=1)
+    ax.scatter([r.int8["int8_ms"] for r, _ in quantized], [r.int8["int8"] for r, _ in quantized], marker="v", s=40,
+               color="tab:orange", zorder=2, label="INT8 (ONNX Runtime latency)")
 
 
 def plot_curves(rows: Sequence[ConfigResult], task: str, path: Path,

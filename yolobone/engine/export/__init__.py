@@ -23,6 +23,9 @@ from yolobone.utils.options import at_least, check_options, option
 from yolobone.utils.torch_utils import select_device
 
 FORMATS = ("onnx", "openvino", "torchscript", "ncnn", "tflite", "coreml", "engine")
+INT8_FORMATS = ("onnx", "openvino", "tflite", "engine")  # --int8 writes an INT8 file for each of these
+NO_INT8 = {"ncnn": "ncnn's INT8 tools (ncnn2table, ncnn2int8) are not in the ncnn and pnnx wheels",
+           "torchscript": "TorchScript has no INT8 file format", "coreml": "CoreML INT8 is not built here"}
 HALF_ON_CPU = ("ncnn", "tflite", "coreml")  # FP16 is a storage choice of the file there, so --half needs no CUDA
 PathLike = Union[str, os.PathLike]
 
@@ -63,6 +66,9 @@ class ExportConfig:
         check_options(self, ExportError)
         if self.int8 and not self.data:
             raise ExportError("--int8 needs --data (the data YAML whose train images calibrate the quantization)")
+        if self.int8 and not set(include) & set(INT8_FORMATS):
+            raise ExportError(f"--int8 with --include {' '.join(include)}: INT8 is written for "
+                              f"{', '.join(INT8_FORMATS)}; {'; '.join(NO_INT8[f] for f in include if f in NO_INT8)}")
         if self.int8 and self.half:
             raise ExportError("--int8 and --half exclude each other: INT8 is quantized from the FP32 export")
         return (size[0], size[1]), include
@@ -92,7 +98,7 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
 
         files["torchscript"] = _logged("TorchScript", export_torchscript(model, x, weights.with_suffix(".torchscript"),
                                                                          meta))
-    if {"onnx", "openvino", "engine"} & set(include) or cfg.int8:
+    if {"onnx", "openvino", "engine"} & set(include):
         files["onnx"] = _logged("ONNX", export_onnx(model, x, weights.with_suffix(".onnx"), meta, cfg.dynamic,
                                                     cfg.simplify, cfg.opset))
     if "openvino" in include:
@@ -104,7 +110,7 @@ def export_model(cfg: ExportConfig) -> Dict[str, Path]:
     if "engine" in include:
         files.update(_export_engine(cfg, meta, files["onnx"]))
     if cfg.int8:
-        files.update(_export_int8(cfg, model, meta, files["onnx"], include))
+        files.update(_export_int8(cfg, model, meta, files, include))
     LOGGER.info(f"Export complete ({time.time() - t0:.1f}s): " + ", ".join(str(p) for p in files.values()))
     return files
 
@@ -151,27 +157,46 @@ def _logged(fmt: str, path: Path) -> Path:
     return path
 
 
-def _export_int8(cfg: ExportConfig, model, meta, onnx_path: Path, include: Tuple[str, ...]) -> Dict[str, Path]:
-    """<stem>_int8.onnx (and its OpenVINO IR), with the validation score before and after quantization."""
-    from yolobone.engine.export.int8 import quantize_onnx
+def _export_int8(cfg: ExportConfig, model, meta, files: Dict[str, Path], include: Tuple[str, ...]
+                 ) -> Dict[str, Path]:
+    """The INT8 files of the included formats (ONNX QDQ and its OpenVINO IR, TFLite a8w8), each validated before and
+    after quantization unless skip_int8_val; TensorRT's INT8 engine is _export_engine's."""
+    written: Dict[str, Path] = {}
+    for fmt in (f for f in include if f in NO_INT8):
+        LOGGER.warning(f"--int8: no INT8 {fmt} file ({NO_INT8[fmt]})")
+    if {"onnx", "openvino"} & set(include):
+        from yolobone.engine.export.int8 import quantize_onnx
 
-    int8_path = onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
-    head = len(model.model) - 1 if meta.task == "detect" else None
-    files = {"int8_onnx": _logged("INT8 ONNX", quantize_onnx(onnx_path, int8_path, meta, str(cfg.data),
-                                                             cfg.int8_images, head))}
+        onnx_path = files["onnx"]
+        int8_path = onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
+        head = len(model.model) - 1 if meta.task == "detect" else None
+        written["int8_onnx"] = _logged("INT8 ONNX", quantize_onnx(onnx_path, int8_path, meta, str(cfg.data),
+                                                                  cfg.int8_images, head))
+        _compare_int8(cfg, meta, onnx_path, int8_path, "ONNX")
     if "openvino" in include:
         from yolobone.engine.export.openvino_format import export_openvino
 
-        out = onnx_path.with_name(f"{onnx_path.stem}_int8_openvino_model")
+        out = files["onnx"].with_name(f"{files['onnx'].stem}_int8_openvino_model")
         int8_meta = dataclasses.replace(meta, precision="int8")
-        files["int8_openvino"] = _logged("INT8 OpenVINO", export_openvino(int8_path, out, int8_meta))
+        written["int8_openvino"] = _logged("INT8 OpenVINO", export_openvino(written["int8_onnx"], out, int8_meta))
+    if "tflite" in include:
+        from yolobone.engine.export.tflite_format import quantize_tflite
+
+        out = Path(str(cfg.weights)).with_name(f"{Path(str(cfg.weights)).stem}_int8_tflite_model")
+        written["int8_tflite"] = _logged("INT8 TFLite", quantize_tflite(files["tflite"], out, meta, str(cfg.data),
+                                                                        cfg.int8_images))
+        _compare_int8(cfg, meta, files["tflite"], out, "TFLite")
+    return written
+
+
+def _compare_int8(cfg: ExportConfig, meta, fp32: Path, int8: Path, fmt: str) -> None:
+    """Log the validation score of an FP32 export and of its INT8 file on --data (unless skip_int8_val)."""
     if cfg.skip_int8_val:
-        return files
-    before, after = score(onnx_path, cfg), score(int8_path, cfg)
+        return
+    before, after = score(fp32, cfg), score(int8, cfg)
     label = "mAP50-95" if meta.task == "detect" else "top-1"
-    LOGGER.info(f"INT8 validation {label}: FP32 {before:.4f} -> INT8 {after:.4f} ({after - before:+.4f}) on "
+    LOGGER.info(f"INT8 {fmt} validation {label}: FP32 {before:.4f} -> INT8 {after:.4f} ({after - before:+.4f}) on "
                 f"{cfg.data}")
-    return files
 
 
 def score(weights: Path, cfg: ExportConfig) -> float:

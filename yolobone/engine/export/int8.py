@@ -56,6 +56,13 @@ def classification_input(path: str, imgsz: Tuple[int, int]) -> np.ndarray:
     return eval_transform(imgsz[0])(load_rgb(path)).numpy()[None]
 
 
+def calibration_batches(files: Sequence[str], task: str, imgsz: Tuple[int, int], batch: int) -> Iterator[np.ndarray]:
+    """(batch, 3, h, w) float32 inputs from the files, read as the predictor reads them (letterbox or centre crop)."""
+    read = detection_input if task == "detect" else classification_input
+    for i in range(0, len(files) - batch + 1, batch):
+        yield np.concatenate([read(f, imgsz) for f in files[i:i + batch]])
+
+
 class ImageCalibration:
     """onnxruntime CalibrationDataReader over image files (batches of the exported batch size)."""
 
@@ -64,9 +71,8 @@ class ImageCalibration:
         self._it: Optional[Iterator] = None
 
     def _batches(self) -> Iterator[dict]:
-        read = detection_input if self.task == "detect" else classification_input
-        for i in range(0, len(self.files) - self.batch + 1, self.batch):
-            yield {INPUT_NAME: np.concatenate([read(f, self.imgsz) for f in self.files[i:i + self.batch]])}
+        for x in calibration_batches(self.files, self.task, self.imgsz, self.batch):
+            yield {INPUT_NAME: x}
 
     def get_next(self) -> Optional[dict]:
         if self._it is None:
