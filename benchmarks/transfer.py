@@ -9,6 +9,9 @@
    images (default 300). Four arms per seed, same schedule (--epochs, --img, --batch, scratch-low):
    ours from YOLOv5's best.pt (`train.py --weights`, read through the restricted unpickler), YOLOv5 from the same
    file (`python -m yolov5.train --weights`), and both from scratch (`--cfg yolov5n.yaml --weights ''`).
+   --swap adds the pipeline swap "ours-ftswap": ours from the same file, trained on the batches YOLOv5's own
+   dataloader gives that seed (benchmarks/dump_yolov5_batches.py, replay_train.py): near yolov5-ft, the gap is in
+   the data pipeline; near ours-ft, it is in the training loop.
 3. Every arm's best.pt is validated by its own val.py with --save-json and scored by pycocotools against one ground
    truth (ours), as in benchmarks/learning_parity.py. Prints per-seed and mean ± std best mAP50 / mAP50-95 per arm,
    the fine-tune ratio ours / YOLOv5, and writes <out>/transfer.json.
@@ -28,10 +31,11 @@ from typing import Dict, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.data.make_digits_det import DEFAULT_OUT, build  # noqa: E402
-from benchmarks.learning_parity import (coco_scores, finished, launch, read_results, side_copy,  # noqa: E402
-                                        train_command, val_command)
+from benchmarks.learning_parity import (coco_scores, dump_yolov5_batches, finished, launch,  # noqa: E402
+                                        read_results, side_copy, train_command, val_command)
 
 ARMS = ("ours-ft", "yolov5-ft", "ours-scratch", "yolov5-scratch")
+SWAP_ARM = "ours-ftswap"  # --swap: ours fine-tuned on YOLOv5's batches
 PRE_CLASSES, FT_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
@@ -65,9 +69,9 @@ def pretrain(data: Path, out: Path, a: argparse.Namespace) -> Path:
 def arm_command(arm: str, data: Path, run_dir: Path, seed: int, weights: Path, a: argparse.Namespace) -> List[str]:
     side, start = arm.split("-")
     ns = argparse.Namespace(**{**vars(a), "cfg": "yolov5n", "ours_args": "", "ref_args": "", "ours_root": ROOT,
-                               "reference": "yolov5", "ours_batches": "ours"})
+                               "reference": "yolov5", "ours_batches": "yolov5" if arm == SWAP_ARM else "ours"})
     cmd = train_command(side, data, run_dir, seed, ns)
-    if start == "ft":  # the same command with the checkpoint instead of a YAML and no weights
+    if start.startswith("ft"):  # the same command with the checkpoint instead of a YAML and no weights
         cmd[-1] = cmd[-1].replace("--weights ''", f"--weights {weights}")
         cmd[-1] = cmd[-1].replace("--cfg configs/yolov5n.yaml ", "").replace("--cfg yolov5n.yaml ", "")
     return cmd
@@ -75,9 +79,11 @@ def arm_command(arm: str, data: Path, run_dir: Path, seed: int, weights: Path, a
 
 def train_arms(seed: int, data: Dict[str, Path], weights: Path, out: Path, a: argparse.Namespace) -> Dict[str, dict]:
     results = {}
-    for arm in ARMS:  # ours before YOLOv5: YOLOv5's predictions are scored on our ground truth
+    for arm in arms(a):  # ours before YOLOv5: YOLOv5's predictions are scored on our ground truth
         side = arm.split("-")[0]
         run_dir = out / f"{arm}-seed{seed}"
+        if arm == SWAP_ARM and not finished(run_dir, a.epochs):
+            dump_yolov5_batches(seed, data["ours"], out, a)
         if not finished(run_dir, a.epochs):
             print(f"seed {seed}: {arm}", flush=True)
             run(arm_command(arm, data[side], run_dir, seed, weights, a), out / f"{arm}-seed{seed}.log", side, a)
@@ -91,16 +97,20 @@ def train_arms(seed: int, data: Dict[str, Path], weights: Path, out: Path, a: ar
     return results
 
 
+def arms(a: argparse.Namespace) -> tuple:
+    return ARMS + ((SWAP_ARM,) if a.swap else ())
+
+
 def mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
 
 
-def report(runs: Dict[int, Dict[str, dict]]) -> Dict[str, dict]:
+def report(runs: Dict[int, Dict[str, dict]], a: argparse.Namespace) -> Dict[str, dict]:
     seeds = sorted(runs)
     print(f"\nbest.pt scored by pycocotools on one ground truth (seeds {seeds})")
     print(f"{'arm':16s} {'mAP50 per seed':28s} {'mAP50 mean ± std':20s} {'mAP50-95 mean ± std':20s}")
     summary = {}
-    for arm in ARMS:
+    for arm in arms(a):
         m50 = [runs[k][arm]["coco"][1] for k in seeds]
         m = [runs[k][arm]["coco"][0] for k in seeds]
         summary[arm] = {"map50": m50, "map": m, "map50_mean": statistics.mean(m50), "map_mean": statistics.mean(m)}
@@ -128,13 +138,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer")
+    p.add_argument("--swap", action="store_true", help="add the pipeline-swap arm (ours on YOLOv5's batches)")
     a = p.parse_args(argv)
     out = a.out.resolve()
     sets = datasets(a)
     weights = pretrain(side_copy(sets["pre"], out / "data-pre"), out, a)
     data = {s: side_copy(sets["ft"], out / f"data-ft-{s}") for s in ("ours", "yolov5")}
     runs = {seed: train_arms(seed, data, weights, out, a) for seed in a.seeds}
-    summary = report(runs)
+    summary = report(runs, a)
     (out / "transfer.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
                                                    "pretrained": str(weights), "runs": runs, "summary": summary},
                                                   indent=1))
