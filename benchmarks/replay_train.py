@@ -9,6 +9,7 @@ Our own loader is still built (its dataset gives AutoAnchor and the label statis
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
@@ -56,12 +57,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     k = args.index("--batches")
     folder = Path(args[k + 1])
     del args[k:k + 2]
-    from yolobone.cli.train import _freeze_values, parse_opt
+    from yolobone.cli.train import SearchOptions, parse_opt
     from yolobone.engine.train import train
-    opt = parse_opt(args)
-    opt.freeze = _freeze_values(opt.freeze)
-    options = {k: v for k, v in vars(opt).items() if v is not None and k not in
-               ("evolve", "evolve_parent", "tune", "tune_time", "ray", "cpus_per_trial")}
+    search = {f.name for f in dataclasses.fields(SearchOptions)}  # train.py's search flags: not training options
+    options = {k: v for k, v in vars(parse_opt(args)).items() if v is not None and k not in search}
 
     def swap(trainer: Any) -> None:
         trainer.train_loader = ReplayLoader(folder, trainer.train_loader)

@@ -69,3 +69,20 @@ def test_replay_loader_yields_the_saved_epoch(tmp_path):
     assert [int(imgs[0, 0, 0, 0]) for imgs, *_ in out] == [10, 11, 12] and out[0][2] == ["", ""]
     with pytest.raises(SystemExit, match="3 saved batches an epoch, our loader has 4"):
         ReplayLoader(tmp_path, Real(4))
+
+
+def test_replay_train_trains_on_the_saved_batches(tmp_path, capsys):
+    """benchmarks/replay_train.py end to end: train.py's flags, our trainer, the saved batches in place of our loader."""
+    from benchmarks.replay_train import main as replay_main
+    from helpers import tiny_cfg
+    from yolobone.data.synthetic import make_detection_dataset
+
+    data = make_detection_dataset(tmp_path / "data", n_train=4, n_val=2, imgsz=64, seed=0, verbose=False)
+    boxes = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 2, 0.4, 0.6, 0.2, 0.4]])
+    torch.save([(torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), boxes) for _ in range(2)],
+               tmp_path / "e000.pt")
+    rc = replay_main(["--batches", str(tmp_path), "--cfg", tiny_cfg(tmp_path / "m.yaml"), "--data", str(data),
+                      "--epochs", "1", "--imgsz", "64", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+                      "--project", str(tmp_path / "runs"), "--name", "r", "--noplots", "--noautoanchor"])
+    assert rc == 0 and "replay_train: training batches from" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "r" / "weights" / "last.pt").is_file()
