@@ -59,25 +59,26 @@ def _default(f: dataclasses.Field) -> Any:
     return None if f.default is dataclasses.MISSING else f.default
 
 
+def _without_none(tp: Any) -> Any:
+    """Optional[X] -> X; any other annotation as it is."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+
+
 def _scalar(tp: Any) -> Any:
     """The argparse `type` for an annotation: int, float or str (Any, unions and others read as text)."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) is typing.Union and len(args) == 1:
-        return _scalar(args[0])
+    tp = _without_none(tp)
     return tp if tp in (int, float, str) else str
 
 
 def _argparse_kwargs(f: dataclasses.Field, tp: Any, meta: Mapping[str, Any]) -> Dict[str, Any]:
     default = _default(f)
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) is typing.Union and len(args) == 1:  # Optional[X] reads as X
-        tp = args[0]
+    tp = _without_none(tp)
     origin = typing.get_origin(tp)
     if "action" in meta.get("argparse", {}):  # an explicit action takes no inferred type or nargs
         kw: Dict[str, Any] = {}
     elif tp is bool:
-        kw = ({"action": "store_true"} if not default else
-                              {"type": parse_bool, "nargs": "?", "const": True})
+        kw = {"action": "store_true"} if not default else {"type": parse_bool, "nargs": "?", "const": True}
     elif origin in (list, tuple, collections.abc.Sequence):
         kw = {"nargs": "+", "type": _scalar(typing.get_args(tp)[0]) if typing.get_args(tp) else str}
     else:
@@ -95,16 +96,12 @@ def option_fields(cls: type) -> Iterator[Tuple[dataclasses.Field, Any, Mapping[s
         yield f, hints.get(f.name, str), _meta(cls, f.name)
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, skip: Collection[str] = (),
-                defaults: Optional[Mapping[str, Any]] = None) -> argparse.ArgumentParser:
-    """Add one flag per field of `cls` (fields declared with cli=False, or named in `skip`, are left out);
-    `defaults` replaces a field's default on this parser only."""
+def add_options(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
+    """Add one flag per field of `cls` (fields declared with cli=False are left out)."""
     for f, tp, meta in option_fields(cls):
-        if f.name in skip or not meta.get("cli", True):
+        if not meta.get("cli", True):
             continue
         kw = _argparse_kwargs(f, tp, meta)
-        if defaults and f.name in defaults:
-            kw["default"] = defaults[f.name]
         names = [flag_of(cls, f.name), *meta.get("aliases", ())]
         parser.add_argument(*names, dest=f.name, **kw)
     return parser

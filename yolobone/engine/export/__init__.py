@@ -182,7 +182,8 @@ def _export_int8(cfg: ExportConfig, model, meta, files: Dict[str, Path], include
     if "tflite" in include:
         from yolobone.engine.export.tflite_format import quantize_tflite
 
-        out = Path(str(cfg.weights)).with_name(f"{Path(str(cfg.weights)).stem}_int8_tflite_model")
+        weights = Path(str(cfg.weights))
+        out = weights.with_name(f"{weights.stem}_int8_tflite_model")
         written["int8_tflite"] = _logged("INT8 TFLite", quantize_tflite(files["tflite"], out, meta, str(cfg.data),
                                                                         cfg.int8_images))
         _compare_int8(cfg, meta, files["tflite"], out, "TFLite")

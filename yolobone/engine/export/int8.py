@@ -40,6 +40,14 @@ def calibration_images(data: str, task: str, n: int, seed: int = 0) -> List[str]
     return sorted(files[:n])
 
 
+def calibration_files(data: str, meta: ModelMeta, n: int) -> List[str]:
+    """calibration_images for an export of meta's task, refused when they do not fill one batch."""
+    files = calibration_images(data, meta.task, n)
+    if len(files) < meta.batch:
+        raise ExportError(f"--data {data}: {len(files)} training images, fewer than the batch size {meta.batch}")
+    return files
+
+
 def detection_input(path: str, imgsz: Tuple[int, int]) -> np.ndarray:
     """(1, 3, h, w) float32 RGB in [0, 1], letterboxed exactly as the predictor does for a static export."""
     im = cv2.imread(path)
@@ -102,9 +110,7 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, meta: ModelMeta, data: str, 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    files = calibration_images(data, meta.task, n_images)
-    if len(files) < meta.batch:
-        raise ExportError(f"--data {data}: {len(files)} training images, fewer than the batch size {meta.batch}")
+    files = calibration_files(data, meta, n_images)
     LOGGER.info(f"INT8: calibrating on {len(files)} training images of {data} ...")
     pre = int8_path.with_name(int8_path.stem + "_pre.onnx")
     try:

@@ -55,15 +55,13 @@ def quantize_tflite(fp32_dir: Path, out_dir: Path, meta: ModelMeta, data: str, n
     n_images training images of `data`."""
     aeq = require("ai_edge_quantizer", "TFLite INT8 export")
     litert = require("ai_edge_litert.interpreter", "TFLite INT8 export")
-    from yolobone.engine.export.int8 import calibration_batches, calibration_images
+    from yolobone.engine.export.int8 import calibration_batches, calibration_files
 
     src = fp32_dir / MODEL_FILE
     signature = litert.Interpreter(model_path=str(src)).get_signature_list()
     key = next(iter(signature))
     name = signature[key]["inputs"][0]
-    files = calibration_images(data, meta.task, n_images)
-    if len(files) < meta.batch:
-        raise ExportError(f"--data {data}: {len(files)} training images, fewer than the batch size {meta.batch}")
+    files = calibration_files(data, meta, n_images)
     samples = [{name: x} for x in calibration_batches(files, meta.task, tuple(meta.imgsz), meta.batch)]
     if out_dir.exists():
         shutil.rmtree(out_dir)
