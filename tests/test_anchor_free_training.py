@@ -14,7 +14,8 @@ from yolobone.engine.core.optim import OptimizerError, auto_iterations, choose_o
 from yolobone.engine.core.options import TrainConfigError
 from yolobone.engine.detect.options import ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
 from yolobone.engine.detect.plots import plot_results, results_panels
-from yolobone.engine.detect.task import RESULT_KEYS, DetectTask, is_anchor_free, result_keys
+from yolobone.engine.detect.task import RESULT_KEYS, ULTRALYTICS_RULES, YOLOV5_RULES, DetectTask, \
+    is_anchor_free, result_keys
 from yolobone.engine.train import train
 from yolobone.models import DetectionModel, get_block, registered_names
 from yolobone.models.loss import ComputeLoss
@@ -90,6 +91,24 @@ def test_defaults_by_head():
         DetectTask().resolve_defaults(_trainer(SimpleNamespace(detect=_af_head()), label_smoothing=0.1))
 
 
+def test_training_rules_follow_the_head():
+    """Anchor-free heads train in Ultralytics' loop (no LR lag, gradients carried over epochs, mAP50-95 picks
+    best.pt), YOLOv5's heads in v7.0's; compare.py reads a run's best epoch by the same rule."""
+    from yolobone.engine.compare.metrics import task_metrics
+    task = DetectTask()
+    assert task.training_rules(SimpleNamespace(detect=_af_head())) == ULTRALYTICS_RULES
+    assert task.training_rules(DetectionModel(YOLOV5_CFG)) == YOLOV5_RULES
+    assert ULTRALYTICS_RULES.carry_gradients and not ULTRALYTICS_RULES.lr_lags_one_epoch
+    assert YOLOV5_RULES.lr_lags_one_epoch and not YOLOV5_RULES.carry_gradients
+    results = (0.5, 0.5, 0.8, 0.3)
+    assert task.fitness(results, ULTRALYTICS_RULES) == pytest.approx(0.3)
+    assert task.fitness(results, YOLOV5_RULES) == task.fitness(results) == pytest.approx(0.08 + 0.27)
+    metrics = {"mAP50": [0.8, 0.5], "mAP50-95": [0.30, 0.31]}  # YOLOv5's fitness: 0.35 then 0.329
+    best = task_metrics("detect").best_epoch
+    assert best(metrics, ["epoch", "train/box_loss", "train/cls_loss", "train/dfl_loss"]) == 1
+    assert best(metrics, ["epoch", "train/box_loss", "train/obj_loss", "train/cls_loss"]) == 0
+
+
 def test_loss_and_columns_follow_the_head():
     task = DetectTask()
     af = _trainer(SimpleNamespace(detect=_af_head()))
@@ -154,20 +173,36 @@ def test_anchor_free_model_trains_with_its_recipe(af_run, tmp_path):
 
 @needs_anchor_free_head
 def test_anchor_free_resume_matches_uninterrupted(af_run, tmp_path):
-    """--optimizer auto, the bias warmup from 0 and close-mosaic after a resume: the same run as without the cut."""
+    """--optimizer auto, the bias warmup from 0, close-mosaic and the gradients of an unfinished accumulation after a
+    resume: the same run as without the cut."""
     data, cfg = af_run
-    base = dict(cfg=cfg, data=data, epochs=3, close_mosaic=1, batch_size=8, imgsz=64, device="cpu",
+    # 3 batches of 6 an epoch, steps every 12 images after a one-epoch warmup: epoch 0 ends inside an accumulation
+    hyp = dict(load_hyp(ANCHOR_FREE_HYP).to_dict(), warmup_epochs=1.0)
+    base = dict(cfg=cfg, data=data, epochs=3, close_mosaic=1, batch_size=6, nbs=12, hyp=hyp, imgsz=64, device="cpu",
                 workers=0, noval=True, noplots=True, deterministic=True, project=str(tmp_path / "runs"))
     full = train(base, name="full")
     with pytest.raises(Interrupt):
         train(base, name="cut", callbacks={"on_fit_epoch_end": stop_after_first_epoch})
     last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["resume_state"]["pending_grads"]
     resumed = train(DetectOptions(resume=str(last), device="cpu", workers=0))
     assert resumed.loss_history == full.loss_history[1:]
     a = torch.load(full.last, weights_only=True)["model"]
     b = torch.load(resumed.last, weights_only=True)["model"]
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+
+
+@needs_anchor_free_head
+def test_anchor_free_lr_follows_ultralytics_schedule(af_run, tmp_path):
+    """Without warmup, epoch e trains at lr0 x lf(e) (Ultralytics), not lf(e - 1) as YOLOv5 v7.0's rewind gives."""
+    data, cfg = af_run
+    hyp = dict(load_hyp(ANCHOR_FREE_HYP).to_dict(), warmup_epochs=0.0, lr0=0.001)
+    r = train(dict(cfg=cfg, data=data, epochs=2, batch_size=8, imgsz=64, device="cpu", workers=0, optimizer="Adam",
+                   hyp=hyp, project=str(tmp_path / "runs"), name="lr", noplots=True, noval=True))
+    with (r.save_dir / "results.csv").open() as f:
+        rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    assert [row["x/lr1"] for row in rows] == pytest.approx([0.001, 0.001 * (0.5 * 0.99 + 0.01)])
 
 
 def test_compare_gives_each_config_its_heads_recipe(tmp_path):

@@ -85,7 +85,7 @@ def test_classifier_early_stopping_patience(data, tmp_path):
 
         calls = 0
 
-        def fitness(self, results):
+        def fitness(self, results, rules=None):
             self.calls += 1
             return 1.0 / self.calls
 

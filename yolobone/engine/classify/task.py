@@ -24,7 +24,7 @@ from yolobone.engine.classify.validator import ClassifyMetrics, evaluate
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.options import TrainConfigError
-from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainTask
+from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainingRules, TrainTask
 from yolobone.models.base import YAMLModel
 from yolobone.models.classification import ClassificationModel
 from yolobone.models.loading import model_from_checkpoint
@@ -133,7 +133,7 @@ class ClassifyTask(TrainTask):
     def results(self, metrics: ClassifyMetrics) -> Tuple[float, ...]:
         return metrics.loss, metrics.top1, metrics.top5
 
-    def fitness(self, results: Sequence[float]) -> float:
+    def fitness(self, results: Sequence[float], rules: TrainingRules = TrainingRules()) -> float:
         return float(results[1])  # top-1
 
     def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:

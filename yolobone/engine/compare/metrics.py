@@ -7,10 +7,10 @@ that compare should handle adds one TaskMetrics entry to TASK_METRICS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 from yolobone.engine.compare.options import CompareError
-from yolobone.engine.detect.metrics import fitness
+from yolobone.engine.detect.metrics import ULTRALYTICS_FITNESS, YOLOV5_FITNESS, fitness
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class TaskMetrics:
 
     columns: Dict[str, str]  # our metric name -> results.csv column (the first is also the curves' y-axis)
     pareto: str  # the metric of the Pareto plot and of the significance test
-    best_epoch: Callable[[Dict[str, List[float]]], int]  # per-epoch metrics (columns' names) -> best.pt's position
+    # per-epoch metrics (columns' names) and the results.csv header -> best.pt's position
+    best_epoch: Callable[[Dict[str, List[float]], Sequence[str]], int]
     best_epoch_note: str  # how the epoch saved as best.pt is chosen, as results.md says it
     builtin_data_name: str = ""  # how the reports name the built-in dataset that an empty --data means
 
@@ -29,18 +30,21 @@ def _latest_max(values: List[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], i))
 
 
-def _detect_best(metrics: Dict[str, List[float]]) -> int:
-    return _latest_max([fitness(a, b) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])])
+def _detect_best(metrics: Dict[str, List[float]], header: Sequence[str]) -> int:
+    """An anchor-free head's run (its DFL loss column) keeps Ultralytics' fitness, an anchor-based one YOLOv5's."""
+    weights = ULTRALYTICS_FITNESS if "train/dfl_loss" in header else YOLOV5_FITNESS
+    return _latest_max([fitness(a, b, weights) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])])
 
 
-def _classify_best(metrics: Dict[str, List[float]]) -> int:
+def _classify_best(metrics: Dict[str, List[float]], header: Sequence[str]) -> int:
     return _latest_max(metrics["top1"])
 
 
 TASK_METRICS: Dict[str, TaskMetrics] = {
     "detect": TaskMetrics(columns={"mAP50": "metrics/mAP_0.5", "mAP50-95": "metrics/mAP_0.5:0.95"},
                           pareto="mAP50-95", best_epoch=_detect_best,
-                          best_epoch_note="highest 0.1 mAP50 + 0.9 mAP50-95, the epoch saved as best.pt"),
+                          best_epoch_note="highest 0.1 mAP50 + 0.9 mAP50-95 (anchor-free heads: mAP50-95), the epoch "
+                                          "saved as best.pt"),
     "classify": TaskMetrics(columns={"top1": "metrics/accuracy_top1", "top5": "metrics/accuracy_top5"},
                             pareto="top1", best_epoch=_classify_best,
                             best_epoch_note="highest top-1, the epoch saved as best.pt",

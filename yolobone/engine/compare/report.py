@@ -44,7 +44,7 @@ def read_run_history(csv_path: Path, task: str = "detect") -> RunHistory:
     """Parse a run's results.csv; a repeated epoch (written again after a resume) keeps its last row.
 
     The best epoch follows the trainers' choice of best.pt: detection keeps the last epoch with the highest
-    fitness 0.1 mAP50 + 0.9 mAP50-95, classification the first epoch with the highest top-1.
+    fitness 0.1 mAP50 + 0.9 mAP50-95 (anchor-free heads: mAP50-95), classification the last with the highest top-1.
     """
     columns = metric_columns(task)
     try:
@@ -64,7 +64,8 @@ def read_run_history(csv_path: Path, task: str = "detect") -> RunHistory:
         raise RunResultsError(f"{csv_path}: no epoch rows")
     epochs = sorted(by_epoch)
     metrics = {name: [by_epoch[e][name] for e in epochs] for name in columns}
-    return RunHistory(epochs=epochs, metrics=metrics, best_index=task_metrics(task).best_epoch(metrics))
+    header = list(rows[0])
+    return RunHistory(epochs=epochs, metrics=metrics, best_index=task_metrics(task).best_epoch(metrics, header))
 
 
 @dataclass

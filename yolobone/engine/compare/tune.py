@@ -75,7 +75,7 @@ def run_trial(recipe: Dict[str, Any], options: Dict[str, Any]) -> None:
     task = TASKS[o.task]
 
     def report(trainer: Any) -> None:
-        tune.report({"fitness": float(task.fitness(trainer.results)), "epoch": trainer.epoch + 1})
+        tune.report({"fitness": float(task.fitness(trainer.results, trainer.rules)), "epoch": trainer.epoch + 1})
 
     train(trial_options(o, options["cfg"], Path(options["data"]), recipe, trial_dir),
           callbacks={"on_fit_epoch_end": report})

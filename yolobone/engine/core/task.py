@@ -22,6 +22,17 @@ Batch = Tuple[torch.Tensor, Any, int]  # (images on the device, targets on the d
 Criterion = Callable[[Any, Any], Tuple[torch.Tensor, torch.Tensor]]  # (pred, targets) -> (loss, detached parts)
 
 
+@dataclass(frozen=True)
+class TrainingRules:
+    """Loop behaviours on which the trainers a recipe comes from differ (YOLOv5 v7.0's train.py, Ultralytics'
+    BaseTrainer); the task picks them per model (TrainTask.training_rules)."""
+
+    lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1) (v7.0 rewinds its scheduler once)
+    carry_gradients: bool = False  # an unfinished accumulation carries into the next epoch (else it is dropped)
+    warmup_leaves_last_epoch: bool = False  # warmup never takes the last epoch (min(warmup_epochs, epochs - 1))
+    fitness_weights: Tuple[float, ...] = ()  # the task's weights of the figures that pick best.pt ((): its default)
+
+
 @dataclass
 class TaskData:
     """setup_data's result: the task's resolved dataset description and the class names the run trains."""
@@ -69,7 +80,6 @@ class TrainTask:
     default_hyp: str = ""  # --hyp when none is given ('' = the task takes no hyperparameter YAML)
     recipe_by_head: bool = False  # an omitted --hyp / --optimizer depends on the model (default_recipe)
     channels_last_on_cpu: bool = True  # train in channels_last on CPU too (where it was measured faster)
-    lr_lags_one_epoch: bool = False  # after warmup epoch e trains at lf(e - 1), as YOLOv5 v7.0's detection trainer
 
     # ---------------------------------------------------------------------------------------- set-up
     def dataset_nc(self, data: str, seed: int = 0) -> int:
@@ -99,6 +109,10 @@ class TrainTask:
     def resolve_defaults(self, t: "Trainer") -> None:
         """Right after t.model is built (new runs and resumes): fill the options whose default depends on the model
         (and t.hyp with them); what is set here is what opt.yaml and the checkpoints record."""
+
+    def training_rules(self, model: nn.Module) -> TrainingRules:
+        """How the training loop treats this model (the trainer its recipe follows)."""
+        return TrainingRules()
 
     def setup_model(self, t: "Trainer") -> List[str]:
         """Adjust t.model before training (frozen layers, dropout, class names); returns the frozen parameter
@@ -152,7 +166,8 @@ class TrainTask:
         """The validation figures kept between epochs (t.results) from validate()'s metrics."""
         raise NotImplementedError
 
-    def fitness(self, results: Sequence[float]) -> float:
+    def fitness(self, results: Sequence[float], rules: TrainingRules = TrainingRules()) -> float:
+        """The figure that picks best.pt (higher is better) from results(); rules.fitness_weights may weight it."""
         raise NotImplementedError
 
     def csv_values(self, loss: Sequence[float], results: Sequence[float], lr: Sequence[float]) -> Tuple[float, ...]:

@@ -31,7 +31,7 @@ from yolobone.engine.core.optim import accumulation, apply_warmup, auto_iteratio
     describe_optimizer, lr_lambda, warmup_iterations
 from yolobone.engine.core.options import RunOptions, TrainConfigError
 from yolobone.engine.core.stopping import EarlyStopping
-from yolobone.engine.core.task import Criterion, TrainTask
+from yolobone.engine.core.task import Criterion, TrainingRules, TrainTask
 from yolobone.engine.core.training_checkpoint import (END_STAGES, TRAIN, capture_rng, checkpoint_stage, float_state,
                                              latest_checkpoint, load_resumable, restore_rng, run_end_steps)
 from yolobone.models.freeze import set_frozen_bn_eval, unfreeze
@@ -105,6 +105,7 @@ class Trainer:
         self.train_set: Any = None
         self.problems: List[Tuple[str, str]] = []
         self.criterion: Optional[Criterion] = None
+        self.rules = TrainingRules()  # the loop's behaviours for this model (task.training_rules, after the build)
         self.compute_loss: Any = None
 
     def _run(self, event: str) -> None:
@@ -140,6 +141,7 @@ class Trainer:
             model = self._build_model()
         self.model = accel.to_memory_format(model.to(self.device), self.acc)  # speed-ups
         task.resolve_defaults(self)
+        self.rules = task.training_rules(self.model)
         self._setup_save_dir()
         self.frozen = task.setup_model(self)
         self.gs = task.grid_size(self.model)
@@ -252,7 +254,7 @@ class Trainer:
         LOGGER.info(describe_optimizer(self.optimizer, choice.lr0) + choice.note)
         self.lf = lr_lambda(opt.epochs, hyp.lrf, opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
-        if self.task.lr_lags_one_epoch:  # one more epoch at the full rate; a resume restores the count anyway
+        if self.rules.lr_lags_one_epoch:  # one more epoch at the full rate; a resume restores the count anyway
             self.scheduler.last_epoch = -1
 
     def _restore_training_state(self) -> None:
@@ -269,6 +271,10 @@ class Trainer:
         self.best_epoch = int(rs.get("best_epoch", -1))
         self.stopper = EarlyStopping(self.opt.patience, **rs["stopper"])
         self.last_opt_step = int(rs["last_opt_step"])
+        pending = rs.get("pending_grads") or {}
+        for k, p in self.model.named_parameters():
+            if k in pending:
+                p.grad = pending[k].to(p.device)
         self.results = tuple(rs.get("results", self.results))
         if self.stage != TRAIN:
             self.epoch = self.start_epoch - 1
@@ -276,7 +282,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- epochs
     def fit(self) -> None:
         opt = self.opt
-        self.nw = warmup_iterations(self.hyp.warmup_epochs, self.nb, self.hyp.warmup_min_iters)
+        warmup_epochs = self.hyp.warmup_epochs
+        if self.rules.warmup_leaves_last_epoch:
+            warmup_epochs = min(warmup_epochs, max(opt.epochs - 1, 0))
+        self.nw = warmup_iterations(warmup_epochs, self.nb, self.hyp.warmup_min_iters)
         self.t0 = time.time()
         if self.resume_ckpt:
             restore_rng(self.resume_ckpt["resume_state"]["rng"], getattr(self.train_loader, "generator", None))
@@ -324,7 +333,8 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         mloss = torch.zeros(len(self.loss_names), device=self.device)
         pbar = self._progress_bar()
-        self.optimizer.zero_grad()
+        if not self.rules.carry_gradients:  # YOLOv5 drops an unfinished accumulation at the epoch's end
+            self.optimizer.zero_grad()
         bar_due = accel.ProgressThrottle(self.nb)  # speed-ups: the loss readout syncs, so not every step
         for i, batch in pbar:
             ni = i + self.nb * epoch
@@ -379,7 +389,7 @@ class Trainer:
         if not opt.noval or final_epoch:
             self.val = task.validate(self, self.ema.ema, final=False)
             self.results = task.results(self.val)
-        fi = task.fitness(self.results)
+        fi = task.fitness(self.results, self.rules)
         stop = self.stopper(epoch, fi)
         if fi > self.best_fitness or self.best_epoch < 0:
             self.best_fitness = fi
@@ -417,8 +427,16 @@ class Trainer:
                                  "scheduler": copy.deepcopy(self.scheduler.state_dict()),
                                  "scaler": self.scaler.state_dict() if self.amp else None,
                                  "last_opt_step": int(self.last_opt_step), "stopper": self.stopper.state_dict(),
+                                 "pending_grads": self._pending_grads(),
                                  "results": [float(v) for v in self.results], "best_epoch": int(self.best_epoch),
                                  "rng": capture_rng(getattr(self.train_loader, "generator", None))}}
+
+    def _pending_grads(self) -> Dict[str, torch.Tensor]:
+        """Gradients accumulated since the last optimizer step, when they carry into the next epoch (a resume
+        restores them, so it goes on as the uninterrupted run)."""
+        if not self.rules.carry_gradients:
+            return {}
+        return {k: p.grad.detach().clone() for k, p in self.model.named_parameters() if p.grad is not None}
 
     # ------------------------------------------------------------------------------------------- end
     def finish(self) -> TrainResult:
@@ -458,7 +476,7 @@ class Trainer:
 
         rs = ckpt["resume_state"]
         is_best = rs["best_epoch"] == ckpt["epoch"] if "best_epoch" in rs else \
-            self.task.fitness(rs["results"]) == ckpt["best_fitness"]
+            self.task.fitness(rs["results"], self.rules) == ckpt["best_fitness"]
         final = run_end_steps(ckpt, self.last, self.best, is_best, final_validation)
         self.stage = ckpt["stage"]
         return final

@@ -32,9 +32,14 @@ class MetricsInputError(YoloboneError, ValueError):
     """Raised when predictions or ground truth handed to the metrics have the wrong shape or classes."""
 
 
-def fitness(map50: float, map50_95: float) -> float:
-    """YOLOv5 model fitness used to pick best.pt: 0.1 * mAP50 + 0.9 * mAP50-95."""
-    return 0.1 * float(map50) + 0.9 * float(map50_95)
+YOLOV5_FITNESS = (0.1, 0.9)  # weights of (mAP50, mAP50-95) in the fitness that picks best.pt: YOLOv5 (and YOLOv7)
+ULTRALYTICS_FITNESS = (0.0, 1.0)  # Ultralytics 8.x: mAP50-95 alone
+
+
+def fitness(map50: float, map50_95: float, weights: Tuple[float, float] = YOLOV5_FITNESS) -> float:
+    """Model fitness used to pick best.pt: weights . (mAP50, mAP50-95), YOLOv5's 0.1 * mAP50 + 0.9 * mAP50-95 by
+    default."""
+    return weights[0] * float(map50) + weights[1] * float(map50_95)
 
 
 def smooth(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:

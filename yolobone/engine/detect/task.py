@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from yolobone.engine.core import acceleration as accel
 from yolobone.engine.core.ddp import zero_first
 from yolobone.engine.core.options import TrainConfigError
-from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainTask
+from yolobone.engine.core.task import Batch, Loaders, LossSetup, TaskData, TrainingRules, TrainTask
 from yolobone.engine.core.optim import AUTO
 from yolobone.engine.detect.options import ANCHOR_FREE_CLOSE_MOSAIC, ANCHOR_FREE_HYP, DEFAULT_HYP, DetectOptions
 from yolobone.engine.detect.validator import ValResult, validate
@@ -34,7 +34,7 @@ from yolobone.data.datasets import check_dataset, create_dataloader
 from yolobone.data.report import dataset_report, split_of
 from yolobone.utils.hyp import Hyp, load_hyp
 from yolobone.utils.logging import LOGGER
-from yolobone.engine.detect.metrics import fitness
+from yolobone.engine.detect.metrics import ULTRALYTICS_FITNESS, YOLOV5_FITNESS, fitness
 
 if TYPE_CHECKING:
     from yolobone.engine.core.trainer import Trainer
@@ -50,6 +50,10 @@ def result_keys(loss_names: Sequence[str]) -> Tuple[str, ...]:
 
 
 RESULT_KEYS = result_keys(ANCHOR_BASED_LOSSES)  # YOLOv5's columns; anchor-free heads: result_keys(LOSS_NAMES)
+# YOLOv5 v7.0's train.py (YOLOv7's too) for the anchor-based heads, Ultralytics' BaseTrainer (8.4) for the anchor-free
+YOLOV5_RULES = TrainingRules(lr_lags_one_epoch=True, fitness_weights=YOLOV5_FITNESS)
+ULTRALYTICS_RULES = TrainingRules(carry_gradients=True, warmup_leaves_last_epoch=True,
+                                  fitness_weights=ULTRALYTICS_FITNESS)
 
 
 def is_anchor_free(model: nn.Module) -> bool:
@@ -103,7 +107,6 @@ class DetectTask(TrainTask):
     default_data = DetectOptions.data
     default_hyp = DEFAULT_HYP  # anchor-based heads; anchor-free ones default to ANCHOR_FREE_HYP (resolve_defaults)
     recipe_by_head = True
-    lr_lags_one_epoch = True  # v7.0's train.py rewinds its scheduler once after building it (classify/train.py not)
 
     def dataset_nc(self, data: str, seed: int = 0) -> int:
         return len(check_dataset(data or self.default_data)["names"])
@@ -121,6 +124,10 @@ class DetectTask(TrainTask):
         if is_anchor_free(model):
             return {"hyp": ANCHOR_FREE_HYP, "optimizer": AUTO, "close_mosaic": ANCHOR_FREE_CLOSE_MOSAIC}
         return {"hyp": DEFAULT_HYP, "optimizer": "SGD", "close_mosaic": 0}
+
+    def training_rules(self, model: nn.Module) -> TrainingRules:
+        """Anchor-free heads train in Ultralytics' loop, YOLOv5's anchor-based ones in v7.0's (see TrainingRules)."""
+        return ULTRALYTICS_RULES if is_anchor_free(model) else YOLOV5_RULES
 
     def resolve_defaults(self, t: "Trainer") -> None:
         """Options left unset take the head's default_recipe."""
@@ -269,8 +276,8 @@ class DetectTask(TrainTask):
     def results(self, metrics: ValResult) -> Tuple[float, ...]:
         return metrics.results_tuple()
 
-    def fitness(self, results: Sequence[float]) -> float:
-        return fitness(*results[2:4])
+    def fitness(self, results: Sequence[float], rules: TrainingRules = YOLOV5_RULES) -> float:
+        return fitness(*results[2:4], rules.fitness_weights or YOLOV5_FITNESS)
 
     def loss_columns(self, t: "Trainer") -> Tuple[str, ...]:
         return tuple(getattr(t.compute_loss, "loss_names", ANCHOR_BASED_LOSSES))
