@@ -199,9 +199,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for i in range(n):
         if i < 10 or i % 10 == 9 or i == n - 1:
             print(f"{i:9d} {ref[i]:12.4f} {ours[i]:12.4f} {rel[i]:9.2e}")
-    last = slice(max(n - 38, 0), n)
-    print(f"mean loss, last {last.stop - last.start} iterations: Ultralytics {sum(ref[last]) / (last.stop - last.start):.4f}, "
-          f"ours {sum(ours[last]) / (last.stop - last.start):.4f}")
+    per_epoch = n // a.run_epochs
+    print(f"mean loss per epoch ({per_epoch} iterations): epoch, Ultralytics, ours, ours / Ultralytics")
+    for e in range(a.run_epochs):
+        r, o = (sum(x[e * per_epoch:(e + 1) * per_epoch]) / per_epoch for x in (ref, ours))
+        print(f"{e:5d} {r:12.4f} {o:12.4f} {o / r:8.4f}")
     print("weights after the first step, largest relative difference:",
           weight_gap(torch.load(out / "step1.pt", weights_only=True), torch.load(out / "ours_step1.pt", weights_only=True)))
     print(f"weights after {a.run_epochs} epochs, largest relative difference:",
