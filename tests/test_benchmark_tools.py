@@ -1,9 +1,14 @@
 """The figures benchmarks/learning_parity.py reports (per-seed curve summaries, the tests between sides, the
-references' result files) and benchmarks/replay_train.py's loader of saved batches (the pipeline swap)."""
+references' result files), benchmarks/replay_train.py's loader of saved batches (the pipeline swap), and the GPU
+check's CPU smoke mode (benchmarks/gpu_check.sh)."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,3 +91,24 @@ def test_replay_train_trains_on_the_saved_batches(tmp_path, capsys):
                       "--project", str(tmp_path / "runs"), "--name", "r", "--noplots", "--noautoanchor"])
     assert rc == 0 and "replay_train: training batches from" in capsys.readouterr().out
     assert (tmp_path / "runs" / "r" / "weights" / "last.pt").is_file()
+
+
+def test_gpu_check_smoke_runs_end_to_end_on_the_cpu(tmp_path):
+    """`bash benchmarks/gpu_check.sh --device cpu --smoke`, as a GPU owner runs it but at tiny sizes: every step
+    runs (the TensorRT tests skip without CUDA) and one JSON summary names no failed step."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "summary.json"
+    # the script calls `python`: the interpreter running the tests, first on PATH
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # its scratch folder under tmp_path too
+    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--smoke", "--out", str(out)],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["failed"] == [] and summary["device"] == "cpu" and summary["smoke"]
+    assert set(summary["steps"]) == {"cuda_tests", "yolov5n", "yolo11n", "detect_throughput"}
+    assert "skipped" in summary["steps"]["cuda_tests"]["result"]  # TensorRT needs CUDA
+    for model in ("yolov5n", "yolo11n"):
+        s = summary["steps"][model]
+        assert s["train_images_per_s"] > 0 and 0 <= s["pt_map50_95"] <= 1 and 0 <= s["onnx_map50_95"] <= 1
+    assert summary["steps"]["detect_throughput"]["images"] == 4
