@@ -8,7 +8,11 @@ Steps, each timed, each failure recorded (the JSON's "failed" lists them; the ex
   2. per model (yolov5n, and yolo11n where configs/yolo11n.yaml exists): 1 epoch of training (AMP on CUDA) with
      its images/s, val.py of best.pt, then ONNX (and TensorRT FP16 on CUDA with tensorrt installed) exported and
      validated, each export's mAP50-95 beside the .pt's;
-  3. detect.py-style throughput (Detector, batch 1) of yolov5n's best.pt on the val images.
+  3. detect.py-style throughput (Detector, batch 1) of yolov5n's best.pt on the val images;
+  4. training images/s of yolov5n and yolov5s at 640 (AMP on CUDA), ours vs YOLOv5 v7.0 interleaved
+     (benchmarks/train_speed.py), and 10 epochs of learning parity with YOLOv5 on the shapes set
+     (benchmarks/learning_parity.py): both need the reference venv (../shared/yolov5-ref/setup.sh builds it) and
+     are recorded as skipped without it.
 """
 from __future__ import annotations
 
@@ -53,6 +57,49 @@ def cuda_tests() -> Dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"pytest exited {proc.returncode}: {last}")
     return {"result": last}
+
+
+REF_PYTHON = Path.home() / ".cache" / "yolov5-ref" / "venv" / "bin" / "python"  # what setup.sh builds
+
+
+def reference_missing(setup: Path) -> str:
+    """Why a step against YOLOv5 v7.0 cannot run here ('' when it can): its venv and the setup script it sources."""
+    missing = [str(f) for f in (REF_PYTHON, setup) if not f.is_file()]
+    return f"the YOLOv5 reference is not set up (missing {', '.join(missing)})" if missing else ""
+
+
+def script(args: list, timeout: int) -> None:
+    """Run one of the benchmarks/ scripts with this interpreter; a failure raises with its last output line."""
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]
+        raise RuntimeError(f"{args[0]} exited {proc.returncode}: {last}")
+
+
+def versus_yolov5(o: argparse.Namespace, work: Path) -> Dict[str, Any]:
+    """Training images/s ours vs YOLOv5 v7.0, interleaved (AMP on CUDA for both)."""
+    from benchmarks.train_speed import REF_SETUP
+    if reference_missing(REF_SETUP):
+        return {"skipped": reference_missing(REF_SETUP)}
+    cfgs, size, images, batch = (["yolov5n"], 64, 8, 4) if o.smoke else (["yolov5n", "yolov5s"], 640, 256, 16)
+    out = work / "train_speed.json"
+    script(["benchmarks/train_speed.py", "--cfgs", *cfgs, "--imgsz", str(size), "--images", str(images), "--epochs",
+            "3", "--batch-size", str(batch), "--workers", "2", "--device", o.device, "--project",
+            str(work / "train_speed"), "--out", str(out)], timeout=600)
+    return json.loads(out.read_text())
+
+
+def learning_parity(o: argparse.Namespace, work: Path) -> Dict[str, Any]:
+    """A short learning-parity run with YOLOv5 v7.0 on the shapes set (10 epochs; 1 in smoke mode)."""
+    from benchmarks.learning_parity import REF_SETUP
+    if reference_missing(REF_SETUP):
+        return {"skipped": reference_missing(REF_SETUP)}
+    epochs, size, batch = (1, 64, 4) if o.smoke else (10, 320, 16)
+    script(["benchmarks/learning_parity.py", "--data", "shapes", "--cfg", "yolov5n", "--epochs", str(epochs),
+                   "--img", str(size), "--batch", str(batch), "--seeds", "0", "--workers", "2", "--device", o.device,
+                   "--out", str(work / "learning_parity")], timeout=900)
+    report = json.loads(next(iter((work / "learning_parity").glob("*/parity.json"))).read_text())
+    return {k: v for k, v in report.items() if k not in ("args", "runs")}  # the two sides' figures and their ratio
 
 
 def val_map(weights: Path, data: str, imgsz: int, device: str, batch: int, project: Path) -> float:
@@ -130,6 +177,8 @@ def main(argv=None) -> int:
 
             val = Path(check_dataset(data)["val"])
             step(summary, "detect_throughput", lambda: throughput(best, val, o.imgsz, o.device))
+        step(summary, "train_speed_vs_yolov5", lambda: versus_yolov5(o, work))
+        step(summary, "learning_parity_vs_yolov5", lambda: learning_parity(o, work))
     summary["total_s"] = round(time.time() - t0, 1)
     text = json.dumps(summary, indent=1)
     print(text)

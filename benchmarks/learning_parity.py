@@ -112,13 +112,18 @@ def iou_thres(a: argparse.Namespace) -> float:
     return 0.7 if a.reference == "ultralytics" else 0.6
 
 
+def device_of(a: argparse.Namespace) -> str:
+    """--device of both sides' train and val ('cpu' for callers whose options have none, e.g. transfer.py)."""
+    return str(getattr(a, "device", "cpu"))
+
+
 def ours_cfg(a: argparse.Namespace) -> str:
     return f"configs/yolov7/{a.cfg}.yaml" if a.reference == "yolov7" else f"configs/{a.cfg}.yaml"
 
 
 def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.Namespace) -> List[str]:
     common = (f"--data {data} --weights '' --img {a.img} --batch-size {a.batch} --epochs {a.epochs} --seed {seed} "
-              f"--device cpu --workers {a.workers} --project {run_dir.parent} --name {run_dir.name} --exist-ok "
+              f"--device {device_of(a)} --workers {a.workers} --project {run_dir.parent} --name {run_dir.name} --exist-ok "
               f"--noplots")
     if side == "ours":
         recipe = f"--hyp {YOLOV7_HYP} --cos-lr " if a.reference == "yolov7" else ""  # as YOLOv7's train.py trains
@@ -134,7 +139,7 @@ def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.N
                            f"{a.ours_root / ours_cfg(a)} --hyp {a.ours_root / YOLOV7_HYP} {v7} {a.ref_args}")
     if side == "ultralytics":
         return ref_command("yolo detect train " + ultralytics_args(
-            model=f"{a.cfg}.yaml", data=data, imgsz=a.img, batch=a.batch, epochs=a.epochs, seed=seed, device="cpu",
+            model=f"{a.cfg}.yaml", data=data, imgsz=a.img, batch=a.batch, epochs=a.epochs, seed=seed, device=device_of(a),
             workers=a.workers, project=run_dir.parent, name=run_dir.name, exist_ok=True, plots=False,
             pretrained=False, amp=False) + f" {a.ref_args}")
     return ref_command(f"python -m yolov5.train --cfg {a.cfg}.yaml {common} {a.ref_args}")
@@ -143,7 +148,7 @@ def train_command(side: str, data: Path, run_dir: Path, seed: int, a: argparse.N
 def val_command(side: str, data: Path, run_dir: Path, a: argparse.Namespace) -> List[str]:
     best = run_dir / "weights" / "best.pt"
     common = (f"--weights {best} --data {data} --img {a.img} --batch-size {a.batch} --iou-thres {iou_thres(a)} "
-              f"--device cpu --workers {a.workers} --project {run_dir} --name val --exist-ok --save-json")
+              f"--device {device_of(a)} --workers {a.workers} --project {run_dir} --name val --exist-ok --save-json")
     if side == "ours":
         return ["bash", "-c", f"cd {shlex.quote(str(a.ours_root))} && {shlex.quote(sys.executable)} val.py {common} "
                               f"--coco-eval"]
@@ -152,7 +157,7 @@ def val_command(side: str, data: Path, run_dir: Path, a: argparse.Namespace) -> 
             project=str(run_dir), data=str(data), weights=str(best), batch=a.batch, img=a.img, iou=iou_thres(a))))
     if side == "ultralytics":
         return ref_command("yolo detect val " + ultralytics_args(
-            model=best, data=data, imgsz=a.img, batch=a.batch, conf=0.001, iou=iou_thres(a), device="cpu",
+            model=best, data=data, imgsz=a.img, batch=a.batch, conf=0.001, iou=iou_thres(a), device=device_of(a),
             workers=a.workers, project=run_dir, name="val", exist_ok=True, save_json=True, plots=False))
     return ref_command(f"python -m yolov5.val {common}")
 
@@ -354,6 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--img", type=int, default=160)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--device", default="cpu", help="both sides' device: cpu or a CUDA index (0)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process")
     p.add_argument("--sides", nargs="+", choices=("ours", "reference"), default=["ours", "reference"])

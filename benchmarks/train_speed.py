@@ -88,7 +88,7 @@ def run_ours(a: argparse.Namespace) -> None:
     clock = EpochClock()
     # ours validates only the final epoch (noval), so its cycles hold no validation to subtract
     r = train(dict(cfg=str(ROOT / "configs" / f"{a.cfg}.yaml"), data=a.data, epochs=a.epochs, imgsz=a.imgsz,
-                   batch_size=a.batch_size, workers=a.workers, device="cpu", noval=True, noplots=True,
+                   batch_size=a.batch_size, workers=a.workers, device=a.device, noval=True, noplots=True,
                    project=a.project, name="ours", compile=a.compile, speedups=not a.plain),
               callbacks={"on_train_start": [clock.epoch_start, clock.cycle_start],
                          "on_train_epoch_end": clock.epoch_end,
@@ -111,7 +111,7 @@ def run_yolov5(a: argparse.Namespace) -> None:
     sys.argv = sys.argv[:1]  # its parser reads sys.argv (and would take our --worker for its --workers)
     opt = y5.parse_opt(True)
     for k, v in dict(weights="", cfg=str(ROOT / "configs" / f"{a.cfg}.yaml"), data=a.data, epochs=a.epochs,
-                     imgsz=a.imgsz, batch_size=a.batch_size, workers=a.workers, device="cpu",
+                     imgsz=a.imgsz, batch_size=a.batch_size, workers=a.workers, device=a.device,
                      noval=False,  # yolov5 7.0.14's --noval fails after a non-final epoch (map50s unbound)
                      noplots=True, project=a.project, name="yolov5", exist_ok=True).items():
         setattr(opt, k, v)
@@ -146,7 +146,8 @@ def make_subset(n_train: int, n_val: int, out: Path) -> Path:
 def trial(impl: str, cfg: str, imgsz: int, a: argparse.Namespace, data: Path, project: Path) -> Dict[str, Any]:
     args = ["benchmarks/train_speed.py", "--worker", impl, "--cfgs", cfg, "--imgsz", str(imgsz), "--data", str(data),
             "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--workers", str(a.workers),
-            "--images", str(a.images), "--project", str(project), "--compile", a.compile] + (["--plain"] * a.plain)
+            "--images", str(a.images), "--project", str(project), "--compile", a.compile, "--device", a.device] + \
+        (["--plain"] * a.plain)
     if impl == "yolov5":
         cmd = ["bash", "-c", f". {REF_SETUP} >/dev/null && cd {ROOT} && python " + " ".join(args)]
         env = dict(os.environ)
@@ -184,6 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--epochs", type=int, default=4, help="epochs per trial (the first is the warm-up)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or a CUDA index (0): both sides train there (AMP on CUDA)")
+    p.add_argument("--out", default="", help="also write the medians (images/s, ratios) to this JSON file")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours/YOLOv5 order alternates)")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="our --compile")
     p.add_argument("--plain", action="store_true", help="ours with --no-speedups (an A/A check)")
@@ -218,12 +221,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"  round {rnd + 1} {cfg} {imgsz} {impl:6s}: {s['cycle_ips']:.2f} images/s full cycle, "
                           f"{s['ips']:.2f} train phase (warm-up epoch {s['warm']:.2f}), peak RSS {s['peak']:.0f} MB, "
                           f"RSS growth {s['growth']:+.0f} MB, {s['wall']:.0f} s, {load()}", flush=True)
+    summary: Dict[str, Dict[str, float]] = {}
     print(f"\n{'model':10s}{'imgsz':>6s}{'impl':>8s}{'cycle img/s':>12s}{'ratio':>7s}{'train img/s':>12s}"
           f"{'ratio':>7s}{'warm-up':>9s}{'peak MB':>9s}{'growth MB':>11s}")
     for cfg in a.cfgs:
         for imgsz in a.imgsz:
             med = {(impl, k): statistics.median(x[k] for x in results[(cfg, imgsz, impl)])
                    for impl in impls for k in ("cycle_ips", "ips")}
+            summary[f"{cfg}@{imgsz}"] = {f"{impl}_{k}": round(med[(impl, k)], 2) for impl, k in med}
+            if "yolov5" in impls:
+                ratio = med[("ours", "cycle_ips")] / med[("yolov5", "cycle_ips")]
+                summary[f"{cfg}@{imgsz}"]["ratio_cycle"] = round(ratio, 3)
             for impl in impls:
                 rs = results[(cfg, imgsz, impl)]
                 ratios = [f"{med[('ours', k)] / med[('yolov5', k)]:.2f}x" if impl == "ours" and "yolov5" in impls
@@ -232,6 +240,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"{med[(impl, 'ips')]:12.2f}{ratios[1]:>7s}"
                       f"{statistics.median(x['warm'] for x in rs):9.2f}{max(x['peak'] for x in rs):9.0f}"
                       f"{max(x['growth'] for x in rs):+11.0f}")
+    if a.out:
+        Path(a.out).write_text(json.dumps(summary, indent=1))
     print(f"({load()} at the end; ratio = our images/s / YOLOv5's, medians over rounds of the post-warm-up epochs; "
           "full cycle = one epoch's start to the next's, checkpoint writes included, validation subtracted)")
     return 0
