@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.export import REF_PYTHON  # noqa: E402  (the venv setup.sh builds, or $YOLOV5_REF_VENV)
 from yolobone.data.synthetic import make_detection_dataset  # noqa: E402
 from yolobone.engine.detect.val_run import ValConfig, run_val  # noqa: E402
 from yolobone.engine.export import ExportConfig, export_model  # noqa: E402
@@ -59,9 +60,6 @@ def cuda_tests() -> Dict[str, Any]:
     return {"result": last}
 
 
-REF_PYTHON = Path.home() / ".cache" / "yolov5-ref" / "venv" / "bin" / "python"  # what setup.sh builds
-
-
 def reference_missing(setup: Path) -> str:
     """Why a step against YOLOv5 v7.0 cannot run here ('' when it can): its venv and the setup script it sources."""
     missing = [str(f) for f in (REF_PYTHON, setup) if not f.is_file()]
@@ -79,8 +77,9 @@ def script(args: list, timeout: int) -> None:
 def versus_yolov5(o: argparse.Namespace, work: Path) -> Dict[str, Any]:
     """Training images/s ours vs YOLOv5 v7.0, interleaved (AMP on CUDA for both)."""
     from benchmarks.train_speed import REF_SETUP
-    if reference_missing(REF_SETUP):
-        return {"skipped": reference_missing(REF_SETUP)}
+    why = reference_missing(REF_SETUP)
+    if why:
+        return {"skipped": why}
     cfgs, size, images, batch = (["yolov5n"], 64, 8, 4) if o.smoke else (["yolov5n", "yolov5s"], 640, 256, 16)
     out = work / "train_speed.json"
     script(["benchmarks/train_speed.py", "--cfgs", *cfgs, "--imgsz", str(size), "--images", str(images), "--epochs",
@@ -92,12 +91,13 @@ def versus_yolov5(o: argparse.Namespace, work: Path) -> Dict[str, Any]:
 def learning_parity(o: argparse.Namespace, work: Path) -> Dict[str, Any]:
     """A short learning-parity run with YOLOv5 v7.0 on the shapes set (10 epochs; 1 in smoke mode)."""
     from benchmarks.learning_parity import REF_SETUP
-    if reference_missing(REF_SETUP):
-        return {"skipped": reference_missing(REF_SETUP)}
+    why = reference_missing(REF_SETUP)
+    if why:
+        return {"skipped": why}
     epochs, size, batch = (1, 64, 4) if o.smoke else (10, 320, 16)
     script(["benchmarks/learning_parity.py", "--data", "shapes", "--cfg", "yolov5n", "--epochs", str(epochs),
-                   "--img", str(size), "--batch", str(batch), "--seeds", "0", "--workers", "2", "--device", o.device,
-                   "--out", str(work / "learning_parity")], timeout=900)
+            "--img", str(size), "--batch", str(batch), "--seeds", "0", "--workers", "2", "--device", o.device,
+            "--out", str(work / "learning_parity")], timeout=900)
     report = json.loads(next(iter((work / "learning_parity").glob("*/parity.json"))).read_text())
     return {k: v for k, v in report.items() if k not in ("args", "runs")}  # the two sides' figures and their ratio
 

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Sequence
 
 from yolobone.engine.compare.options import CompareError
 from yolobone.engine.detect.metrics import ULTRALYTICS_FITNESS, YOLOV5_FITNESS, fitness
+from yolobone.models.loss_af import LOSS_NAMES
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def _latest_max(values: List[float]) -> int:
 
 def _detect_best(metrics: Dict[str, List[float]], header: Sequence[str]) -> int:
     """An anchor-free head's run (its DFL loss column) keeps Ultralytics' fitness, an anchor-based one YOLOv5's."""
-    weights = ULTRALYTICS_FITNESS if "train/dfl_loss" in header else YOLOV5_FITNESS
+    weights = ULTRALYTICS_FITNESS if f"train/{LOSS_NAMES[-1]}" in header else YOLOV5_FITNESS
     return _latest_max([fitness(a, b, weights) for a, b in zip(metrics["mAP50"], metrics["mAP50-95"])])
 
 
